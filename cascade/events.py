@@ -1,0 +1,230 @@
+"""Frozen values that flow through the cascade: requests, completions, verdicts, attempts, results."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Purpose = Literal["answer", "reask", "verify"]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What is sent to one model: the messages and every other ``create()`` argument but ``model``.
+
+    Treat both as read-only; validators that change a request build a new one with ``replace``.
+    """
+
+    messages: Sequence[Mapping[str, Any]]
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def tools(self) -> Sequence[Mapping[str, Any]]:
+        return self.params.get("tools") or ()  # type: ignore[no-any-return]
+
+    @property
+    def response_format(self) -> Mapping[str, Any] | None:
+        return self.params.get("response_format")
+
+    def replace(
+        self,
+        *,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        **params: Any,
+    ) -> Request:
+        """A copy with other messages and/or parameters merged over the current ones."""
+        return Request(
+            messages=self.messages if messages is None else messages,
+            params={**self.params, **params} if params else self.params,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token, its log-probability, and the most likely alternatives."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call the model asked for; ``arguments`` is the raw JSON text it produced."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One model answer, reduced to what validators and costing need.
+
+    ``text`` is the message content ('' when the model answered only with tool calls);
+    ``raw`` is the SDK's ChatCompletion, kept for the caller and never compared.
+    """
+
+    model: str
+    text: str
+    request: Request
+    finish_reason: str | None = "stop"
+    tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    refusal: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    usage_known: bool = True
+    latency_s: float = 0.0
+    raw: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A call that produced no usable answer: a provider error or a malformed response.
+
+    ``kind`` is one of ``timeout``, ``rate_limited``, ``server_error``, ``connection_error``,
+    ``client_error``, ``malformed_response``; ``status`` the HTTP status when there was one.
+    """
+
+    model: str
+    kind: str
+    message: str
+    status: int | None = None
+    latency_s: float = 0.0
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def reason(self) -> str:
+        status = f" {self.status}" if self.status is not None else ""
+        return f"{self.kind}{status}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A validator's judgement of one completion. Validators return these; they never raise.
+
+    ``score`` is the measured value where there is one (a confidence, a length);
+    ``parsed`` the decoded value a schema validator produced (not stored, not compared).
+    """
+
+    validator: str
+    passed: bool
+    reason: str = ""
+    score: float | None = None
+    parsed: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One call the cascade made, in order: an answer, a re-ask, or a verification call."""
+
+    model: str
+    purpose: Purpose
+    output: str
+    verdicts: tuple[Verdict, ...]
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_usd: float | None
+    latency_s: float
+    error: str | None = None
+    finish_reason: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """True when the call answered and every validator run on it passed."""
+        return self.error is None and all(v.passed for v in self.verdicts)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What ``cascade.run`` returns.
+
+    ``cost_usd`` sums every attempt (None when a model had no known price);
+    ``baseline_cost_usd`` is what the strongest model alone would have cost.
+    """
+
+    task: str
+    output: str
+    parsed: Any
+    model: str
+    escalated: bool
+    ok: bool
+    attempts: tuple[Attempt, ...]
+    cost_usd: float | None
+    baseline_cost_usd: float | None
+    completion: Any = field(default=None, repr=False, compare=False)
+    mode: str = "cascade"
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why each rung was rejected: ``validator: reason`` or the provider error."""
+        out: list[str] = []
+        for a in self.attempts:
+            if a.error is not None:
+                out.append(a.error)
+            out.extend(f"{v.validator}: {v.reason}" for v in a.verdicts if not v.passed)
+        return tuple(out)
+
+
+# Upper bounds, in milliseconds, of the latency histogram kept in the daily counters.
+LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, float("inf"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """What the store keeps of one call (the store schema).
+
+    Every call yields one; ``sampled`` says whether it is kept whole. Escalated or failed
+    calls are always sampled; passing ones at the policy's ``sample_passes`` rate. An
+    unsampled record only updates the daily counters. ``input`` is the input as the
+    policy's ``store_inputs`` says (full text, redacted text, a sha256, or None);
+    attempt outputs are truncated to the policy's ``max_output_chars`` and kept only for
+    sampled records.
+    """
+
+    id: str
+    time: float
+    task: str
+    mode: str
+    models: tuple[str, ...]
+    model: str
+    escalated: bool
+    ok: bool
+    attempts: tuple[Attempt, ...]
+    cost_usd: float | None
+    baseline_cost_usd: float | None
+    latency_s: float
+    prompt_tokens: int
+    completion_tokens: int
+    features: Mapping[str, Any]
+    input: str | None
+    sampled: bool
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDay:
+    """Counters of one task on one UTC day, kept for every call whether sampled or not.
+
+    ``failures`` maps a validator name (or ``provider:<kind>``) to how many calls it
+    rejected an attempt in; ``latency_ms`` maps each bound of ``LATENCY_BUCKETS_MS``
+    (as text, ``inf`` for the last) to the number of calls at or under it.
+    """
+
+    task: str
+    day: str
+    calls: int = 0
+    escalations: int = 0
+    not_ok: int = 0
+    cost_usd: float = 0.0
+    baseline_cost_usd: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    failures: Mapping[str, int] = field(default_factory=dict)
+    latency_ms: Mapping[str, int] = field(default_factory=dict)

@@ -1,0 +1,43 @@
+"""The store protocol: where call records and daily counters go, and how the report reads them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+from ..events import CallRecord, TaskDay
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A backend for call records.
+
+    ``add`` is on the caller's path: it must not block on I/O and must never raise
+    (a backend that writes to a server hands records to a background writer, and spools
+    them locally when the server is away). Reading is for the report and may raise
+    ``StoreError``.
+    """
+
+    url: str
+
+    def add(self, record: CallRecord) -> None:
+        """Count the call and, if ``record.sampled``, keep it whole."""
+
+    def records(
+        self, *, task: str | None = None, since: float | None = None, until: float | None = None
+    ) -> Iterator[CallRecord]:
+        """Sampled records, oldest first, filtered by task and by time (unix seconds)."""
+
+    def days(
+        self, *, task: str | None = None, since: float | None = None, until: float | None = None
+    ) -> list[TaskDay]:
+        """Daily counters per task for the UTC days overlapping [since, until]."""
+
+    def tasks(self) -> list[str]:
+        """Every task with at least one call."""
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every record added so far is written (or spooled)."""
+
+    def close(self) -> None:
+        """Flush and release connections and threads."""

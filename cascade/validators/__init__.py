@@ -1,0 +1,31 @@
+"""Validators: the protocol, the built-in types, and the registry that names them.
+
+Built-in ``type:`` names: ``json_schema``, ``pydantic``, ``structure``, ``tool_calls``,
+``confidence``. Register your own with ``register_validator``.
+"""
+
+from ._base import BaseValidator, Validator, build_validator, register_validator, registered
+from .confidence import Confidence, LogprobConfidence, SelfRatedConfidence, VerifyConfidence
+from .schema import JsonSchema, PydanticModel
+from .structure import Structure
+from .tools import ToolCalls
+
+for _builtin in (JsonSchema, PydanticModel, Structure, ToolCalls, Confidence):
+    register_validator(_builtin.kind, _builtin)
+del _builtin
+
+__all__ = [
+    "BaseValidator",
+    "Confidence",
+    "JsonSchema",
+    "LogprobConfidence",
+    "PydanticModel",
+    "SelfRatedConfidence",
+    "Structure",
+    "ToolCalls",
+    "Validator",
+    "VerifyConfidence",
+    "build_validator",
+    "register_validator",
+    "registered",
+]

@@ -1,0 +1,366 @@
+"""``Cascade``: the sync and async drivers of the engine, and the process-wide default."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+import time
+from collections.abc import Generator, Mapping, Sequence
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import openai
+import structlog
+
+from . import _engine, _openai
+from ._request import make_request
+from .events import Request, Result
+from .exceptions import EscalationExhausted
+from .policy import Policy, PolicySet
+from .recording import build_record
+from .stores import Store, store_from_url
+
+_log = structlog.get_logger("cascade")
+_T = TypeVar("_T")
+
+
+class Cascade:
+    """Runs tasks through their policies: cheap model first, escalating on failed checks.
+
+    Args:
+        policies: a directory of ``<task>.yaml`` files (default: ``$CASCADE_POLICIES`` or
+            ``./policies``) or a ``PolicySet``.
+        client / async_client: openai clients; created from the environment on first use
+            when not given (an async client is derived from ``client`` when only it is given).
+        store: a store URL (``memory://``, ``sqlite:///path``, ``redis://...``) or a Store;
+            default ``$CASCADE_STORE``, else the embedded SQLite file.
+        validators: extra validator types by name, for these policies only.
+    """
+
+    def __init__(
+        self,
+        policies: str | Path | PolicySet | None = None,
+        *,
+        client: openai.OpenAI | None = None,
+        async_client: openai.AsyncOpenAI | None = None,
+        store: str | Store | None = None,
+        validators: Mapping[str, Any] | None = None,
+    ) -> None:
+        if isinstance(policies, PolicySet):
+            self.policies = policies
+        else:
+            where = policies or os.environ.get("CASCADE_POLICIES") or "policies"
+            self.policies = PolicySet(where, validators=validators)
+        self._client = client
+        self._async_client = async_client
+        self._owns_client = client is None
+        self._owns_async_client = async_client is None
+        self._store_spec = store
+        self._store: Store | None = store if not isinstance(store, (str, type(None))) else None
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    # -- the drivers: perform the engine's calls, nothing else ---------------------------
+
+    def _drive(self, flow: Generator[_engine.Call, _engine.Reply, _T]) -> _T:
+        client = self.client
+        try:
+            call = next(flow)
+            while True:
+                call = flow.send(_openai.call_sync(client, call))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def _adrive(self, flow: Generator[_engine.Call, _engine.Reply, _T]) -> _T:
+        client = self.async_client
+        try:
+            call = next(flow)
+            while True:
+                call = flow.send(await _openai.call_async(client, call))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def run(self, task: str, messages: Sequence[Mapping[str, Any]], **params: Any) -> Result:
+        """Answer ``messages`` for ``task``; other ``chat.completions.create`` args pass through.
+
+        Raises UnknownTaskError, PolicyError, InvalidRequestError (before any call),
+        ProviderError, EscalationExhausted (when the policy says ``on_exhausted: raise``).
+        """
+        policy, request, start = self._begin(task, messages, params)
+        strong: Future[Result] | None = None
+        if self._observing(policy):  # the cheap model runs beside, off the caller's path
+            strong = Future()
+            self._executor().submit(self._observe, policy, request, strong, start)
+        try:
+            result = self._drive(_engine.run(policy, request))
+        except BaseException as e:
+            if strong is not None:
+                strong.cancel()
+            if isinstance(e, EscalationExhausted):
+                self._finish(policy, request, e.result, start)
+            raise
+        if strong is None:
+            return self._finish(policy, request, result, start)
+        strong.set_result(result)
+        return _accepted(result)
+
+    async def arun(
+        self, task: str, messages: Sequence[Mapping[str, Any]], **params: Any
+    ) -> Result:
+        """``run`` for asyncio: the same engine, calls made with the async client."""
+        policy, request, start = self._begin(task, messages, params)
+        strong: asyncio.Future[Result] | None = None
+        if self._observing(policy):  # the cheap model runs concurrently, as a task
+            strong = asyncio.get_running_loop().create_future()
+            task_ = asyncio.ensure_future(self._aobserve(policy, request, strong, start))
+            self._tasks.add(task_)
+            task_.add_done_callback(self._tasks.discard)
+        try:
+            result = await self._adrive(_engine.run(policy, request))
+        except BaseException as e:
+            if strong is not None:
+                strong.cancel()
+            if isinstance(e, EscalationExhausted):
+                self._finish(policy, request, e.result, start)
+            raise
+        if strong is None:
+            return self._finish(policy, request, result, start)
+        strong.set_result(result)
+        return _accepted(result)
+
+    def _observe(
+        self, policy: Policy, request: Request, strong: Future[Result], start: float
+    ) -> None:
+        cheap = self._drive(_engine.shadow(policy, request))
+        try:
+            answer = strong.result()
+        except CancelledError:
+            return  # the strong model failed the caller: nothing to compare with
+        self._finish_observed(policy, request, answer, cheap, start)
+
+    async def _aobserve(
+        self, policy: Policy, request: Request, strong: asyncio.Future[Result], start: float
+    ) -> None:
+        cheap = await self._adrive(_engine.shadow(policy, request))
+        try:
+            answer = await strong
+        except asyncio.CancelledError:
+            return
+        self._finish_observed(policy, request, answer, cheap, start)
+
+    async def drain(self) -> None:
+        """Wait for the observations still running beside answered async calls."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- shared by both drivers ----------------------------------------------------------
+
+    def _begin(
+        self, task: str, messages: Any, params: dict[str, Any]
+    ) -> tuple[Policy, Request, float]:
+        start = time.perf_counter()
+        policy = self.policies.get(task)
+        return policy, make_request(task, messages, params, policy.spec.params), start
+
+    def _observing(self, policy: Policy) -> bool:
+        spec = policy.spec
+        return spec.mode == "observe" and (
+            spec.observe_sample >= 1.0 or random.random() < spec.observe_sample
+        )
+
+    def _finish(
+        self, policy: Policy, request: Request, result: Result | None, start: float
+    ) -> Result:
+        if result is None:
+            return result  # type: ignore[return-value]  # exhausted with no answer at all
+        result = _accepted(result)
+        latency = time.perf_counter() - start
+        self._record(policy, request, result, latency)
+        _log_result(result, latency)
+        return result
+
+    def _finish_observed(
+        self, policy: Policy, request: Request, strong: Result, cheap: _engine.Outcome,
+        start: float,
+    ) -> None:
+        combined, info = _engine.observation(policy, strong, cheap)
+        limit = policy.spec.stored_output_chars
+        info["cheap_output"] = info["cheap_output"][:limit]
+        info["strong_output"] = info["strong_output"][:limit]
+        latency = time.perf_counter() - start
+        self._record(policy, request, combined, latency, extra={"observe": info})
+        _log.info(
+            "cascade.observed",
+            task=policy.task,
+            decision=info["decision"],
+            agree=info["agree"],
+            reasons=info["reasons"],
+            projected_cost_usd=info["projected_cost_usd"],
+            strong_cost_usd=info["strong_cost_usd"],
+        )
+
+    def _record(
+        self, policy: Policy, request: Request, result: Result, latency: float,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        spec = policy.spec
+        record = build_record(
+            result,
+            request.messages,
+            latency_s=latency,
+            store_inputs=spec.store_inputs,
+            sample_passes=1.0 if extra else spec.sample_passes,
+            stored_output_chars=spec.stored_output_chars,
+        )
+        self.store.add(replace(record, extra=extra) if extra else record)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(4, thread_name_prefix="cascade-observe")
+        return self._pool
+
+    # -- lazily built parts --------------------------------------------------------------
+
+    @property
+    def client(self) -> openai.OpenAI:
+        """The sync openai client (from the environment unless one was given)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = openai.OpenAI()
+        return self._client
+
+    @property
+    def async_client(self) -> openai.AsyncOpenAI:
+        """The async openai client; derived from the sync one's settings when only it was given."""
+        if self._async_client is None:
+            with self._lock:
+                if self._async_client is None:
+                    c = self._client
+                    self._async_client = (
+                        openai.AsyncOpenAI()
+                        if c is None
+                        else openai.AsyncOpenAI(
+                            api_key=c.api_key,
+                            organization=c.organization,
+                            project=c.project,
+                            base_url=c.base_url,
+                            timeout=c.timeout,
+                            max_retries=c.max_retries,
+                        )
+                    )
+        return self._async_client
+
+    @property
+    def store(self) -> Store:
+        """Where call records go."""
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    spec = self._store_spec if isinstance(self._store_spec, str) else None
+                    self._store = store_from_url(spec or os.environ.get("CASCADE_STORE"))
+        return self._store
+
+    def close(self) -> None:
+        """Finish running observations, flush and release the store, and close the sync
+        client if the Cascade created it. Async users call ``aclose`` instead."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._store is not None:
+            self._store.close()
+        if self._owns_client and self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        """``close`` for asyncio: also waits for running observations and closes the async
+        client if the Cascade created it."""
+        await self.drain()
+        if self._owns_async_client and self._async_client is not None:
+            await self._async_client.close()
+            self._async_client = None
+        self.close()
+
+    def __enter__(self) -> Cascade:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Cascade:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _accepted(result: Result) -> Result:
+    raw = result.completion
+    if raw is not None:
+        fixed = _openai.accepted(raw, result.output)
+        if fixed is not raw:
+            return replace(result, completion=fixed)
+    return result
+
+
+def _log_result(result: Result, latency: float) -> None:
+    prev = None
+    for a in result.attempts:
+        if prev is not None and a.model != prev.model and a.purpose != "verify":
+            _log.info(
+                "cascade.escalated",
+                task=result.task,
+                from_model=prev.model,
+                to_model=a.model,
+                reasons=[prev.error] if prev.error else [
+                    f"{v.validator}: {v.reason}" for v in prev.verdicts if not v.passed
+                ],
+            )
+        if a.purpose != "verify":
+            prev = a
+    _log.info(
+        "cascade.call",
+        task=result.task,
+        model=result.model,
+        models=[a.model for a in result.attempts],
+        escalated=result.escalated,
+        ok=result.ok,
+        prompt_tokens=sum(a.prompt_tokens for a in result.attempts),
+        completion_tokens=sum(a.completion_tokens for a in result.attempts),
+        cost_usd=result.cost_usd,
+        baseline_cost_usd=result.baseline_cost_usd,
+        latency_s=round(latency, 6),
+    )
+
+
+_default: Cascade | None = None
+_default_lock = threading.Lock()
+
+
+def default() -> Cascade:
+    """The process-wide Cascade configured from the environment: CASCADE_POLICIES,
+    CASCADE_STORE, and the openai SDK's OPENAI_API_KEY / OPENAI_BASE_URL."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Cascade()
+    return _default
+
+
+def run(task: str, messages: Sequence[Mapping[str, Any]], **params: Any) -> Result:
+    """Run ``task`` on the default Cascade. See ``Cascade.run``."""
+    return default().run(task, messages, **params)
+
+
+async def arun(task: str, messages: Sequence[Mapping[str, Any]], **params: Any) -> Result:
+    """Run ``task`` on the default Cascade with the async client. See ``Cascade.arun``."""
+    return await default().arun(task, messages, **params)

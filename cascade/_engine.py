@@ -1,0 +1,323 @@
+"""The cascade's decisions, with no I/O.
+
+``run`` is a generator: it yields ``Call`` effects ("ask this model this"), is sent back a
+``Completion`` or a ``Failure``, and finally returns the ``Result``. The sync and async
+drivers in ``_client`` only perform the calls, so the logic exists once.
+
+For each model, cheapest first: ask; if the provider fails, escalate (or raise for the
+statuses a stronger model cannot fix); otherwise judge the answer. Validators with a
+``clean`` hook judge the raw answer and then strip what they asked for; the others judge
+the cleaned answer; validators that need a follow-up call (self-verification) run last
+and only when everything else passed, so no money is spent verifying a rejected answer;
+they are not run on the strongest model's answers, which nothing could replace.
+A failed verdict re-asks the same model ``retries`` times, quoting the reasons, then
+escalates. ``max_attempts`` and ``max_cost_usd`` stop the climb early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from .events import Attempt, Completion, Failure, Purpose, Request, Result, Verdict
+from .exceptions import EscalationExhausted, ProviderError
+from .policy import Policy
+from .pricing import usd
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Effect: call ``model`` with ``request``; send back a Completion or a Failure."""
+
+    model: str
+    request: Request
+    purpose: Purpose
+
+
+Reply = Completion | Failure
+Flow = Generator[Call, Reply, Result]
+
+REASK = (
+    "Your previous answer did not pass these checks:\n{reasons}\n"
+    "Answer the original request again, fixing these problems."
+)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What climbing a ladder of models produced, before it becomes a Result."""
+
+    attempts: list[Attempt]
+    costs: list[Decimal | None]
+    accepted: tuple[Completion, tuple[Verdict, ...]] | None = None
+    last: tuple[Completion, tuple[Verdict, ...]] | None = None
+    why: str = "every model failed validation"
+
+
+def prepare(policy: Policy, request: Request) -> Request:
+    """The request as the policy's validators want it sent (logprobs, instructions)."""
+    for hook in policy.preparers:
+        request = hook(request)
+    return request
+
+
+def ladder(policy: Policy) -> tuple[str, ...]:
+    """The models a call climbs in the policy's mode."""
+    mode = policy.spec.mode
+    if mode == "cascade":
+        return policy.models
+    return policy.models[:1] if mode == "cheap" else policy.models[-1:]
+
+
+def run(policy: Policy, request: Request) -> Flow:
+    """Answer ``request`` as the policy's mode says. See the module docstring.
+
+    In ``observe`` mode this is the strongest model's answer; ``shadow`` is the cheap
+    model's run beside it and ``observation`` compares the two.
+    """
+    out = yield from climb(policy, prepare(policy, request), ladder(policy))
+    if out.accepted is not None:
+        return _result(policy, out.attempts, out.costs, *out.accepted, ok=True)
+    return _exhausted(policy, out)
+
+
+def climb(policy: Policy, request: Request, models: tuple[str, ...]) -> Generator[
+    Call, Reply, Outcome
+]:
+    """Ask each model in turn until one's answer passes every validator."""
+    out = Outcome([], [])
+    answers = 0
+    max_attempts = policy.spec.max_attempts
+    max_cost = policy.spec.max_cost_usd
+    for model in models:
+        ask = request
+        for k in range(policy.spec.retries + 1):
+            if (max_attempts is not None and answers >= max_attempts) or (
+                max_cost is not None and answers and _spent(out.costs) >= max_cost
+            ):
+                out.why = "attempt or cost limit reached"
+                return out
+            purpose: Purpose = "answer" if k == 0 else "reask"
+            reply = yield Call(model, ask, purpose)
+            answers += 1
+            if isinstance(reply, Failure):
+                if reply.status in policy.fatal_status:
+                    raise ProviderError(
+                        f"{policy.task}: {model} refused the request: {reply.reason}",
+                        model=model,
+                        status=reply.status,
+                    ) from reply.exception
+                out.attempts.append(_failed(reply, purpose))
+                out.costs.append(Decimal(0))
+                break  # a provider fault is not the answer's fault: no re-ask, escalate
+            completion, verdicts, extra = yield from _judge(
+                policy, reply, verify=model != policy.strongest
+            )
+            cost = _cost(policy, model, completion)
+            out.attempts.append(_attempt(completion, purpose, verdicts, cost))
+            out.costs.append(cost)
+            for verify in extra:
+                vcost = _cost(policy, model, verify)
+                out.attempts.append(_attempt(verify, "verify", (), vcost))
+                out.costs.append(vcost)
+            if all(v.passed for v in verdicts):
+                out.accepted = (completion, verdicts)
+                return out
+            out.last = (completion, verdicts)
+            if k < policy.spec.retries:
+                ask = _reask(request, completion, verdicts)
+    return out
+
+
+def shadow(policy: Policy, request: Request) -> Generator[Call, Reply, Outcome]:
+    """Observe mode: the cheap rung exactly as the cascade would run it, never raising."""
+    try:
+        return (yield from climb(policy, prepare(policy, request), policy.models[:1]))
+    except ProviderError as e:
+        return Outcome([_failed(Failure(e.model, "client_error", str(e), e.status), "answer")],
+                       [Decimal(0)], why=str(e))
+
+
+def observation(policy: Policy, strong: Result, cheap: Outcome) -> tuple[Result, dict[str, Any]]:
+    """Combine the answer the caller got with the shadow run: the Result to record (both
+    models' attempts, what was really spent) and the would-be decision for the report."""
+    from .compare import agree
+
+    accepted = cheap.accepted is not None
+    judged = cheap.accepted or cheap.last
+    reasons = [
+        reason
+        for a in cheap.attempts
+        for reason in (
+            [a.error] if a.error else [f"{v.validator}: {v.reason}" for v in a.verdicts if not v.passed]
+        )
+    ]
+    scores = {v.validator: v.score for v in (judged[1] if judged else ()) if v.score is not None}
+    cheap_cost = None if any(c is None for c in cheap.costs) else _spent(cheap.costs)
+    strong_cost = strong.cost_usd
+    agreed = None
+    if judged is not None and strong.ok:
+        agreed = agree(judged[0].text, strong.output, policy.spec.agreement)
+    projected = None
+    if cheap_cost is not None and strong_cost is not None:
+        projected = usd(cheap_cost if accepted else cheap_cost + Decimal(str(strong_cost)))
+    total = None
+    if cheap_cost is not None and strong_cost is not None:
+        total = usd(cheap_cost + Decimal(str(strong_cost)))
+    combined = Result(
+        task=strong.task,
+        output=strong.output,
+        parsed=strong.parsed,
+        model=strong.model,
+        escalated=False,
+        ok=strong.ok,
+        attempts=(*strong.attempts, *cheap.attempts),
+        cost_usd=total,
+        baseline_cost_usd=strong.cost_usd,
+        completion=strong.completion,
+        mode="observe",
+    )
+    return combined, {
+        "decision": "accept" if accepted else "escalate",
+        "reasons": reasons,
+        "scores": scores,
+        "agree": agreed,
+        "comparator": policy.spec.agreement.comparator,
+        "cheap_output": judged[0].text if judged else "",
+        "strong_output": strong.output,
+        "cheap_cost_usd": usd(cheap_cost),
+        "strong_cost_usd": strong_cost,
+        "projected_cost_usd": projected,
+    }
+
+
+def _judge(
+    policy: Policy, completion: Completion, *, verify: bool
+) -> Generator[Call, Reply, tuple[Completion, tuple[Verdict, ...], list[Completion]]]:
+    verdicts: list[Verdict] = []
+    for v in policy.cleaners:
+        verdicts.append(v(completion))
+        completion = v.clean(completion)  # type: ignore[attr-defined]
+    verdicts.extend(v(completion) for v in policy.checks)
+    extra: list[Completion] = []
+    if verify and policy.follow_ups and all(v.passed for v in verdicts):
+        for v in policy.follow_ups:
+            reply = yield Call(completion.model, v.follow_up(completion), "verify")  # type: ignore[attr-defined]
+            if isinstance(reply, Failure):
+                verdicts.append(Verdict(_name(v), False, f"verification call failed: {reply.reason}"))
+                continue
+            extra.append(reply)
+            verdicts.append(v.judge(completion, reply))  # type: ignore[attr-defined]
+    return completion, tuple(verdicts), extra
+
+
+def _name(v: Any) -> str:
+    return str(getattr(v, "name", type(v).__name__))
+
+
+def _reask(request: Request, completion: Completion, verdicts: tuple[Verdict, ...]) -> Request:
+    reasons = "\n".join(f"- {v.validator}: {v.reason}" for v in verdicts if not v.passed)
+    return request.replace(
+        messages=[
+            *request.messages,
+            {"role": "assistant", "content": completion.text},
+            {"role": "user", "content": REASK.format(reasons=reasons)},
+        ]
+    )
+
+
+def _cost(policy: Policy, model: str, c: Completion) -> Decimal | None:
+    price = policy.prices.get(model)
+    if price is None or not c.usage_known:
+        return None
+    return price.cost(c.prompt_tokens, c.completion_tokens, c.cached_tokens)
+
+
+def _spent(costs: list[Decimal | None]) -> Decimal:
+    return sum((c for c in costs if c is not None), Decimal(0))
+
+
+def _attempt(
+    c: Completion, purpose: Purpose, verdicts: tuple[Verdict, ...], cost: Decimal | None
+) -> Attempt:
+    return Attempt(
+        model=c.model,
+        purpose=purpose,
+        output=c.text,
+        verdicts=verdicts,
+        prompt_tokens=c.prompt_tokens,
+        completion_tokens=c.completion_tokens,
+        cached_tokens=c.cached_tokens,
+        cost_usd=usd(cost),
+        latency_s=c.latency_s,
+        finish_reason=c.finish_reason,
+    )
+
+
+def _failed(f: Failure, purpose: Purpose) -> Attempt:
+    return Attempt(
+        model=f.model, purpose=purpose, output="", verdicts=(), prompt_tokens=0,
+        completion_tokens=0, cached_tokens=0, cost_usd=0.0, latency_s=f.latency_s,
+        error=f.reason,
+    )
+
+
+def _baseline(policy: Policy, attempts: list[Attempt]) -> Decimal | None:
+    """The strongest model's own first answer when it was asked, else an estimate from the
+    first answered attempt's tokens at the strongest model's prices."""
+    price = policy.prices.get(policy.strongest)
+    if price is None:
+        return None
+    answered = [a for a in attempts if a.error is None and a.purpose != "verify"]
+    for a in answered:
+        if a.model == policy.strongest:
+            return price.cost(a.prompt_tokens, a.completion_tokens, a.cached_tokens)
+    if not answered:
+        return None
+    a = answered[0]
+    return price.cost(a.prompt_tokens, a.completion_tokens, a.cached_tokens)
+
+
+def _result(
+    policy: Policy,
+    attempts: list[Attempt],
+    costs: list[Decimal | None],
+    completion: Completion,
+    verdicts: tuple[Verdict, ...],
+    *,
+    ok: bool,
+) -> Result:
+    parsed = next((v.parsed for v in verdicts if v.parsed is not None), None)
+    total = None if any(c is None for c in costs) else _spent(costs)
+    first = ladder(policy)[0]
+    return Result(
+        task=policy.task,
+        output=completion.text,
+        parsed=parsed,
+        model=completion.model,
+        escalated=any(a.model != first for a in attempts),
+        ok=ok,
+        attempts=tuple(attempts),
+        cost_usd=usd(total),
+        baseline_cost_usd=usd(_baseline(policy, attempts)),
+        completion=completion.raw,
+        mode=policy.spec.mode,
+    )
+
+
+def _exhausted(policy: Policy, out: Outcome) -> Result:
+    result = None if out.last is None else _result(policy, out.attempts, out.costs, *out.last, ok=False)
+    if result is None or (policy.spec.on_exhausted == "raise" and policy.spec.mode == "cascade"):
+        reasons = "; ".join(
+            a.error or ", ".join(f"{v.validator}: {v.reason}" for v in a.verdicts if not v.passed)
+            for a in out.attempts
+        )
+        raise EscalationExhausted(
+            f"{policy.task}: {out.why} ({reasons})", attempts=out.attempts, result=result
+        )
+    return result
+
+
+__all__ = ["Call", "Flow", "Outcome", "Reply", "climb", "observation", "run", "shadow"]

@@ -1,0 +1,329 @@
+"""Policy files (``policies/<task>.yaml``, JSON accepted too): parsed once, compiled, frozen.
+
+``PolicyFile`` is the file format (pydantic, unknown keys rejected); ``Policy`` is what the
+engine runs: validators instantiated, prices resolved, hooks sorted out ahead of time so
+that nothing on the per-call path looks anything up by name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import validators as _validators  # registers the built-in validator types
+from .events import Request
+from .exceptions import PolicyError, UnknownTaskError
+from .pricing import Price, price_of
+from .validators import Validator, build_validator
+
+_TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class PriceSpec(BaseModel):
+    """USD per million tokens for one model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    input: Decimal = Field(ge=0)
+    output: Decimal = Field(ge=0)
+    cached_input: Decimal | None = Field(default=None, ge=0)
+
+
+class AgreementSpec(BaseModel):
+    """How to decide that two answers agree."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    comparator: str = Field(
+        default="normalized",
+        description="exact | normalized | json | numeric | a name registered with "
+        "cascade.register_comparator",
+    )
+    tolerance: float = Field(default=1e-6, ge=0, description="Relative tolerance (numeric, json).")
+    fields: list[str] | None = Field(default=None, description="json: compare only these keys.")
+
+
+class PolicyFile(BaseModel):
+    """The policy file format. ``cascade schema`` prints its JSON schema for editors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task: str | None = Field(default=None, description="Task name; must match the file name.")
+    description: str = ""
+    models: list[str] = Field(
+        min_length=2, description="Cheapest first; each later model is one escalation step."
+    )
+    retries: int = Field(
+        default=0, ge=0, le=5,
+        description="Re-ask the same model, quoting the failed checks, before escalating.",
+    )
+    validators: list[dict[str, Any]] = Field(
+        default_factory=list, description="Checks run on every answer; any failure escalates."
+    )
+    on_exhausted: Literal["return", "raise"] = "return"
+    max_attempts: int | None = Field(default=None, ge=1, description="Answer calls per request.")
+    max_cost_usd: Decimal | None = Field(default=None, gt=0, description="Spend cap per request.")
+    prices: dict[str, PriceSpec] = Field(default_factory=dict)
+    fatal_status: list[int] = Field(
+        default=[400, 401, 403],
+        description="HTTP statuses that raise ProviderError instead of escalating.",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Default chat.completions.create arguments."
+    )
+    mode: Literal["cascade", "observe", "strong", "cheap"] = Field(
+        default="cascade",
+        description="cascade: cheap first, escalate on failure. observe: the strongest model "
+        "answers; the cheapest runs beside it and the would-be decision is recorded. "
+        "strong / cheap: only that model (validators still run and are recorded).",
+    )
+    observe_sample: float = Field(
+        default=1.0, ge=0, le=1, description="Share of calls observed in observe mode."
+    )
+    agreement: AgreementSpec = Field(
+        default_factory=lambda: AgreementSpec(),
+        description="How two answers are compared (observe mode, eval, calibrate).",
+    )
+    store_inputs: Literal["full", "redacted", "hash", "none"] = "redacted"
+    sample_passes: float = Field(default=0.05, ge=0, le=1)
+    stored_output_chars: int = Field(default=2000, ge=0)
+
+    @field_validator("models")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"models must be distinct, got {v}")
+        if not all(isinstance(m, str) and m for m in v):
+            raise ValueError("every model must be a non-empty name")
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _no_model(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in ("model", "messages", "stream", "n"):
+            if key in v:
+                raise ValueError(f"{key!r} cannot be a default parameter")
+        return v
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Policy:
+    """A compiled policy: what the engine runs for one task."""
+
+    task: str
+    models: tuple[str, ...]
+    validators: tuple[Validator, ...]
+    prices: Mapping[str, Price | None]
+    spec: PolicyFile
+    path: Path | None = None
+    # Derived once so the per-call path does no look-ups:
+    preparers: tuple[Callable[[Request], Request], ...] = field(default=())
+    cleaners: tuple[Validator, ...] = field(default=())
+    checks: tuple[Validator, ...] = field(default=())
+    follow_ups: tuple[Validator, ...] = field(default=())
+    fatal_status: frozenset[int] = field(default=frozenset())
+
+    @property
+    def strongest(self) -> str:
+        return self.models[-1]
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        task: str | None = None,
+        path: Path | None = None,
+        validators: Mapping[str, Any] | None = None,
+    ) -> Policy:
+        """Validate and compile a policy given as a mapping. Raises ``PolicyError``."""
+        try:
+            spec = PolicyFile.model_validate(data)
+        except ValidationError as e:
+            raise _policy_error(e, path) from None
+        name = task or spec.task
+        if name is None:
+            raise PolicyError("missing field 'task'", path=path, field="task")
+        if spec.task is not None and task is not None and spec.task != task:
+            raise PolicyError(
+                f"task {spec.task!r} does not match the file name {task!r}", path=path, field="task"
+            )
+        built = tuple(
+            _build(i, entry, spec.validators, path, validators)
+            for i, entry in enumerate(spec.validators)
+        )
+        overrides = {m: Price(p.input, p.output, p.cached_input) for m, p in spec.prices.items()}
+        return cls(
+            task=name,
+            models=tuple(spec.models),
+            validators=built,
+            prices={m: price_of(m, overrides) for m in spec.models},
+            spec=spec,
+            path=path,
+            preparers=tuple(v.prepare for v in built if hasattr(v, "prepare")),
+            cleaners=tuple(v for v in built if hasattr(v, "clean")),
+            checks=tuple(
+                v for v in built if not hasattr(v, "clean") and not hasattr(v, "follow_up")
+            ),
+            follow_ups=tuple(v for v in built if hasattr(v, "follow_up")),
+            fatal_status=frozenset(spec.fatal_status),
+        )
+
+    @classmethod
+    def load(cls, path: Path | str, *, validators: Mapping[str, Any] | None = None) -> Policy:
+        """Read, validate and compile one policy file. Raises ``PolicyError``."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise PolicyError(f"cannot read: {e.strerror}", path=path) from None
+        data = _parse(text, path)
+        if not isinstance(data, Mapping):
+            raise PolicyError(
+                f"expected a mapping of policy fields, got {type(data).__name__}", path=path
+            )
+        return cls.from_dict(data, task=path.stem, path=path, validators=validators)
+
+
+def _parse(text: str, path: Path) -> Any:
+    try:
+        if path.suffix == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise PolicyError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}", path=path)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise PolicyError(f"invalid YAML{where}: {problem}", path=path) from None
+
+
+def _loc(parts: Sequence[int | str]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _policy_error(e: ValidationError, path: Path | None, prefix: Sequence[int | str] = ()) -> PolicyError:
+    first = e.errors()[0]
+    loc = _loc([*prefix, *first["loc"]])
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif first["type"] != "missing" and "input" in first:
+        msg += f" (got {first['input']!r})"
+    more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+    return PolicyError(msg + more, path=path, field=loc or None)
+
+
+def _build(
+    i: int,
+    entry: Mapping[str, Any],
+    entries: Sequence[Mapping[str, Any]],
+    path: Path | None,
+    extra: Mapping[str, Any] | None,
+) -> Validator:
+    where = f"validators[{i}]"
+    options = dict(entry)
+    kind = options.pop("type", None)
+    if not isinstance(kind, str):
+        raise PolicyError("missing field 'type'", path=path, field=f"{where}.type")
+    name = options.pop("name", None)
+    if name is None:  # the type, numbered when the policy uses it more than once
+        same = [j for j, e in enumerate(entries) if e.get("type") == kind and "name" not in e]
+        name = kind if len(same) == 1 else f"{kind}#{same.index(i) + 1}"
+    try:
+        return build_validator(
+            str(name), kind, options,
+            policy_dir=path.parent if path else None, extra=extra,
+        )
+    except ValidationError as e:
+        raise _policy_error(e, path, prefix=(f"validators[{i}]",)) from None
+    except LookupError as e:
+        raise PolicyError(str(e).strip("'\""), path=path, field=f"{where}.type") from None
+    except (TypeError, ValueError) as e:
+        raise PolicyError(str(e), path=path, field=where) from None
+
+
+class PolicySet:
+    """The policies of one directory, loaded on first use of each task and then cached.
+
+    ``validators`` maps extra validator type names to factories for this set only.
+    """
+
+    def __init__(
+        self, directory: Path | str, *, validators: Mapping[str, Any] | None = None
+    ) -> None:
+        self.directory = Path(directory)
+        self._validators = dict(validators or {})
+        self._cache: dict[str, Policy] = {}
+        self._lock = threading.Lock()
+
+    def tasks(self) -> list[str]:
+        """Task names of the policy files in the directory, sorted."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(
+            p.stem for p in self.directory.iterdir() if p.suffix in _SUFFIXES and p.is_file()
+        )
+
+    def add(self, policy: Policy) -> None:
+        """Use ``policy`` for its task, ahead of any file."""
+        self._cache[policy.task] = policy
+
+    def get(self, task: str) -> Policy:
+        """The compiled policy of ``task``. Raises UnknownTaskError or PolicyError."""
+        try:
+            return self._cache[task]
+        except KeyError:
+            pass
+        with self._lock:
+            if task in self._cache:
+                return self._cache[task]
+            policy = Policy.load(self._find(task), validators=self._validators)
+            self._cache[task] = policy
+            return policy
+
+    def _find(self, task: str) -> Path:
+        if isinstance(task, str) and _TASK_NAME.match(task):
+            for suffix in _SUFFIXES:
+                candidate = self.directory / (task + suffix)
+                if candidate.is_file():
+                    return candidate
+        raise UnknownTaskError(str(task), self.directory, self.tasks())
+
+    def load_all(self) -> list[Policy]:
+        """Compile every policy file (to check a directory); raises on the first bad one."""
+        return [self.get(t) for t in self.tasks()]
+
+
+def policy_json_schema() -> dict[str, Any]:
+    """The JSON schema of policy files, with each registered validator type's options."""
+    schema = PolicyFile.model_json_schema()
+    variants = []
+    for kind, factory in sorted(_validators.registered().items()):
+        if isinstance(factory, type) and issubclass(factory, BaseModel):
+            sub = factory.model_json_schema()
+            sub.setdefault("properties", {})
+            sub["properties"]["type"] = {"const": kind}
+            sub["properties"]["name"] = {"type": "string"}
+            sub["required"] = sorted({"type", *sub.get("required", [])})
+            variants.append(sub)
+        else:
+            variants.append({"type": "object", "properties": {"type": {"const": kind}}})
+    schema["properties"]["validators"]["items"] = {"oneOf": variants}
+    schema["title"] = "cascade policy"
+    return schema
+
+
+__all__ = ["Policy", "PolicyFile", "PolicySet", "policy_json_schema"]

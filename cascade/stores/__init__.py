@@ -1,0 +1,86 @@
+"""Where call records go: a backend per URL scheme, and ``store_from_url`` to pick one.
+
+``memory://`` (this process), ``sqlite:///abs/path.sqlite3`` or ``sqlite://relative/path``
+(a local file, the default), ``redis://`` / ``rediss://`` (shared by many processes).
+Add a scheme with ``register_store("myscheme", MyStore)``; the factory receives the URL and
+the keyword options given to ``store_from_url``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ._base import Store
+from ._codec import CorruptRecordError
+from .memory import MemoryStore
+from .redis import RedisStore, mask_url
+from .sqlite import SQLiteStore
+
+__all__ = [
+    "CorruptRecordError",
+    "MemoryStore",
+    "RedisStore",
+    "SQLiteStore",
+    "Store",
+    "default_sqlite_path",
+    "register_store",
+    "store_from_url",
+]
+
+StoreFactory = Callable[..., Store]
+
+
+def default_sqlite_path() -> Path:
+    """``${CASCADE_HOME:-${XDG_DATA_HOME:-~/.local/share}/cascade}/records.sqlite3``."""
+    home = os.environ.get("CASCADE_HOME")
+    if not home:
+        data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+        home = os.path.join(data, "cascade")
+    return Path(home).expanduser() / "records.sqlite3"
+
+
+def _sqlite(url: str, **options: Any) -> SQLiteStore:
+    parts = urlsplit(url)
+    # sqlite:///abs/path -> "/abs/path"; sqlite://rel/path -> "rel/path"; sqlite:rel -> "rel"
+    path = unquote(parts.netloc + parts.path)
+    if path.startswith("//"):
+        path = path[1:]
+    return SQLiteStore(path or default_sqlite_path(), url=url, **options)
+
+
+def _memory(url: str, **options: Any) -> MemoryStore:
+    return MemoryStore(url, **options)
+
+
+_SCHEMES: dict[str, StoreFactory] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+    "redis": RedisStore,
+    "rediss": RedisStore,
+}
+
+
+def register_store(scheme: str, factory: StoreFactory) -> None:
+    """Make ``store_from_url`` build ``factory(url, **options)`` for URLs of ``scheme``."""
+    _SCHEMES[scheme.lower()] = factory
+
+
+def store_from_url(url: str | None, **options: Any) -> Store:
+    """Open the store a URL names; None or "" is SQLite at ``default_sqlite_path()``.
+
+    Raises ``ValueError`` for an unknown scheme (naming the known ones) and ``StoreError``
+    when a local store cannot be opened. A remote store that is down is not an error here:
+    its records are spooled until it answers.
+    """
+    if not url:
+        return SQLiteStore(default_sqlite_path(), **options)
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    factory = _SCHEMES.get(scheme)
+    if factory is None:
+        known = ", ".join(f"{s}://" for s in sorted(_SCHEMES))
+        raise ValueError(f"unknown store scheme {scheme!r} in {mask_url(url)!r}; known: {known}")
+    return factory(url, **options)

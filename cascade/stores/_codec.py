@@ -1,0 +1,158 @@
+"""A compact JSON form of ``CallRecord`` that decodes back to an equal record.
+
+Records are positional JSON arrays led by a format version, so a stored record costs little
+more than its text. Python's ``json`` writes floats with ``repr``, which reads back exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from ..events import Attempt, CallRecord, Verdict
+
+VERSION = 1
+_T = TypeVar("_T")
+
+
+class CorruptRecordError(ValueError):
+    """A stored record could not be decoded; readers skip it and count it."""
+
+
+def encode(record: CallRecord) -> str:
+    """The record as compact JSON text."""
+    return json.dumps(
+        [
+            VERSION,
+            record.id,
+            record.time,
+            record.task,
+            record.mode,
+            record.models,
+            record.model,
+            record.escalated,
+            record.ok,
+            [_attempt(a) for a in record.attempts],
+            record.cost_usd,
+            record.baseline_cost_usd,
+            record.latency_s,
+            record.prompt_tokens,
+            record.completion_tokens,
+            record.features,
+            record.input,
+            record.sampled,
+            record.extra,
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def _attempt(a: Attempt) -> list[Any]:
+    return [
+        a.model,
+        a.purpose,
+        a.output,
+        [[v.validator, v.passed, v.reason, v.score] for v in a.verdicts],
+        a.prompt_tokens,
+        a.completion_tokens,
+        a.cached_tokens,
+        a.cost_usd,
+        a.latency_s,
+        a.error,
+        a.finish_reason,
+    ]
+
+
+def decode(data: str | bytes) -> CallRecord:
+    """Read back what ``encode`` wrote.
+
+    Raises ``CorruptRecordError`` for anything that is not a well-formed record.
+    """
+    try:
+        (
+            version,
+            id_,
+            time,
+            task,
+            mode,
+            models,
+            model,
+            escalated,
+            ok,
+            attempts,
+            cost,
+            baseline,
+            latency,
+            prompt_tokens,
+            completion_tokens,
+            features,
+            input_,
+            sampled,
+            extra,
+        ) = json.loads(data)
+        if version != VERSION:
+            raise CorruptRecordError(f"unknown record format version {version!r}")
+        record = CallRecord(
+            id=_check(id_, str),
+            time=_num(time),
+            task=_check(task, str),
+            mode=_check(mode, str),
+            models=tuple(_check(m, str) for m in models),
+            model=_check(model, str),
+            escalated=_check(escalated, bool),
+            ok=_check(ok, bool),
+            attempts=tuple(_read_attempt(a) for a in attempts),
+            cost_usd=None if cost is None else _num(cost),
+            baseline_cost_usd=None if baseline is None else _num(baseline),
+            latency_s=_num(latency),
+            prompt_tokens=_check(prompt_tokens, int),
+            completion_tokens=_check(completion_tokens, int),
+            features=_check(features, dict),
+            input=None if input_ is None else _check(input_, str),
+            sampled=_check(sampled, bool),
+            extra=_check(extra, dict),
+        )
+    except CorruptRecordError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError) as e:
+        raise CorruptRecordError(f"corrupt record: {e}") from e
+    return record
+
+
+def _read_attempt(a: list[Any]) -> Attempt:
+    model, purpose, output, verdicts, pt, ct, cached, cost, latency, error, finish = a
+    return Attempt(
+        model=_check(model, str),
+        purpose=_check(purpose, str),  # type: ignore[arg-type]  # a Purpose, checked loosely
+        output=_check(output, str),
+        verdicts=tuple(
+            Verdict(
+                validator=_check(name, str),
+                passed=_check(passed, bool),
+                reason=_check(reason, str),
+                score=None if score is None else _num(score),
+            )
+            for name, passed, reason, score in verdicts
+        ),
+        prompt_tokens=_check(pt, int),
+        completion_tokens=_check(ct, int),
+        cached_tokens=_check(cached, int),
+        cost_usd=None if cost is None else _num(cost),
+        latency_s=_num(latency),
+        error=None if error is None else _check(error, str),
+        finish_reason=None if finish is None else _check(finish, str),
+    )
+
+
+def _check(value: Any, kind: type[_T]) -> _T:
+    if not isinstance(value, kind):
+        raise CorruptRecordError(f"expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _num(value: Any) -> float:
+    # JSON writes 1.0 as 1.0 but a hand-made or older record may hold an int: accept both.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CorruptRecordError(f"expected a number, got {type(value).__name__}")
+    return float(value)

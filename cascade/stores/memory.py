@@ -1,0 +1,80 @@
+"""``memory://``: records and counters in this process's memory, for tests and notebooks."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from ..events import CallRecord, TaskDay
+from ..recording import day_delta, day_of, merge_day
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+class MemoryStore:
+    """A thread-safe in-memory store; everything is lost when the process ends.
+
+    ``add`` writes at once (there is no I/O to wait for), so ``flush`` has nothing to do.
+    """
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._seen: set[str] = set()
+        self._records: list[CallRecord] = []
+        self._days: dict[tuple[str, str], TaskDay] = {}
+
+    def add(self, record: CallRecord) -> None:
+        """Count the call and keep it if sampled; an id already added is ignored."""
+        key = (record.task, day_of(record.time))
+        delta = day_delta(record)
+        with self._lock:
+            if record.id in self._seen:
+                return
+            self._seen.add(record.id)
+            if record.sampled:
+                self._records.append(record)
+            self._days[key] = merge_day(self._days.get(key) or TaskDay(*key), delta)
+
+    def records(
+        self, *, task: str | None = None, since: float | None = None, until: float | None = None
+    ) -> Iterator[CallRecord]:
+        """Sampled records, oldest first, filtered by task and time."""
+        with self._lock:
+            found = [r for r in self._records if _matches(r.task, r.time, task, since, until)]
+        return iter(sorted(found, key=lambda r: r.time))
+
+    def days(
+        self, *, task: str | None = None, since: float | None = None, until: float | None = None
+    ) -> list[TaskDay]:
+        """Daily counters per task for the UTC days overlapping [since, until]."""
+        first = day_of(since) if since is not None else ""
+        last = day_of(until) if until is not None else "9999"
+        with self._lock:
+            days = list(self._days.values())
+        return sorted(
+            (d for d in days if (task is None or d.task == task) and first <= d.day <= last),
+            key=lambda d: (d.task, d.day),
+        )
+
+    def tasks(self) -> list[str]:
+        """Every task with at least one call."""
+        with self._lock:
+            return sorted({task for task, _ in self._days})
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Nothing to wait for: ``add`` is synchronous."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _matches(
+    rtask: str, rtime: float, task: str | None, since: float | None, until: float | None
+) -> bool:
+    return (
+        (task is None or rtask == task)
+        and (since is None or rtime >= since)
+        and (until is None or rtime <= until)
+    )

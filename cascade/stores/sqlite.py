@@ -1,0 +1,203 @@
+"""``sqlite:///path``: records and daily counters in one local SQLite file (the default store).
+
+Tables: ``records`` (sampled records, ``id`` primary key, indexed on ``(task, time)``),
+``days`` (one row of JSON counters per task and UTC day) and ``seen`` (ids of recent calls,
+so a record added twice counts once; rows older than ``dedupe_s`` are pruned). The file is
+in WAL mode and every batch is one ``BEGIN IMMEDIATE`` transaction, so several processes
+may share it. Writes happen on a background thread; ``flush`` waits for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ..events import CallRecord, TaskDay
+from ..exceptions import StoreError
+from ..recording import day_delta, day_of, flat_counters, merge_day
+from ._codec import CorruptRecordError, decode, encode
+from ._writer import BatchWriter
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+log = structlog.get_logger("cascade")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    id TEXT PRIMARY KEY, task TEXT NOT NULL, time REAL NOT NULL,
+    escalated INTEGER NOT NULL, ok INTEGER NOT NULL, body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_task_time ON records (task, time);
+CREATE TABLE IF NOT EXISTS days (
+    task TEXT NOT NULL, day TEXT NOT NULL, counters TEXT NOT NULL, PRIMARY KEY (task, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, time REAL NOT NULL) WITHOUT ROWID;
+"""
+_RETRIES = 3
+
+
+class SQLiteStore:
+    """A store in one SQLite file, written by a background thread.
+
+    Args:
+        path: the database file; its directory is created.
+        url: how the store was named (kept as ``.url``).
+        queue_size: records waiting for the writer before ``add`` waits for room (a local
+            disk that is slower than the calls is the one case where ``add`` blocks).
+        batch_size: records written per transaction.
+        dedupe_s: how long an id is remembered to ignore a repeated ``add``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        url: str | None = None,
+        queue_size: int = 10_000,
+        batch_size: int = 500,
+        dedupe_s: float = 86_400.0,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self.url = url or f"sqlite:///{self.path}"
+        self.corrupt_records = 0
+        self._dedupe_s = dedupe_s
+        self._last_prune = 0.0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with closing(self._connect()) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"cannot open {self.url}: {e}", url=self.url) from e
+        self._db: sqlite3.Connection | None = None  # the writer thread's own connection
+        self._db_pid = os.getpid()
+        self._writer = BatchWriter(
+            "sqlite", self._write, queue_size=queue_size, batch_size=batch_size
+        )
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    def add(self, record: CallRecord) -> None:
+        """Queue the record for the writer thread (written at once after ``close``)."""
+        if not self._writer.submit(record, block=True):
+            self._write([record], False)
+
+    def _write(self, records: list[CallRecord], flushing: bool) -> None:
+        if not records:
+            return
+        for attempt in range(_RETRIES):
+            try:
+                self._write_batch(records)
+                return
+            except sqlite3.Error as e:
+                log.warning(
+                    "cascade.store_write_failed", url=self.url, error=str(e), attempt=attempt
+                )
+                self._db = None
+                time.sleep(0.1 * 2**attempt)
+        log.error("cascade.store_dropped", url=self.url, records=len(records))
+
+    def _write_batch(self, records: list[CallRecord]) -> None:
+        if self._db is None or self._db_pid != os.getpid():
+            # A connection must not cross a fork: a child opens its own.
+            self._db, self._db_pid = self._connect(), os.getpid()
+        db = self._db
+        deltas: dict[tuple[str, str], TaskDay] = {}
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for r in records:
+                if (
+                    db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (r.id, r.time)).rowcount
+                    == 0
+                ):
+                    continue
+                if r.sampled:
+                    db.execute(
+                        "INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?, ?)",
+                        (r.id, r.task, r.time, r.escalated, r.ok, encode(r)),
+                    )
+                key = (r.task, day_of(r.time))
+                deltas[key] = merge_day(deltas.get(key) or TaskDay(*key), day_delta(r))
+            for (task, day), delta in deltas.items():
+                row = db.execute(
+                    "SELECT counters FROM days WHERE task = ? AND day = ?", (task, day)
+                ).fetchone()
+                total = merge_day(delta, json.loads(row[0])) if row else delta
+                db.execute(
+                    "INSERT OR REPLACE INTO days VALUES (?, ?, ?)",
+                    (task, day, json.dumps(flat_counters(total), separators=(",", ":"))),
+                )
+            now = time.time()
+            if now - self._last_prune > 60:
+                db.execute("DELETE FROM seen WHERE time < ?", (now - self._dedupe_s,))
+                self._last_prune = now
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _read(self, sql: str, args: tuple[object, ...]) -> Iterator[tuple[object, ...]]:
+        try:
+            with closing(self._connect()) as db:
+                yield from db.execute(sql, args)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot read {self.url}: {e}", url=self.url) from e
+
+    def records(
+        self, *, task: str | None = None, since: float | None = None, until: float | None = None
+    ) -> Iterator[CallRecord]:
+        """Sampled records, oldest first; corrupt ones are skipped and counted."""
+        where, args = _where(task, "time", since, until)
+        for (body,) in self._read(f"SELECT body FROM records{where} ORDER BY time", args):
+            try:
+                yield decode(str(body))
+            except CorruptRecordError as e:
+                self.corrupt_records += 1
+                log.warning("cascade.store_corrupt_record", url=self.url, error=str(e))
+
+    def days(
+        self, *, task: str | None = None, since: float | None = None, until: float | None = None
+    ) -> list[TaskDay]:
+        """Daily counters per task for the UTC days overlapping [since, until]."""
+        first = day_of(since) if since is not None else None
+        last = day_of(until) if until is not None else None
+        where, args = _where(task, "day", first, last)
+        rows = self._read(f"SELECT task, day, counters FROM days{where} ORDER BY task, day", args)
+        return [merge_day(TaskDay(str(t), str(d)), json.loads(str(c))) for t, d, c in rows]
+
+    def tasks(self) -> list[str]:
+        """Every task with at least one call."""
+        return [str(t) for (t,) in self._read("SELECT DISTINCT task FROM days ORDER BY task", ())]
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every record added so far is committed."""
+        self._writer.flush(timeout)
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer thread."""
+        self._writer.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _where(
+    task: str | None, column: str, low: object | None, high: object | None
+) -> tuple[str, tuple[object, ...]]:
+    clauses, args = [], []
+    for sql, value in (("task = ?", task), (f"{column} >= ?", low), (f"{column} <= ?", high)):
+        if value is not None:
+            clauses.append(sql)
+            args.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)

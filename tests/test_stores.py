@@ -1,0 +1,392 @@
+"""The store contract, run on every backend, plus the codec and ``store_from_url``."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cascade.events import CallRecord, TaskDay
+from cascade.exceptions import StoreError
+from cascade.recording import day_of
+from cascade.stores import (
+    CorruptRecordError,
+    MemoryStore,
+    RedisStore,
+    SQLiteStore,
+    Store,
+    default_sqlite_path,
+    register_store,
+    store_from_url,
+)
+from cascade.stores._codec import decode, encode
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    MakeRecord = Callable[..., CallRecord]
+
+BACKENDS = ["memory", "sqlite", "redis"]
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Every backend, empty."""
+    if request.param == "memory":
+        s: Store = store_from_url("memory://")
+    elif request.param == "sqlite":
+        s = store_from_url(f"sqlite:///{tmp_path}/records.sqlite3")
+    else:
+        s = store_from_url(f"{request.getfixturevalue('redis_url')}?spool={tmp_path}/spool")
+    yield s
+    s.close()
+
+
+def test_every_backend_is_a_store(store: Store) -> None:
+    assert isinstance(store, Store)
+
+
+def test_add_then_read_back_exactly(store: Store, make_record: MakeRecord) -> None:
+    kept = [make_record(), make_record(ok=False), make_record(task="summarise")]
+    passing = [make_record(escalated=False, sampled=False, input=None) for _ in range(3)]
+    for r in kept + passing:
+        store.add(r)
+    store.flush()
+
+    assert list(store.records()) == kept
+    assert list(store.records(task="summarise")) == kept[2:]
+    assert store.tasks() == ["extract", "summarise"]
+    days = store.days()
+    today = day_of(kept[0].time)
+    extract = TaskDay(
+        "extract",
+        today,
+        calls=5,
+        escalations=2,
+        not_ok=1,
+        cost_usd=pytest.approx(2 * 0.00053 + 3 * 0.00003),  # type: ignore[arg-type]
+        baseline_cost_usd=pytest.approx(5 * 0.0005),  # type: ignore[arg-type]
+        prompt_tokens=2 * 200 + 3 * 100,
+        completion_tokens=2 * 45 + 3 * 20,
+        failures={"schema": 2},
+        latency_ms={"2500": 2, "500": 3},
+    )
+    summarise = TaskDay(
+        "summarise",
+        today,
+        calls=1,
+        escalations=1,
+        cost_usd=pytest.approx(0.00053),  # type: ignore[arg-type]
+        baseline_cost_usd=pytest.approx(0.0005),  # type: ignore[arg-type]
+        prompt_tokens=200,
+        completion_tokens=45,
+        failures={"schema": 1},
+        latency_ms={"2500": 1},
+    )
+    assert days == [extract, summarise]
+    assert store.days(task="summarise") == [summarise]
+
+
+def test_records_are_oldest_first(store: Store, make_record: MakeRecord) -> None:
+    rs = [make_record() for _ in range(5)]
+    for r in reversed(rs):
+        store.add(r)
+    store.flush()
+    assert [r.id for r in store.records()] == [r.id for r in rs]
+
+
+def test_same_id_counts_once(store: Store, make_record: MakeRecord) -> None:
+    r = make_record()
+    unsampled = make_record(escalated=False, sampled=False)
+    for _ in range(3):
+        store.add(r)
+        store.add(unsampled)
+    store.flush()
+    assert list(store.records()) == [r]
+    assert [d.calls for d in store.days()] == [2]
+
+
+def test_time_filters(store: Store, make_record: MakeRecord) -> None:
+    now = make_record().time
+    yesterday = [make_record(time=now - 86_400 + i) for i in range(3)]
+    today = [make_record(time=now + i) for i in range(3)]
+    for r in yesterday + today:
+        store.add(r)
+    store.flush()
+
+    assert list(store.records(since=now)) == today
+    assert list(store.records(until=now - 1)) == yesterday
+    assert list(store.records(since=now - 86_400 + 1, until=now + 1)) == [
+        *yesterday[1:],
+        *today[:2],
+    ]
+    assert [d.calls for d in store.days(since=now)] == [3]
+    assert [d.day for d in store.days(until=now - 1)] == [day_of(now - 86_400)]
+    assert [d.calls for d in store.days(since=now - 86_400, until=now)] == [3, 3]
+
+
+def test_many_threads_adding_at_once(store: Store, make_record: MakeRecord) -> None:
+    lock = threading.Lock()
+    ids: list[str] = []
+
+    def work() -> None:
+        for _ in range(150):
+            with lock:  # the test's factory and list need the lock, not the store
+                r = make_record(sampled=len(ids) % 2 == 0)
+                ids.append(r.id)
+            store.add(r)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store.flush()
+    assert sum(d.calls for d in store.days()) == 1200
+    kept = [r.id for r in store.records()]
+    assert len(kept) == len(set(kept)) == 600
+    assert set(kept) <= set(ids)
+
+
+def test_empty_store(store: Store) -> None:
+    store.flush()
+    assert (list(store.records()), store.days(), store.tasks()) == ([], [], [])
+
+
+# --- backend-specific details ----------------------------------------------------------------
+
+
+def test_sqlite_skips_and_counts_a_corrupt_record(tmp_path: Path, make_record: MakeRecord) -> None:
+    store = SQLiteStore(tmp_path / "r.sqlite3")
+    good = make_record()
+    store.add(good)
+    store.flush()
+    with sqlite3.connect(tmp_path / "r.sqlite3") as db:
+        db.execute(
+            "INSERT INTO records VALUES ('bad', 'extract', ?, 1, 1, '[1, \"truncated')",
+            (good.time - 1,),
+        )
+    assert list(store.records()) == [good]
+    assert store.corrupt_records == 1
+    store.close()
+
+
+def test_sqlite_is_shared_by_two_writers(tmp_path: Path, make_record: MakeRecord) -> None:
+    a, b = SQLiteStore(tmp_path / "r.sqlite3"), SQLiteStore(tmp_path / "r.sqlite3")
+    for i in range(200):
+        (a if i % 2 else b).add(make_record(sampled=False))
+    a.close()
+    b.close()
+    reader = SQLiteStore(tmp_path / "r.sqlite3")
+    assert [d.calls for d in reader.days()] == [200]
+    with sqlite3.connect(tmp_path / "r.sqlite3") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    reader.close()
+
+
+def test_sqlite_add_after_close_still_writes(tmp_path: Path, make_record: MakeRecord) -> None:
+    store = SQLiteStore(tmp_path / "r.sqlite3")
+    store.close()
+    r = make_record()
+    store.add(r)
+    assert list(store.records()) == [r]
+
+
+def test_sqlite_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError, match="cannot open"):
+        SQLiteStore(tmp_path / "file" / "r.sqlite3")
+
+
+# --- store_from_url --------------------------------------------------------------------------
+
+
+def test_store_from_url_schemes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(store_from_url("memory://"), MemoryStore)
+    absolute = store_from_url(f"sqlite:///{tmp_path}/a.sqlite3")
+    assert isinstance(absolute, SQLiteStore)
+    assert absolute.path == tmp_path / "a.sqlite3"
+    monkeypatch.chdir(tmp_path)
+    relative = store_from_url("sqlite://data/b.sqlite3")
+    assert isinstance(relative, SQLiteStore)
+    assert relative.path.resolve() == tmp_path / "data" / "b.sqlite3"
+    redis_store = store_from_url("redis://127.0.0.1:1/0", spool=str(tmp_path))
+    assert isinstance(redis_store, RedisStore)
+    for s in (absolute, relative, redis_store):
+        s.close()
+
+
+def test_default_store_is_sqlite_under_cascade_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
+    store = store_from_url(None)
+    assert isinstance(store, SQLiteStore)
+    assert store.path == tmp_path / "home" / "records.sqlite3"
+    assert store.path.exists()
+    store.close()
+    monkeypatch.delenv("CASCADE_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_sqlite_path() == tmp_path / "xdg" / "cascade" / "records.sqlite3"
+
+
+def test_unknown_scheme_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"'mongo'.*memory://, redis://, rediss://, sqlite://"):
+        store_from_url("mongo://:secret@db/x")
+    with pytest.raises(ValueError, match=r":\*\*\*@") as info:
+        store_from_url("mongo://:secret@db/x")
+    assert "secret" not in str(info.value)
+
+
+def test_register_store_adds_a_scheme() -> None:
+    seen: dict[str, Any] = {}
+
+    def factory(url: str, **options: Any) -> Store:
+        seen.update(url=url, **options)
+        return MemoryStore(url)
+
+    register_store("mine", factory)
+    assert store_from_url("mine://x", flag=True).url == "mine://x"
+    assert seen == {"url": "mine://x", "flag": True}
+
+
+# --- codec -----------------------------------------------------------------------------------
+
+
+def test_codec_round_trips_exactly(make_record: MakeRecord) -> None:
+    r = make_record(
+        cost_usd=0.1 + 0.2,
+        baseline_cost_usd=None,
+        features={"language": "日本語", "nested": [1, {"a": None}]},
+        input="emoji 🙂 and \u2028 line",
+        extra={"user": "u1"},
+    )
+    back = decode(encode(r))
+    assert back == r
+    assert isinstance(back.models, tuple)
+    assert isinstance(back.attempts[0].verdicts, tuple)
+    assert back.cost_usd == 0.1 + 0.2
+    assert "\n" not in encode(r)  # one record per line in a spool file
+
+
+@given(st.floats(allow_nan=False), st.floats(min_value=0, allow_infinity=False))
+def test_codec_floats_exact(cost: float, latency: float) -> None:
+    r = CallRecord(
+        "i",
+        1.5,
+        "t",
+        "cascade",
+        (),
+        "m",
+        False,
+        True,
+        (),
+        cost,
+        None,
+        latency,
+        0,
+        0,
+        {},
+        None,
+        False,
+    )
+    back = decode(encode(r))
+    assert back.cost_usd is not None
+    assert (back.cost_usd, math.copysign(1, back.cost_usd)) == (cost, math.copysign(1, cost))
+    assert back.latency_s == latency
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"not json",
+        b"\xff\xfe",
+        b"{}",
+        b"[1]",
+        b'[99, "id"]',
+        json.dumps(
+            [
+                1,
+                5,
+                1.0,
+                "t",
+                "cascade",
+                [],
+                "m",
+                False,
+                True,
+                [],
+                None,
+                None,
+                1.0,
+                0,
+                0,
+                {},
+                None,
+                False,
+                {},
+            ]
+        ),
+        json.dumps(
+            [
+                1,
+                "i",
+                "x",
+                "t",
+                "cascade",
+                [],
+                "m",
+                False,
+                True,
+                [],
+                None,
+                None,
+                1.0,
+                0,
+                0,
+                {},
+                None,
+                False,
+                {},
+            ]
+        ),
+        json.dumps(
+            [
+                1,
+                "i",
+                1.0,
+                "t",
+                "cascade",
+                [],
+                "m",
+                False,
+                True,
+                [["m"]],
+                None,
+                None,
+                1.0,
+                0,
+                0,
+                {},
+                None,
+                False,
+                {},
+            ]
+        ),
+    ],
+)
+def test_codec_rejects_corrupt_data(data: str | bytes) -> None:
+    with pytest.raises(CorruptRecordError):
+        decode(data)
+
+
+def test_corrupt_record_error_is_a_value_error() -> None:
+    assert issubclass(CorruptRecordError, ValueError)

@@ -1,0 +1,306 @@
+"""The report's totals (from the daily counters), reasons, progress, and the CLI around it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from cascade._cli_report import add_parser, parse_time
+from cascade.events import Attempt, CallRecord, TaskDay, Verdict
+from cascade.recording import day_delta, day_of, merge_day
+from cascade.report import aggregate, build_report, latency_quantile
+from cascade.stores import store_from_url
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from pathlib import Path
+
+DAY0 = 1_714_521_600.0  # 2024-05-01T00:00:00Z
+CHEAP, STRONG = 0.0001, 0.001
+
+
+def make(
+    n: int,
+    *,
+    escalated: bool,
+    task: str = "extract",
+    sampled: bool = True,
+    reason: str = "invalid json",
+    validator: str = "schema",
+    t: float = DAY0,
+) -> CallRecord:
+    """A cascade call: the cheap model, then the strong one when ``escalated``."""
+    cheap = Attempt("gpt-4o-mini", "answer", "a", (Verdict(validator, not escalated,
+                    reason if escalated else ""),), 100, 10, 0, CHEAP, 0.3)  # fmt: skip
+    strong = Attempt("gpt-4o", "answer", "b", (Verdict(validator, True),), 100, 12, 0, STRONG, 0.9)
+    attempts = (cheap, strong) if escalated else (cheap,)
+    return CallRecord(
+        id=f"{task}-{n}", time=t + n, task=task, mode="cascade",
+        models=tuple(a.model for a in attempts), model=attempts[-1].model,
+        escalated=escalated, ok=True, attempts=attempts,
+        cost_usd=sum(a.cost_usd or 0 for a in attempts), baseline_cost_usd=STRONG,
+        latency_s=1.2 if escalated else 0.3,
+        prompt_tokens=sum(a.prompt_tokens for a in attempts),
+        completion_tokens=sum(a.completion_tokens for a in attempts),
+        features={"prompt_tokens": 100, "language": "en"},
+        input=f"user: message {n}\n" if sampled else None, sampled=escalated or sampled,
+    )  # fmt: skip
+
+
+def days_of(records: Iterable[CallRecord]) -> list[TaskDay]:
+    """The daily counters a store would keep for these calls."""
+    days: dict[tuple[str, str], TaskDay] = {}
+    for r in records:
+        key = (r.task, day_of(r.time))
+        days[key] = merge_day(days.get(key) or TaskDay(*key), day_delta(r))
+    return list(days.values())
+
+
+def workload(task: str = "extract", t: float = DAY0) -> list[CallRecord]:
+    """100 calls, 23 escalated by 'confidence' with varying scores, 1 pass in 7 sampled."""
+    out = [
+        make(i, escalated=True, task=task, t=t, validator="confidence",
+             reason=f"confidence 0.{50 + i} < 0.8")
+        for i in range(23)
+    ]  # fmt: skip
+    out += [make(i, escalated=False, task=task, t=t, sampled=i % 7 == 0) for i in range(23, 100)]
+    return out
+
+
+def test_totals_are_exact_from_the_counters() -> None:
+    records = workload()
+    report = aggregate(records, days_of(records), now=DAY0 + 86_400)
+    (t,) = report.tasks
+    assert (t.task, t.calls, t.escalations, t.not_ok) == ("extract", 100, 23, 0)
+    assert t.escalation_rate == 0.23
+    assert t.cost_usd == pytest.approx(23 * (CHEAP + STRONG) + 77 * CHEAP)  # 0.033
+    assert t.baseline_cost_usd == pytest.approx(0.1)
+    assert t.savings_usd == pytest.approx(0.067)
+    assert t.savings_pct == pytest.approx(0.67)
+    assert t.prompt_tokens == 23 * 200 + 77 * 100
+    assert t.completion_tokens == 23 * 22 + 77 * 10
+    assert dict(t.validators) == {"confidence": 23}
+    ((day, calls, escalations, cost, baseline),) = t.daily
+    assert (day, calls, escalations) == ("2024-05-01", 100, 23)
+    assert (cost, baseline) == pytest.approx((0.033, 0.1))
+    # 77 calls at 0.3 s (bucket 500 ms), 23 at 1.2 s (bucket 2500 ms)
+    assert (t.latency_p50_ms, t.latency_p95_ms) == (500, 2500)
+    assert report.overall.calls == 100
+    assert report.generated_at == DAY0 + 86_400
+
+
+def test_reasons_group_by_their_shape_and_keep_an_example() -> None:
+    records = workload()
+    report = aggregate(records, days_of(records))
+    (reason,) = report.tasks[0].top_reasons["confidence"]
+    assert reason.reason == "confidence # < #"
+    assert reason.calls == 23
+    assert reason.example == "confidence 0.50 < 0.8"
+
+
+def test_overall_sums_every_task_and_tasks_are_sorted() -> None:
+    records = workload("b_task") + workload("a_task", t=DAY0 + 86_400)
+    report = aggregate(records, days_of(records))
+    assert [t.task for t in report.tasks] == ["a_task", "b_task"]
+    o = report.overall
+    assert (o.task, o.calls, o.escalations, o.escalation_rate) == ("*", 200, 46, 0.23)
+    assert [d.day for d in o.daily] == ["2024-05-01", "2024-05-02"]
+    assert dict(o.validators) == {"confidence": 46}
+    assert o.top_reasons["confidence"][0].calls == 46
+
+
+def test_a_task_with_counters_but_no_sampled_record_is_reported() -> None:
+    records = [make(i, escalated=False, sampled=False) for i in range(10)]
+    report = aggregate([], days_of(records))
+    (t,) = report.tasks
+    assert (t.calls, t.escalations, t.patterns.sampled_records) == (10, 0, 0)
+
+
+def test_unsampled_records_are_not_analysed() -> None:
+    records = [make(i, escalated=False, sampled=False) for i in range(10)]
+    report = aggregate(records, days_of(records))
+    assert report.tasks[0].patterns.sampled_records == 0
+
+
+@pytest.mark.parametrize(
+    ("histogram", "q", "expected"),
+    [
+        ({"5": 10, "100": 80, "1000": 5, "inf": 5}, 0.5, 100),
+        ({"5": 10, "100": 80, "1000": 5, "inf": 5}, 0.95, 1000),
+        ({"5": 10, "100": 80, "1000": 5, "inf": 5}, 0.99, float("inf")),
+        ({"10": 1}, 0.5, 10),
+        ({"5": 50, "10": 50}, 0.5, 5),  # the quantile falls on the bucket's last call
+        ({}, 0.5, None),
+    ],
+)
+def test_latency_quantile_is_the_bound_of_its_bucket(
+    histogram: dict[str, int], q: float, expected: float | None
+) -> None:
+    assert latency_quantile(histogram, q) == expected
+
+
+def test_no_baseline_means_no_savings_percentage() -> None:
+    day = TaskDay("t", "2024-05-01", calls=3, cost_usd=0.01)
+    (t,) = aggregate([], [day]).tasks
+    assert t.savings_pct is None
+    assert t.latency_p50_ms is None
+
+
+def test_progress_is_reported_every_ten_thousand_records() -> None:
+    seen: list[int] = []
+    records = (make(i, escalated=False, sampled=False) for i in range(25_000))
+    aggregate(records, [], progress=seen.append)
+    assert seen == [10_000, 20_000]
+
+
+@dataclass
+class ListStore:
+    """Records and counters in lists, answering the store protocol's read side."""
+
+    saved: list[CallRecord]
+    url: str = "list://"
+    corrupt_records: int = 0
+    asked: list[dict[str, Any]] = field(default_factory=list)
+
+    def records(self, **span: Any) -> Iterator[CallRecord]:
+        self.asked.append(span)
+        return (r for r in self.saved if r.sampled and _within(r, **span))
+
+    def days(self, **span: Any) -> list[TaskDay]:
+        return days_of(r for r in self.saved if _within(r, **span))
+
+    def tasks(self) -> list[str]:
+        return sorted({r.task for r in self.saved})
+
+
+def _within(r: CallRecord, task: str | None, since: float | None, until: float | None) -> bool:
+    return (
+        (task is None or r.task == task)
+        and (since is None or r.time >= since)
+        and (until is None or r.time <= until)
+    )
+
+
+def test_build_report_passes_the_span_and_counts_corrupt_records() -> None:
+    store = ListStore(workload("a") + workload("b"), corrupt_records=2)
+    report = build_report(store, task="b", since=DAY0, until=DAY0 + 3600, now=DAY0 + 7200)  # type: ignore[arg-type]
+    assert store.asked == [{"task": "b", "since": DAY0, "until": DAY0 + 3600}]
+    assert [t.task for t in report.tasks] == ["b"]
+    assert (report.since, report.until, report.corrupt_records) == (DAY0, DAY0 + 3600, 2)
+    assert report.generated_at == DAY0 + 7200
+
+
+# --- the command line ------------------------------------------------------------------------
+
+NOW = DAY0 + 10 * 86_400
+
+
+def report_cli(argv: list[str]) -> int:
+    """``cascade report ...`` through the same sub-parser ``cascade.cli`` registers."""
+    parser = argparse.ArgumentParser(prog="cascade")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30m", NOW - 1800),
+        ("24h", NOW - 86_400),
+        ("7d", NOW - 7 * 86_400),
+        ("2w", NOW - 14 * 86_400),
+        ("1.5h", NOW - 5400),
+        ("2024-05-01", DAY0),
+        ("2024-05-01T12:00", DAY0 + 43_200),
+        ("2024-05-01T12:00:00Z", DAY0 + 43_200),
+        ("2024-05-01T14:00+02:00", DAY0 + 43_200),
+    ],
+)
+def test_parse_time(text: str, expected: float) -> None:
+    assert parse_time(text, now=NOW) == expected
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "7x", "2024-13-01", ""])
+def test_parse_time_rejects_what_it_cannot_read_naming_it(bad: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=repr(bad)):
+        parse_time(bad, now=NOW)
+
+
+def test_a_bad_since_is_an_argparse_error_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        report_cli(["report", "--since", "lastweek"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--since" in err
+    assert "'lastweek'" in err
+
+
+def _sqlite_with(tmp_path: Path, records: Iterable[CallRecord]) -> str:
+    url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    store = store_from_url(url)
+    for r in records:
+        store.add(r)
+    store.close()
+    return url
+
+
+def test_cli_writes_the_report_to_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _sqlite_with(tmp_path, workload(t=NOW - 3600))
+    out = tmp_path / "report.json"
+    code = report_cli(["report", "--store", url, "--format", "json", "--out", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert (data["overall"]["calls"], data["overall"]["escalations"]) == (100, 23)
+    assert capsys.readouterr().out == ""
+
+
+def test_cli_shows_progress_on_stderr_for_long_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    many = [make(i, escalated=True, t=time.time() - 7200) for i in range(10_001)]
+    url = _sqlite_with(tmp_path, many)
+    assert report_cli(["report", "--store", url, "--since", "1d", "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert "reading records: 10,000" in err
+    assert err.endswith("\n")
+    assert json.loads(out)["overall"]["calls"] == 10_001
+
+
+def test_cli_reads_the_store_from_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = _sqlite_with(tmp_path, workload(t=NOW - 3600))
+    monkeypatch.setenv("CASCADE_STORE", url)
+    assert report_cli(["report", "--format", "csv", "--task", "extract"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("task,day,calls,escalations")
+    assert lines[1].split(",")[2:4] == ["100", "23"]
+
+
+def test_cli_defaults_to_the_embedded_store(capsys: pytest.CaptureFixture[str]) -> None:
+    # CASCADE_HOME points at an empty directory (conftest): an empty report, not an error
+    assert report_cli(["report"]) == 0
+    assert "no calls recorded" in capsys.readouterr().out
+
+
+def test_cli_store_error_exits_2_with_the_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code = report_cli(["report", "--store", f"sqlite:///{blocker}/sub/records.sqlite3"])
+    assert code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_cli_unknown_scheme_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert report_cli(["report", "--store", "nosuch://host"]) == 2
+    assert "unknown store scheme" in capsys.readouterr().err

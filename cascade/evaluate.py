@@ -1,0 +1,335 @@
+"""Offline evaluation: the cheap model alone, the strong model alone and the cascade, on labelled
+examples, scored against references.
+
+A labelled example is one JSON object per line: ``{"messages": [...], "reference": "...",
+"id": "optional", "params": {optional create() arguments}}``. ``evaluate`` runs every example
+three times through copies of the task's policy (``mode`` set to ``cheap``, ``strong`` and
+``cascade``) with bounded concurrency on the async client, and scores each answer against
+the reference with the policy's agreement comparator (or ``scorer``). The records of these
+runs go to a private in-memory store.
+
+``EvalReport.to_dict()`` (``cascade eval --format json``) has this shape::
+
+    {"task": str, "n": int, "margin": float, "verdict": "route" | "do not route",
+     "relative_quality": float | null,       # cascade quality / strong quality
+     "relative_cost": float | null,          # cascade cost / strong cost
+     "modes": {"cheap" | "strong" | "cascade": {
+         "quality": float, "agreement_with_strong": float | null,
+         "cost_usd": float | null, "cost_per_1k_usd": float | null,
+         "escalation_rate": float, "errors": int}},
+     "examples": [{"id": str, "cheap": ROW, "strong": ROW, "cascade": ROW}]}
+    ROW = {"output": str, "model": str | null, "correct": bool, "agrees_with_strong": bool | null,
+           "escalated": bool, "cost_usd": float | null, "error": str | null}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._client import Cascade
+from .compare import Comparator, comparator
+from .events import Result
+from .exceptions import CascadeError
+from .policy import AgreementSpec, Policy, PolicySet
+
+__all__ = [
+    "EvalReport",
+    "Example",
+    "ModeSummary",
+    "Outcome",
+    "aevaluate",
+    "evaluate",
+    "load_examples",
+    "run_mode",
+    "with_mode",
+]
+
+MODES = ("cheap", "strong", "cascade")
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One labelled example: the request's messages, the reference answer, and any other
+    ``create()`` arguments for this request (``params``)."""
+
+    id: str
+    messages: Sequence[Mapping[str, Any]]
+    reference: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One example under one mode: the answer, how it scored, what it cost."""
+
+    output: str
+    model: str | None
+    correct: bool
+    agrees_with_strong: bool | None
+    escalated: bool
+    cost_usd: float | None
+    error: str | None = None
+    result: Result | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON row (see the module docstring)."""
+        return {
+            "output": self.output,
+            "model": self.model,
+            "correct": self.correct,
+            "agrees_with_strong": self.agrees_with_strong,
+            "escalated": self.escalated,
+            "cost_usd": self.cost_usd,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ModeSummary:
+    """Quality and cost of one mode over all the examples."""
+
+    mode: str
+    quality: float
+    agreement_with_strong: float | None
+    cost_usd: float | None
+    escalation_rate: float
+    errors: int
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON summary (see the module docstring)."""
+        per_1k = None if self.cost_usd is None or not self.n else self.cost_usd / self.n * 1000
+        return {
+            "quality": self.quality,
+            "agreement_with_strong": self.agreement_with_strong,
+            "cost_usd": self.cost_usd,
+            "cost_per_1k_usd": per_1k,
+            "escalation_rate": self.escalation_rate,
+            "errors": self.errors,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EvalReport:
+    """Three modes on the same examples, and whether the cascade is worth routing to."""
+
+    task: str
+    margin: float
+    examples: tuple[Example, ...]
+    outcomes: Mapping[str, tuple[Outcome, ...]]
+    summaries: Mapping[str, ModeSummary]
+
+    @property
+    def relative_quality(self) -> float | None:
+        """The cascade's quality as a share of the strong model's."""
+        strong = self.summaries["strong"].quality
+        return self.summaries["cascade"].quality / strong if strong else None
+
+    @property
+    def relative_cost(self) -> float | None:
+        """The cascade's cost as a share of the strong model's."""
+        a, b = self.summaries["cascade"].cost_usd, self.summaries["strong"].cost_usd
+        return a / b if a is not None and b else None
+
+    @property
+    def verdict(self) -> str:
+        """``route`` when the cascade's quality is within ``margin`` (relative) of the strong
+        model's, else ``do not route``."""
+        rq = self.relative_quality
+        ok = rq is None or rq >= 1 - self.margin - 1e-12
+        return "route" if ok else "do not route"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--format json`` document (schema in the module docstring)."""
+        return {
+            "task": self.task,
+            "n": len(self.examples),
+            "margin": self.margin,
+            "verdict": self.verdict,
+            "relative_quality": self.relative_quality,
+            "relative_cost": self.relative_cost,
+            "modes": {m: self.summaries[m].to_dict() for m in MODES},
+            "examples": [
+                {"id": ex.id, **{m: self.outcomes[m][i].to_dict() for m in MODES}}
+                for i, ex in enumerate(self.examples)
+            ],
+        }
+
+
+def load_examples(path: str | Path) -> list[Example]:
+    """Read labelled examples from a JSONL file. Raises ValueError naming the bad line."""
+    out: list[Example] = []
+    with Path(path).open(encoding="utf-8") as f:
+        for no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                messages, reference = row["messages"], row["reference"]
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(
+                    f"{path}:{no}: need a JSON object with messages and reference ({e})"
+                ) from None
+            params = row.get("params") or {}
+            if (
+                not isinstance(messages, list)
+                or not isinstance(reference, str)
+                or not isinstance(params, dict)
+            ):
+                raise ValueError(
+                    f"{path}:{no}: messages must be a list, reference a string, params an object"
+                )
+            out.append(Example(str(row.get("id", no)), messages, reference, params))
+    return out
+
+
+def with_mode(policy: Policy, mode: str) -> Policy:
+    """A copy of ``policy`` whose ``mode`` is ``mode`` (cheap, strong, cascade or observe)."""
+    data = {**policy.spec.model_dump(exclude_none=True), "mode": mode}
+    return Policy.from_dict(data, task=policy.task, path=policy.path)
+
+
+def _runner(cascade: Cascade, policy: Policy) -> Cascade:
+    """A Cascade running ``policy`` with a copy of ``cascade``'s async client (closed after
+    the run, so no connection outlives the event loop), recording in memory."""
+    policies = PolicySet(cascade.policies.directory)
+    policies.add(policy)
+    c = cascade.async_client
+    fresh = type(c)(  # a new connection pool: openai's copy() would share (and close) c's
+        api_key=c.api_key,
+        organization=c.organization,
+        project=c.project,
+        base_url=c.base_url,
+        timeout=c.timeout,
+        max_retries=c.max_retries,
+    )
+    return Cascade(policies, async_client=fresh, store="memory://")
+
+
+async def run_mode(
+    cascade: Cascade,
+    policy: Policy,
+    examples: Sequence[Example],
+    mode: str,
+    *,
+    concurrency: int = 8,
+    progress: Progress | None = None,
+) -> list[Result | CascadeError]:
+    """Run every example through ``policy`` in ``mode``; a failed call gives its error."""
+    runner = _runner(cascade, with_mode(policy, mode))
+    gate = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def one(ex: Example) -> Result | CascadeError:
+        nonlocal done
+        async with gate:
+            try:
+                return await runner.arun(policy.task, ex.messages, **ex.params)
+            except CascadeError as e:
+                return e
+            finally:
+                done += 1
+                if progress is not None:
+                    progress(mode, done, len(examples))
+
+    try:
+        return list(await asyncio.gather(*(one(ex) for ex in examples)))
+    finally:
+        runner.close()
+        await runner.async_client.close()
+
+
+def _outcome(
+    got: Result | CascadeError,
+    reference: str,
+    strong: str | None,
+    score: Comparator,
+    spec: AgreementSpec,
+) -> Outcome:
+    result = got if isinstance(got, Result) else getattr(got, "result", None)
+    if result is None:
+        return Outcome("", None, False, None, False, None, str(got))
+    error = None if isinstance(got, Result) else str(got)
+    text = result.output
+    return Outcome(
+        output=text,
+        model=result.model,
+        correct=error is None and score(text, reference, spec),
+        agrees_with_strong=None if strong is None else score(text, strong, spec),
+        escalated=result.escalated,
+        cost_usd=result.cost_usd,
+        error=error,
+        result=result,
+    )
+
+
+def _summary(mode: str, rows: Sequence[Outcome]) -> ModeSummary:
+    n = len(rows)
+    agree = [r.agrees_with_strong for r in rows if r.agrees_with_strong is not None]
+    costs = [r.cost_usd for r in rows]
+    return ModeSummary(
+        mode=mode,
+        quality=sum(r.correct for r in rows) / n if n else 0.0,
+        agreement_with_strong=sum(agree) / len(agree) if agree else None,
+        cost_usd=None if any(c is None for c in costs) else sum(c or 0.0 for c in costs),
+        escalation_rate=sum(r.escalated for r in rows) / n if n else 0.0,
+        errors=sum(r.error is not None for r in rows),
+        n=n,
+    )
+
+
+def scorer_of(policy: Policy, name: str | None = None) -> tuple[Comparator, AgreementSpec]:
+    """The comparator scoring answers: ``name`` if given, else the policy's agreement one."""
+    spec = policy.spec.agreement
+    if name is not None:
+        spec = spec.model_copy(update={"comparator": name})
+    return comparator(spec.comparator), spec
+
+
+async def aevaluate(
+    cascade: Cascade,
+    task: str,
+    examples: Iterable[Example],
+    *,
+    scorer: str | None = None,
+    margin: float = 0.05,
+    concurrency: int = 8,
+    progress: Progress | None = None,
+) -> EvalReport:
+    """Evaluate ``task`` on ``examples`` in the three modes. See the module docstring.
+
+    Args:
+        scorer: a registered comparator name; default the policy's ``agreement`` comparator.
+        margin: the relative quality loss still worth routing for (0.05 = 5%).
+    Raises UnknownTaskError / PolicyError for the task, LookupError for an unknown scorer.
+    """
+    policy = cascade.policies.get(task)
+    score, spec = scorer_of(policy, scorer)
+    exs = tuple(examples)
+    runs = {}
+    for mode in ("strong", "cheap", "cascade"):
+        runs[mode] = await run_mode(
+            cascade, policy, exs, mode, concurrency=concurrency, progress=progress
+        )
+    strong_text = [r.output if isinstance(r, Result) else None for r in runs["strong"]]
+    outcomes = {
+        m: tuple(
+            _outcome(got, ex.reference, None if m == "strong" else strong_text[i], score, spec)
+            for i, (ex, got) in enumerate(zip(exs, runs[m], strict=True))
+        )
+        for m in MODES
+    }
+    return EvalReport(task, margin, exs, outcomes, {m: _summary(m, outcomes[m]) for m in MODES})
+
+
+def evaluate(
+    cascade: Cascade, task: str, examples: Iterable[Example], **options: Any
+) -> EvalReport:
+    """``aevaluate`` from synchronous code (starts its own event loop)."""
+    return asyncio.run(aevaluate(cascade, task, examples, **options))

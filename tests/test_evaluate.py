@@ -1,0 +1,211 @@
+"""``cascade eval`` and ``cascade calibrate --data``: real SDK, real engine, a scripted server."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+from cascade import Cascade, Policy
+from cascade.cli import main
+from cascade.evaluate import evaluate, load_examples, with_mode
+from cascade.testing import Reply, ScriptedServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+POLICY = {
+    "models": ["gpt-4o-mini", "gpt-4o"],
+    "validators": [{"type": "confidence", "source": "logprobs", "min": 0.6}],
+    "agreement": {"comparator": "normalized"},
+}
+
+
+def cheap_reply(i: int) -> tuple[str, float]:
+    """By i % 20: right and sure below 14; wrong and unsure for 14-17; wrong and sure after."""
+    if i % 20 < 14:
+        return f"a{i}", 0.95
+    return "wrong", 0.5 if i % 20 < 18 else 0.99
+
+
+def respond(body: dict[str, Any]) -> Reply:
+    i = int(body["messages"][-1]["content"][1:])
+    if body["model"] == "gpt-4o":
+        return Reply(
+            content=f"A{i}.",
+            logprobs=[(f"A{i}.", -0.01, [])],
+            prompt_tokens=100,
+            completion_tokens=10,
+        )
+    text, p = cheap_reply(i)
+    return Reply(
+        content=text, logprobs=[(text, math.log(p), [])], prompt_tokens=100, completion_tokens=10
+    )
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    with ScriptedServer(respond) as s:
+        yield s
+
+
+@pytest.fixture
+def setup(tmp_path: Path, server: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "qa.yaml").write_text("# answers\n" + yaml.safe_dump(POLICY))
+    lines = [
+        json.dumps(
+            {
+                "id": f"e{i}",
+                "messages": [{"role": "user", "content": f"q{i}"}],
+                "reference": f"a{i}",
+            }
+        )
+        for i in range(20)
+    ]
+    (tmp_path / "data.jsonl").write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    return tmp_path
+
+
+def cli(*argv: str) -> int:
+    return main(list(argv))
+
+
+def test_with_mode_round_trips_the_policy(setup: Path) -> None:
+    policy = Policy.load(setup / "qa.yaml")
+    copy = with_mode(policy, "cheap")
+    assert copy.spec.mode == "cheap"
+    assert copy.spec.model_dump(exclude={"mode"}) == policy.spec.model_dump(exclude={"mode"})
+
+
+def test_evaluate_scores_each_mode_against_references(setup: Path, server: ScriptedServer) -> None:
+    c = Cascade(setup, client=server.client(), store="memory://")
+    report = evaluate(c, "qa", load_examples(setup / "data.jsonl"))
+    s = report.summaries
+    assert (s["cheap"].quality, s["strong"].quality, s["cascade"].quality) == (0.7, 1.0, 0.9)
+    assert s["cascade"].escalation_rate == pytest.approx(0.2)
+    assert s["cheap"].agreement_with_strong == 0.7
+    strong_call = (100 * 2.5 + 10 * 10) / 1e6
+    assert s["strong"].cost_usd == pytest.approx(20 * strong_call)
+    assert report.relative_quality == pytest.approx(0.9)
+    assert report.verdict == "do not route"
+    assert report.outcomes["cascade"][15].model == "gpt-4o"
+
+
+def test_eval_cli_table_and_exit_code(setup: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        cli(
+            "eval",
+            str(setup / "data.jsonl"),
+            "--task",
+            "qa",
+            "--policies",
+            str(setup),
+            "--margin",
+            "0.15",
+        )
+        == 0
+    )
+    out, err = capsys.readouterr()
+    assert "verdict: route (margin 15%)" in out
+    assert "90.0% of the strong model's" in out
+    assert "cascade [" in err
+    assert "20/20" in err
+
+
+def test_eval_cli_json_follows_the_documented_schema(
+    setup: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        cli(
+            "eval",
+            str(setup / "data.jsonl"),
+            "--task",
+            "qa",
+            "--policies",
+            str(setup),
+            "--format",
+            "json",
+        )
+        == 1
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "do not route"
+    assert doc["n"] == 20
+    assert set(doc["modes"]) == {"cheap", "strong", "cascade"}
+    assert set(doc["modes"]["cascade"]) == {
+        "quality",
+        "agreement_with_strong",
+        "cost_usd",
+        "cost_per_1k_usd",
+        "escalation_rate",
+        "errors",
+    }
+    row = doc["examples"][18]
+    assert row["id"] == "e18"
+    assert row["cascade"]["output"] == "wrong"
+    assert row["cascade"]["correct"] is False
+    assert row["strong"]["correct"] is True
+
+
+def test_eval_scorer_option_picks_a_comparator(
+    setup: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(
+        "eval",
+        str(setup / "data.jsonl"),
+        "--task",
+        "qa",
+        "--policies",
+        str(setup),
+        "--format",
+        "json",
+        "--scorer",
+        "exact",
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["modes"]["strong"]["quality"] == 0.0  # "A3." is not exactly "a3"
+
+
+def test_bad_example_file_names_the_line(tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_text('{"messages": [], "reference": "x"}\n{"messages": 1}\n')
+    with pytest.raises(ValueError, match=r"d.jsonl:2"):
+        load_examples(tmp_path / "d.jsonl")
+
+
+def test_calibrate_from_data_runs_cheap_and_strong_once_and_writes(
+    setup: Path, server: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [
+        json.dumps({"messages": [{"role": "user", "content": f"q{i}"}], "reference": f"a{i}"})
+        for i in range(400)
+    ]
+    (setup / "big.jsonl").write_text("\n".join(lines) + "\n")
+    code = cli(
+        "calibrate",
+        "--task",
+        "qa",
+        "--target",
+        "0.85",
+        "--data",
+        str(setup / "big.jsonl"),
+        "--policies",
+        str(setup),
+        "--write",
+    )
+    out = capsys.readouterr().out
+    assert len(server.calls()) == 800  # cheap and strong, once each
+    assert code == 0, out
+    assert "400 calibration examples; strong model accuracy 100.0%, cheap model 70.0%" in out
+    assert "accuracy is >= 0.85 x the strong model's" in out
+    # 0.99-sure wrong answers (10%) cost 10 points of accuracy: 0.9 >= 0.85 certifies the
+    # 0.95-sure ones too, written as the shortest number between them and the 0.5-sure ones
+    assert "min: 0.9 " in out
+    text = (setup / "qa.yaml").read_text()
+    assert text.startswith("# answers\n")
+    assert "min: 0.9\n" in text

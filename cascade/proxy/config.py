@@ -1,0 +1,170 @@
+"""The proxy's configuration file (YAML), its environment, and how a request finds its task.
+
+::
+
+    routes:                         # first match wins; a route needs `model` and/or `metadata`
+      - {model: gpt-4o, task: support_summary}
+      - {metadata: {feature: invoices}, task: invoice_extraction}
+    default_task: null              # the task of requests no route matches (null: pass through)
+    proxy_keys: [sk-proxy-1]        # client keys; CASCADE_PROXY_KEYS (comma-separated) adds more
+    max_body_bytes: 4194304         # larger request bodies are refused with 413
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..exceptions import CascadeError
+
+
+class ConfigError(CascadeError, ValueError):
+    """The proxy's configuration is invalid or unsafe (no keys on a public interface)."""
+
+
+class Route(BaseModel):
+    """Send requests for ``model`` and/or carrying these ``metadata`` values to ``task``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    task: str
+    model: str | None = None
+    metadata: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> Route:
+        if self.model is None and not self.metadata:
+            raise ValueError("a route needs `model` and/or `metadata` to match on")
+        return self
+
+    def matches(self, model: Any, metadata: Any) -> bool:
+        """True when the request's model and metadata are what this route asks for."""
+        if self.model is not None and model != self.model:
+            return False
+        if self.metadata:
+            if not isinstance(metadata, Mapping):
+                return False
+            return all(metadata.get(k) == v for k, v in self.metadata.items())
+        return True
+
+
+class ProxyConfig(BaseModel):
+    """What ``cascade serve`` needs beyond the policies and the store. See the module docstring."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    routes: tuple[Route, ...] = ()
+    default_task: str | None = None
+    proxy_keys: tuple[str, ...] = ()
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    reasons_header_chars: int = Field(
+        default=512, ge=16, description="Longer x-cascade-reasons values are truncated."
+    )
+
+    def task_for(self, body: Mapping[str, Any]) -> str | None:
+        """The task of a chat request from the routes, else ``default_task``, else None."""
+        model, metadata = body.get("model"), body.get("metadata")
+        for route in self.routes:
+            if route.matches(model, metadata):
+                return route.task
+        return self.default_task
+
+    def key_checker(self) -> KeyChecker | None:
+        """A constant-time checker of client keys, or None when no key is configured."""
+        return KeyChecker(self.proxy_keys) if self.proxy_keys else None
+
+
+class KeyChecker:
+    """Checks a presented key against every configured one in constant time.
+
+    Both sides are hashed first, so comparisons take the same time whatever the lengths,
+    and every configured key is compared (no early exit that would reveal which matched).
+    """
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self._digests = tuple(_digest(k) for k in keys)
+
+    def __call__(self, presented: str) -> bool:
+        given = _digest(presented)
+        ok = False
+        for d in self._digests:
+            ok |= hmac.compare_digest(given, d)
+        return ok
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
+
+
+def load_config(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> ProxyConfig:
+    """Read the YAML file at ``path`` (if any) and add the keys of ``CASCADE_PROXY_KEYS``.
+
+    Raises ConfigError naming the file and the field at fault.
+    """
+    data: Any = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {type(data).__name__}")
+    env = os.environ if environ is None else environ
+    extra = [k.strip() for k in env.get("CASCADE_PROXY_KEYS", "").split(",") if k.strip()]
+    try:
+        config = ProxyConfig.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        msg = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        raise ConfigError(f"{path or 'config'}: {where}: {msg}") from None
+    if extra:
+        config = config.model_copy(update={"proxy_keys": (*config.proxy_keys, *extra)})
+    return config
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(config: ProxyConfig, host: str) -> bool:
+    """Refuse to serve without client keys on a non-loopback interface.
+
+    Returns True when the proxy is open (no keys, loopback: the caller should warn);
+    raises ConfigError when it would be open to the network.
+    """
+    if config.proxy_keys:
+        return False
+    if not is_loopback(host):
+        raise ConfigError(
+            f"no proxy keys configured: refusing to listen on {host} without authentication; "
+            "set CASCADE_PROXY_KEYS or `proxy_keys:` in the config, or listen on 127.0.0.1"
+        )
+    return True
+
+
+__all__ = [
+    "ConfigError",
+    "KeyChecker",
+    "ProxyConfig",
+    "Route",
+    "check_exposure",
+    "is_loopback",
+    "load_config",
+]

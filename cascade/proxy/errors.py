@@ -1,0 +1,110 @@
+"""OpenAI-format error responses, and which status each of the library's errors becomes.
+
+| raised by the cascade                 | status | ``error.code``           |
+| ------------------------------------- | ------ | ------------------------ |
+| InvalidRequestError, bad JSON         | 400    | ``invalid_request``      |
+| UnknownTaskError (X-Cascade-Task)     | 400    | ``unknown_task``         |
+| UnknownTaskError (a route's task)     | 500    | ``unknown_task``         |
+| PolicyError                           | 500    | ``policy_error``         |
+| ProviderError, upstream 401 / 403     | 502    | ``upstream_auth_failed`` |
+| ProviderError, any other status       | same   | upstream's own           |
+| EscalationExhausted                   | 502    | ``escalation_exhausted`` |
+
+An upstream 401/403 becomes 502 because the client's own key (a proxy key) was accepted: it
+is the proxy's upstream credential that is wrong, and a 401 would send the client looking
+at the wrong key. Other upstream refusals (400, 404, 422...) are about the client's request,
+so the upstream's status and error object are passed through.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import openai
+from starlette.responses import Response
+
+from ..exceptions import (
+    CascadeError,
+    EscalationExhausted,
+    InvalidRequestError,
+    PolicyError,
+    ProviderError,
+    UnknownTaskError,
+)
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+}
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    type_: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """``{"error": {"message", "type", "param", "code"}}`` with ``status``."""
+    body = {
+        "error": {
+            "message": message,
+            "type": type_ or _TYPES.get(status, "server_error"),
+            "param": None,
+            "code": code,
+        }
+    }
+    return Response(
+        json.dumps(body), status_code=status, headers=headers, media_type="application/json"
+    )
+
+
+def from_exception(e: CascadeError, *, task_from_header: bool) -> tuple[int, Response]:
+    """The status and response for an error raised by ``Cascade.arun``."""
+    if isinstance(e, InvalidRequestError):
+        return 400, error_response(400, str(e), code="invalid_request")
+    if isinstance(e, UnknownTaskError):
+        # Asked for by name: the client's mistake. Chosen by our routes: the server's.
+        status = 400 if task_from_header else 500
+        return status, error_response(status, str(e), code="unknown_task")
+    if isinstance(e, PolicyError):
+        return 500, error_response(500, str(e), code="policy_error")
+    if isinstance(e, ProviderError):
+        return _provider(e)
+    if isinstance(e, EscalationExhausted):
+        return 502, error_response(502, str(e), code="escalation_exhausted")
+    return 500, error_response(500, str(e), code=type(e).__name__)
+
+
+def _provider(e: ProviderError) -> tuple[int, Response]:
+    status = e.status
+    if status in (401, 403):
+        # Not the upstream's message: it may quote (part of) the proxy's upstream key.
+        return 502, error_response(
+            502,
+            f"the upstream provider refused the proxy's credentials ({status}) for {e.model}",
+            code="upstream_auth_failed",
+        )
+    if status is None or not 400 <= status < 600:
+        return 502, error_response(502, str(e), code="upstream_error")
+    cause = e.__cause__
+    body: Any = cause.body if isinstance(cause, openai.APIStatusError) else None
+    if isinstance(body, Mapping) and "message" in body:
+        error = {
+            "message": body.get("message"),
+            "type": body.get("type"),
+            "param": body.get("param"),
+            "code": body.get("code"),
+        }
+        return status, Response(
+            json.dumps({"error": error}), status_code=status, media_type="application/json"
+        )
+    return status, error_response(status, str(e), code="upstream_error")
+
+
+__all__ = ["error_response", "from_exception"]

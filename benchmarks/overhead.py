@@ -1,0 +1,163 @@
+"""The middleware's own cost per call: ``cascade.run`` against the bare openai SDK call.
+
+Both talk to the same local ``cascade.testing`` server, interleaved call by call so that
+drift affects both alike. The cascade runs a typical policy (json_schema + structure
+validators) whose cheap answer passes, so each cascade call makes exactly one HTTP call,
+as the bare one does: the difference is the library's own work (request checks, engine,
+validators, costing, the record handed to the store, the log event).
+
+    python benchmarks/overhead.py                 # memory store
+    python benchmarks/overhead.py --store redis   # a redis-server started for the run
+    python benchmarks/overhead.py --store sqlite
+
+Logging is configured as a production application would (structlog at WARNING), so the
+per-call INFO event is built and filtered, not printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import structlog
+import yaml
+
+import cascade
+from cascade.testing import ScriptedServer
+
+ANSWER = json.dumps({"invoice_number": "INV-1", "total": 10.5, "currency": "EUR"})
+POLICY = {
+    "models": ["gpt-4o-mini", "gpt-4o"],
+    "validators": [
+        {
+            "type": "json_schema",
+            "schema": {
+                "type": "object",
+                "required": ["invoice_number", "total", "currency"],
+                "properties": {"total": {"type": "number"}, "currency": {"type": "string"}},
+            },
+        },
+        {"type": "structure", "max_chars": 2000},
+    ],
+}
+MESSAGES = [
+    {"role": "system", "content": "Extract the invoice as JSON."},
+    {"role": "user", "content": "Invoice INV-1 from ACME, total 10.50 EUR, due in 30 days."},
+]
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def start_redis() -> tuple[subprocess.Popen[bytes], str, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    workdir = tempfile.mkdtemp()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc, f"redis://127.0.0.1:{port}/0?prefix=bench", workdir
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=3000, help="calls per side and mode")
+    ap.add_argument("--store", choices=["memory", "sqlite", "redis"], default="memory")
+    args = ap.parse_args()
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    tmp = Path(tempfile.mkdtemp())
+    (tmp / "invoice.yaml").write_text(yaml.safe_dump(POLICY))
+    redis = None
+    if args.store == "redis":
+        if not shutil.which("redis-server"):
+            print("redis-server is not installed", file=sys.stderr)
+            return 2
+        redis = start_redis()
+        store_url = redis[1]
+    elif args.store == "sqlite":
+        store_url = f"sqlite:///{tmp / 'records.sqlite3'}"
+    else:
+        store_url = "memory://"
+
+    rows = []
+    with ScriptedServer() as server:
+        server.script("gpt-4o-mini", ANSWER)
+        client = server.client()
+        c = cascade.Cascade(tmp, client=client, store=store_url)
+
+        bare_s, casc_s = [], []
+        for i in range(args.n + 200):
+            t0 = time.perf_counter()
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            t1 = time.perf_counter()
+            r = c.run("invoice", MESSAGES)
+            t2 = time.perf_counter()
+            assert r.ok and not r.escalated
+            if i >= 200:  # warm-up: connections, caches, first-use imports
+                bare_s.append(t1 - t0)
+                casc_s.append(t2 - t1)
+        rows.append(("sync", bare_s, casc_s))
+
+        async def amain() -> tuple[list[float], list[float]]:
+            aclient = server.async_client()
+            ac = cascade.Cascade(tmp, async_client=aclient, store=c.store)
+            bare, casc = [], []
+            for i in range(args.n + 200):
+                t0 = time.perf_counter()
+                await aclient.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+                t1 = time.perf_counter()
+                r = await ac.arun("invoice", MESSAGES)
+                t2 = time.perf_counter()
+                assert r.ok
+                if i >= 200:
+                    bare.append(t1 - t0)
+                    casc.append(t2 - t1)
+            return bare, casc
+
+        bare_a, casc_a = asyncio.run(amain())
+        rows.append(("async", bare_a, casc_a))
+        c.store.flush()
+        c.close()
+    if redis is not None:
+        redis[0].terminate()
+        redis[0].wait()
+        shutil.rmtree(redis[2], ignore_errors=True)
+
+    print(f"store: {args.store}   calls per row: {args.n}   python {sys.version.split()[0]}"
+          f"   cpus: {os.cpu_count()}")
+    print("| mode | bare SDK p50 | cascade p50 | overhead p50 | bare p99 | cascade p99 |"
+          " overhead p99 |")
+    print("|---|---|---|---|---|---|---|")
+    for mode, bare, casc in rows:
+        b50, c50 = statistics.median(bare), statistics.median(casc)
+        b99, c99 = pct(bare, 0.99), pct(casc, 0.99)
+        print(f"| {mode} | {b50 * 1e3:.3f} ms | {c50 * 1e3:.3f} ms | {(c50 - b50) * 1e3:.3f} ms"
+              f" | {b99 * 1e3:.3f} ms | {c99 * 1e3:.3f} ms | {(c99 - b99) * 1e3:.3f} ms |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -87,11 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a line is written (it may be replaced meanwhile)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def _configure_logging(verbose: bool) -> None:
     """The command line is an application, so it decides where logs go: stderr, keeping
     stdout for reports and JSON; per-call events only with --verbose."""
     structlog.configure(
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_Stderr()),
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.INFO if verbose else logging.WARNING
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
+import structlog
 
 from cascade.events import Attempt, CallRecord, Verdict
 
@@ -155,6 +157,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     """A real redis-server on a free port for the whole session (skips without the binary)."""
     binary = shutil.which("redis-server")
     if binary is None:
+        if os.environ.get("CASCADE_REQUIRE_REDIS"):  # CI: a missing server is a failure
+            pytest.fail("redis-server is not installed and CASCADE_REQUIRE_REDIS is set")
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     server = RedisServer(binary, free_port(), tmp_path_factory.mktemp("redis"))
     server.start()
@@ -180,3 +184,10 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
         pass
     finally:
         client.close()
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """The command line configures structlog (it is an application); undo it per test."""
+    yield
+    structlog.reset_defaults()

@@ -7,6 +7,7 @@ too); one daemon thread drains it in batches and hands each batch to the backend
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
 import queue
@@ -110,7 +111,8 @@ class BatchWriter:
             try:
                 wait = self._handler(records, bool(flushes) or stop)
             except Exception:  # the thread must survive any backend bug
-                log.exception("cascade.store_writer_failed", records=len(records))
+                with contextlib.suppress(Exception):  # ...and a broken log destination
+                    log.exception("cascade.store_writer_failed", records=len(records))
                 wait = None
             for f in flushes:
                 f.done.set()

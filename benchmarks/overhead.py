@@ -68,8 +68,7 @@ def start_redis() -> tuple[subprocess.Popen[bytes], str, str]:
         port = sock.getsockname()[1]
     workdir = tempfile.mkdtemp()
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", workdir],
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir],
         stdout=subprocess.DEVNULL,
     )
     for _ in range(100):
@@ -146,16 +145,22 @@ def main() -> int:
         redis[0].wait()
         shutil.rmtree(redis[2], ignore_errors=True)
 
-    print(f"store: {args.store}   calls per row: {args.n}   python {sys.version.split()[0]}"
-          f"   cpus: {os.cpu_count()}")
-    print("| mode | bare SDK p50 | cascade p50 | overhead p50 | bare p99 | cascade p99 |"
-          " overhead p99 |")
+    print(
+        f"store: {args.store}   calls per row: {args.n}   python {sys.version.split()[0]}"
+        f"   cpus: {os.cpu_count()}"
+    )
+    print(
+        "| mode | bare SDK p50 | cascade p50 | overhead p50 | bare p99 | cascade p99 |"
+        " overhead p99 |"
+    )
     print("|---|---|---|---|---|---|---|")
     for mode, bare, casc in rows:
         b50, c50 = statistics.median(bare), statistics.median(casc)
         b99, c99 = pct(bare, 0.99), pct(casc, 0.99)
-        print(f"| {mode} | {b50 * 1e3:.3f} ms | {c50 * 1e3:.3f} ms | {(c50 - b50) * 1e3:.3f} ms"
-              f" | {b99 * 1e3:.3f} ms | {c99 * 1e3:.3f} ms | {(c99 - b99) * 1e3:.3f} ms |")
+        print(
+            f"| {mode} | {b50 * 1e3:.3f} ms | {c50 * 1e3:.3f} ms | {(c50 - b50) * 1e3:.3f} ms"
+            f" | {b99 * 1e3:.3f} ms | {c99 * 1e3:.3f} ms | {(c99 - b99) * 1e3:.3f} ms |"
+        )
     return 0
 
 

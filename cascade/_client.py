@@ -7,22 +7,25 @@ import os
 import random
 import threading
 import time
-from collections.abc import Generator, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import replace
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import openai
 import structlog
 
 from . import _engine, _openai
 from ._request import make_request
-from .events import Request, Result
 from .exceptions import EscalationExhausted
 from .policy import Policy, PolicySet
 from .recording import build_record
 from .stores import Store, store_from_url
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Mapping, Sequence
+    from pathlib import Path
+
+    from .events import Request, Result
 
 _log = structlog.get_logger("cascade")
 _T = TypeVar("_T")
@@ -109,9 +112,7 @@ class Cascade:
         strong.set_result(result)
         return _accepted(result)
 
-    async def arun(
-        self, task: str, messages: Sequence[Mapping[str, Any]], **params: Any
-    ) -> Result:
+    async def arun(self, task: str, messages: Sequence[Mapping[str, Any]], **params: Any) -> Result:
         """``run`` for asyncio: the same engine, calls made with the async client."""
         policy, request, start = self._begin(task, messages, params)
         strong: asyncio.Future[Result] | None = None
@@ -185,7 +186,11 @@ class Cascade:
         return result
 
     def _finish_observed(
-        self, policy: Policy, request: Request, strong: Result, cheap: _engine.Outcome,
+        self,
+        policy: Policy,
+        request: Request,
+        strong: Result,
+        cheap: _engine.Outcome,
         start: float,
     ) -> None:
         combined, info = _engine.observation(policy, strong, cheap)
@@ -205,7 +210,11 @@ class Cascade:
         )
 
     def _record(
-        self, policy: Policy, request: Request, result: Result, latency: float,
+        self,
+        policy: Policy,
+        request: Request,
+        result: Result,
+        latency: float,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         spec = policy.spec
@@ -320,9 +329,9 @@ def _log_result(result: Result, latency: float) -> None:
                 task=result.task,
                 from_model=prev.model,
                 to_model=a.model,
-                reasons=[prev.error] if prev.error else [
-                    f"{v.validator}: {v.reason}" for v in prev.verdicts if not v.passed
-                ],
+                reasons=[prev.error]
+                if prev.error
+                else [f"{v.validator}: {v.reason}" for v in prev.verdicts if not v.passed],
             )
         if a.purpose != "verify":
             prev = a

@@ -19,12 +19,14 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .events import Attempt, Completion, Failure, Purpose, Request, Result, Verdict
 from .exceptions import EscalationExhausted, ProviderError
-from .policy import Policy
 from .pricing import usd
+
+if TYPE_CHECKING:
+    from .policy import Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +85,9 @@ def run(policy: Policy, request: Request) -> Flow:
     return _exhausted(policy, out)
 
 
-def climb(policy: Policy, request: Request, models: tuple[str, ...]) -> Generator[
-    Call, Reply, Outcome
-]:
+def climb(
+    policy: Policy, request: Request, models: tuple[str, ...]
+) -> Generator[Call, Reply, Outcome]:
     """Ask each model in turn until one's answer passes every validator."""
     out = Outcome([], [])
     answers = 0
@@ -136,8 +138,11 @@ def shadow(policy: Policy, request: Request) -> Generator[Call, Reply, Outcome]:
     try:
         return (yield from climb(policy, prepare(policy, request), policy.models[:1]))
     except ProviderError as e:
-        return Outcome([_failed(Failure(e.model, "client_error", str(e), e.status), "answer")],
-                       [Decimal(0)], why=str(e))
+        return Outcome(
+            [_failed(Failure(e.model, "client_error", str(e), e.status), "answer")],
+            [Decimal(0)],
+            why=str(e),
+        )
 
 
 def observation(policy: Policy, strong: Result, cheap: Outcome) -> tuple[Result, dict[str, Any]]:
@@ -151,7 +156,9 @@ def observation(policy: Policy, strong: Result, cheap: Outcome) -> tuple[Result,
         reason
         for a in cheap.attempts
         for reason in (
-            [a.error] if a.error else [f"{v.validator}: {v.reason}" for v in a.verdicts if not v.passed]
+            [a.error]
+            if a.error
+            else [f"{v.validator}: {v.reason}" for v in a.verdicts if not v.passed]
         )
     ]
     scores = {v.validator: v.score for v in (judged[1] if judged else ()) if v.score is not None}
@@ -206,7 +213,9 @@ def _judge(
         for v in policy.follow_ups:
             reply = yield Call(completion.model, v.follow_up(completion), "verify")  # type: ignore[attr-defined]
             if isinstance(reply, Failure):
-                verdicts.append(Verdict(_name(v), False, f"verification call failed: {reply.reason}"))
+                verdicts.append(
+                    Verdict(_name(v), False, f"verification call failed: {reply.reason}")
+                )
                 continue
             extra.append(reply)
             verdicts.append(v.judge(completion, reply))  # type: ignore[attr-defined]
@@ -258,8 +267,15 @@ def _attempt(
 
 def _failed(f: Failure, purpose: Purpose) -> Attempt:
     return Attempt(
-        model=f.model, purpose=purpose, output="", verdicts=(), prompt_tokens=0,
-        completion_tokens=0, cached_tokens=0, cost_usd=0.0, latency_s=f.latency_s,
+        model=f.model,
+        purpose=purpose,
+        output="",
+        verdicts=(),
+        prompt_tokens=0,
+        completion_tokens=0,
+        cached_tokens=0,
+        cost_usd=0.0,
+        latency_s=f.latency_s,
         error=f.reason,
     )
 
@@ -308,7 +324,9 @@ def _result(
 
 
 def _exhausted(policy: Policy, out: Outcome) -> Result:
-    result = None if out.last is None else _result(policy, out.attempts, out.costs, *out.last, ok=False)
+    result = (
+        None if out.last is None else _result(policy, out.attempts, out.costs, *out.last, ok=False)
+    )
     if result is None or (policy.spec.on_exhausted == "raise" and policy.spec.mode == "cascade"):
         reasons = "; ".join(
             a.error or ", ".join(f"{v.validator}: {v.reason}" for v in a.verdicts if not v.passed)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 
-from ._engine import Call
 from .events import Completion, Failure, TokenLogprob, ToolCall
+
+if TYPE_CHECKING:
+    from ._engine import Call
 
 
 def call_sync(client: openai.OpenAI, call: Call) -> Completion | Failure:
@@ -16,7 +18,9 @@ def call_sync(client: openai.OpenAI, call: Call) -> Completion | Failure:
     start = time.perf_counter()
     try:
         raw = client.chat.completions.create(
-            model=call.model, messages=call.request.messages, **call.request.params
+            model=call.model,
+            messages=call.request.messages,  # type: ignore[arg-type]  # checked by make_request
+            **call.request.params,
         )
     except openai.OpenAIError as e:
         return failure(call.model, e, time.perf_counter() - start)
@@ -28,7 +32,9 @@ async def call_async(client: openai.AsyncOpenAI, call: Call) -> Completion | Fai
     start = time.perf_counter()
     try:
         raw = await client.chat.completions.create(
-            model=call.model, messages=call.request.messages, **call.request.params
+            model=call.model,
+            messages=call.request.messages,  # type: ignore[arg-type]  # checked by make_request
+            **call.request.params,
         )
     except openai.OpenAIError as e:
         return failure(call.model, e, time.perf_counter() - start)
@@ -57,13 +63,18 @@ def completion(call: Call, raw: Any, latency_s: float) -> Completion | Failure:
     choices = getattr(raw, "choices", None)
     if not choices:
         return Failure(
-            call.model, "malformed_response", f"no choices in the response: {str(raw)[:200]}",
-            None, latency_s,
+            call.model,
+            "malformed_response",
+            f"no choices in the response: {str(raw)[:200]}",
+            None,
+            latency_s,
         )
     choice = choices[0]
     message = choice.message
     if message is None:
-        return Failure(call.model, "malformed_response", "choice without a message", None, latency_s)
+        return Failure(
+            call.model, "malformed_response", "choice without a message", None, latency_s
+        )
     usage = raw.usage
     details = getattr(usage, "prompt_tokens_details", None) if usage is not None else None
     logprobs = None
@@ -76,7 +87,7 @@ def completion(call: Call, raw: Any, latency_s: float) -> Completion | Failure:
             )
             for t in choice.logprobs.content
         )
-    tool_calls = ()
+    tool_calls: tuple[ToolCall, ...] = ()
     if message.tool_calls:
         tool_calls = tuple(
             ToolCall(tc.id, tc.function.name, tc.function.arguments)

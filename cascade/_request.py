@@ -37,7 +37,9 @@ def make_request(
             )
         content = m.get("content")
         if content is None:
-            if role not in ("assistant", "tool") or (role == "assistant" and not m.get("tool_calls")):
+            if role not in ("assistant", "tool") or (
+                role == "assistant" and not m.get("tool_calls")
+            ):
                 raise InvalidRequestError(f"{task}: messages[{i}].content is missing")
         elif not isinstance(content, (str, list)):
             raise InvalidRequestError(
@@ -48,7 +50,9 @@ def make_request(
         if params.get(key):
             raise InvalidRequestError(f"{task}: {why}")
     if params.get("n", 1) != 1:
-        raise InvalidRequestError(f"{task}: n={params['n']!r}: the cascade judges one answer; use n=1")
+        raise InvalidRequestError(
+            f"{task}: n={params['n']!r}: the cascade judges one answer; use n=1"
+        )
     params = {k: v for k, v in params.items() if k not in _OWNED}
     return Request(messages=messages, params={**defaults, **params} if defaults else params)
 

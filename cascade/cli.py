@@ -7,11 +7,14 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
 from .exceptions import CascadeError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def _policies_default() -> str:
@@ -101,7 +104,7 @@ def _configure_logging(verbose: bool) -> None:
     """The command line is an application, so it decides where logs go: stderr, keeping
     stdout for reports and JSON; per-call events only with --verbose."""
     structlog.configure(
-        logger_factory=structlog.PrintLoggerFactory(_Stderr()),
+        logger_factory=structlog.PrintLoggerFactory(_Stderr()),  # type: ignore[arg-type]
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.INFO if verbose else logging.WARNING
         ),

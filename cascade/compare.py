@@ -81,7 +81,9 @@ def numeric(a: str, b: str, spec: AgreementSpec) -> bool:
     if not na or not nb:
         return False
     try:
-        return _close(float(na[-1].replace(",", "")), float(nb[-1].replace(",", "")), spec.tolerance)
+        return _close(
+            float(na[-1].replace(",", "")), float(nb[-1].replace(",", "")), spec.tolerance
+        )
     except ValueError:
         return False
 

@@ -1,10 +1,12 @@
-"""Frozen values that flow through the cascade: requests, completions, verdicts, attempts, results."""
+"""Frozen values that flow through the cascade: requests, completions, verdicts, results."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 Purpose = Literal["answer", "reask", "verify"]
 
@@ -21,7 +23,8 @@ class Request:
 
     @property
     def tools(self) -> Sequence[Mapping[str, Any]]:
-        return self.params.get("tools") or ()  # type: ignore[no-any-return]
+        tools: Sequence[Mapping[str, Any]] = self.params.get("tools") or ()
+        return tools
 
     @property
     def response_format(self) -> Mapping[str, Any] | None:
@@ -172,7 +175,20 @@ class Result:
 
 # Upper bounds, in milliseconds, of the latency histogram kept in the daily counters.
 LATENCY_BUCKETS_MS: tuple[float, ...] = (
-    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, float("inf"),
+    5,
+    10,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1000,
+    2500,
+    5000,
+    10000,
+    30000,
+    60000,
+    float("inf"),
 )
 
 

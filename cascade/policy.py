@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import validators as _validators  # registers the built-in validator types
-from .events import Request
+from .events import Request  # noqa: TC001  # used by the hook signatures at runtime
 from .exceptions import PolicyError, UnknownTaskError
 from .pricing import Price, price_of
 from .validators import Validator, build_validator
@@ -62,7 +62,9 @@ class PolicyFile(BaseModel):
         min_length=2, description="Cheapest first; each later model is one escalation step."
     )
     retries: int = Field(
-        default=0, ge=0, le=5,
+        default=0,
+        ge=0,
+        le=5,
         description="Re-ask the same model, quoting the failed checks, before escalating.",
     )
     validators: list[dict[str, Any]] = Field(
@@ -199,7 +201,9 @@ def _parse(text: str, path: Path) -> Any:
             return json.loads(text)
         return yaml.safe_load(text)
     except json.JSONDecodeError as e:
-        raise PolicyError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}", path=path)
+        raise PolicyError(
+            f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}", path=path
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -214,7 +218,9 @@ def _loc(parts: Sequence[int | str]) -> str:
     return out
 
 
-def _policy_error(e: ValidationError, path: Path | None, prefix: Sequence[int | str] = ()) -> PolicyError:
+def _policy_error(
+    e: ValidationError, path: Path | None, prefix: Sequence[int | str] = ()
+) -> PolicyError:
     first = e.errors()[0]
     loc = _loc([*prefix, *first["loc"]])
     msg = first["msg"]
@@ -244,8 +250,11 @@ def _build(
         name = kind if len(same) == 1 else f"{kind}#{same.index(i) + 1}"
     try:
         return build_validator(
-            str(name), kind, options,
-            policy_dir=path.parent if path else None, extra=extra,
+            str(name),
+            kind,
+            options,
+            policy_dir=path.parent if path else None,
+            extra=extra,
         )
     except ValidationError as e:
         raise _policy_error(e, path, prefix=(f"validators[{i}]",)) from None

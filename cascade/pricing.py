@@ -11,13 +11,15 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 _MILLION = Decimal(1_000_000)
 _DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")

@@ -31,7 +31,14 @@ from . import _testing_http as wire
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["ReplayServer", "Reply", "ScriptedServer", "load_recorded", "load_routellm", "record_tag"]
+__all__ = [
+    "ReplayServer",
+    "Reply",
+    "ScriptedServer",
+    "load_recorded",
+    "load_routellm",
+    "record_tag",
+]
 
 _CLIP = 80  # characters of the user message quoted in "no scripted reply" errors
 

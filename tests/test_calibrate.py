@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cascade import _cli_eval
-from cascade.cli import main
 from cascade.calibrate import Sample, betting_p_value, calibrate, fixed_sequence, quality_at
+from cascade.cli import main
 from cascade.stores import store_from_url
 
 if TYPE_CHECKING:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 import pytest
@@ -15,6 +13,10 @@ import yaml
 
 import cascade
 from cascade.testing import Reply, ScriptedServer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
 
 MSGS = [{"role": "user", "content": "Invoice INV-1, total 10 EUR"}]
 GOOD = json.dumps({"invoice_number": "INV-1", "total": 10})
@@ -126,7 +128,7 @@ def test_unknown_price_warns_and_gives_none_not_zero(make, server) -> None:
     server.script("my-local-model", GOOD)
     with pytest.warns(cascade.UnknownPriceWarning, match="my-local-model"):
         c = make(models=["my-local-model", "gpt-4o"])
-        r = c.run("t", MSGS)
+    r = c.run("t", MSGS)
     assert r.attempts[0].cost_usd is None
     assert r.cost_usd is None
 

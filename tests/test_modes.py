@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 
 import cascade
 from cascade.testing import Reply, ScriptedServer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
 
 MSGS = [{"role": "user", "content": "Invoice INV-1, total 10"}]
 GOOD = json.dumps({"invoice_number": "INV-1", "total": 10})

@@ -79,13 +79,19 @@ def test_json_policy_files_are_accepted(tmp_path) -> None:
 def test_schema_file_is_relative_to_the_policy(tmp_path) -> None:
     (tmp_path / "schemas").mkdir()
     (tmp_path / "schemas" / "inv.json").write_text(json.dumps({"type": "object"}))
-    text = "models: [gpt-4o-mini, gpt-4o]\nvalidators: [{type: json_schema, schema_file: schemas/inv.json}]"
+    text = (
+        "models: [gpt-4o-mini, gpt-4o]\n"
+        "validators: [{type: json_schema, schema_file: schemas/inv.json}]"
+    )
     p = Policy.load(write(tmp_path, text))
     assert p.validators[0].name == "json_schema"
 
 
 def test_validators_of_one_type_get_distinct_names(tmp_path) -> None:
-    text = "models: [gpt-4o-mini, gpt-4o]\nvalidators: [{type: structure}, {type: structure, max_chars: 9}, {type: structure, name: short}]"
+    text = (
+        "models: [gpt-4o-mini, gpt-4o]\nvalidators: [{type: structure}, "
+        "{type: structure, max_chars: 9}, {type: structure, name: short}]"
+    )
     p = Policy.load(write(tmp_path, text))
     assert [v.name for v in p.validators] == ["structure#1", "structure#2", "short"]
 

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 import yaml
-from cascade.testing import Reply, ScriptedServer
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 import cascade
+from cascade.testing import Reply, ScriptedServer
 from cascade.wrap import AsyncWrapped, Wrapped, wrap
 
 if TYPE_CHECKING:

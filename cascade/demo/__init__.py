@@ -12,16 +12,19 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import openai
 
 from .._client import Cascade
-from ..events import Result
 from ..exceptions import CascadeError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    from ..events import Result
 
 NOT_LIVE = (
     "NOTE: these answers are NOT live. A local OpenAI-compatible server "
@@ -49,7 +52,9 @@ def _reply(spec: Mapping[str, Any]) -> Any:
     if "p" in spec:  # every token at probability p: mean and least-probable both read p
         lp = math.log(spec["p"])
         logprobs = [(t, lp) for t in _tokens(content)]
-    return Reply(content=content, logprobs=logprobs, finish_reason=spec.get("finish_reason", "stop"))
+    return Reply(
+        content=content, logprobs=logprobs, finish_reason=spec.get("finish_reason", "stop")
+    )
 
 
 def scripted_server(items: list[dict[str, Any]]) -> Any:
@@ -106,14 +111,17 @@ def run_demo(
 
     items = workload()
     if not Path(policies).is_dir():
-        print(f"error: no policies directory at {policies} (run from the repository root "
-              "or pass --policies)", file=sys.stderr)
+        print(
+            f"error: no policies directory at {policies} (run from the repository root "
+            "or pass --policies)",
+            file=sys.stderr,
+        )
         return 2
     if live and not os.environ.get("OPENAI_API_KEY"):
         print("error: --live needs OPENAI_API_KEY", file=sys.stderr)
         return 2
     server = None if live else scripted_server(items)
-    client = openai.OpenAI() if live else server.client()
+    client = openai.OpenAI() if server is None else server.client()
     the_store = store_from_url(store or os.environ.get("CASCADE_STORE"))
     c = Cascade(policies, client=client, store=the_store)
     if not live:
@@ -134,8 +142,11 @@ def run_demo(
         the_store.flush()
         if server is not None:
             server.stop()
-    print(f"\n{len(items)} calls: ${total:.6f} spent, ${baseline:.6f} with gpt-4o alone "
-          f"({(1 - total / baseline) * 100 if baseline else 0:.0f}% saved)", file=out)
+    print(
+        f"\n{len(items)} calls: ${total:.6f} spent, ${baseline:.6f} with gpt-4o alone "
+        f"({(1 - total / baseline) * 100 if baseline else 0:.0f}% saved)",
+        file=out,
+    )
     print(f"Records are in {the_store.url}; the report of this run:\n", file=out)
     rep = report_mod.build_report(the_store, since=started - 1)
     print(render(rep, "table"), file=out)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from ..events import CallRecord, TaskDay
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ..events import CallRecord, TaskDay
 
 
 @runtime_checkable

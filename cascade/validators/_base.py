@@ -17,12 +17,14 @@ call itself; the engine looks for them once, when the policy is compiled:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from ..events import Completion, Verdict
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @runtime_checkable
@@ -107,8 +109,10 @@ class _Named:
         v = self.fn(completion)
         if not isinstance(v, Verdict):
             return Verdict(self.name, bool(v), "" if v else f"{self.name} returned {v!r}")
-        return v if v.validator == self.name else Verdict(
-            self.name, v.passed, v.reason, v.score, v.parsed
+        return (
+            v
+            if v.validator == self.name
+            else Verdict(self.name, v.passed, v.reason, v.score, v.parsed)
         )
 
 

@@ -126,9 +126,9 @@ def test_policy_prices_override_the_table(make, server) -> None:
 
 def test_unknown_price_warns_and_gives_none_not_zero(make, server) -> None:
     server.script("my-local-model", GOOD)
+    c = make(models=["my-local-model", "gpt-4o"])
     with pytest.warns(cascade.UnknownPriceWarning, match="my-local-model"):
-        c = make(models=["my-local-model", "gpt-4o"])
-    r = c.run("t", MSGS)
+        r = c.run("t", MSGS)  # policies load on first use
     assert r.attempts[0].cost_usd is None
     assert r.cost_usd is None
 

@@ -102,15 +102,9 @@ class Cascade:
         try:
             result = self._drive(_engine.run(policy, request))
         except BaseException as e:
-            if strong is not None:
-                strong.cancel()
-            if isinstance(e, EscalationExhausted):
-                self._finish(policy, request, e.result, start)
+            self._failed(policy, request, e, strong, start)
             raise
-        if strong is None:
-            return self._finish(policy, request, result, start)
-        strong.set_result(result)
-        return _accepted(result)
+        return self._answered(policy, request, result, strong, start)
 
     async def arun(self, task: str, messages: Sequence[Mapping[str, Any]], **params: Any) -> Result:
         """``run`` for asyncio: the same engine, calls made with the async client."""
@@ -124,14 +118,34 @@ class Cascade:
         try:
             result = await self._adrive(_engine.run(policy, request))
         except BaseException as e:
-            if strong is not None:
-                strong.cancel()
-            if isinstance(e, EscalationExhausted):
-                self._finish(policy, request, e.result, start)
+            self._failed(policy, request, e, strong, start)
             raise
+        return self._answered(policy, request, result, strong, start)
+
+    def _failed(
+        self,
+        policy: Policy,
+        request: Request,
+        error: BaseException,
+        strong: Future[Result] | asyncio.Future[Result] | None,
+        start: float,
+    ) -> None:
+        if strong is not None:
+            strong.cancel()  # the observation has nothing to compare with
+        if isinstance(error, EscalationExhausted):
+            self._finish(policy, request, error.result, start)
+
+    def _answered(
+        self,
+        policy: Policy,
+        request: Request,
+        result: Result,
+        strong: Future[Result] | asyncio.Future[Result] | None,
+        start: float,
+    ) -> Result:
         if strong is None:
             return self._finish(policy, request, result, start)
-        strong.set_result(result)
+        strong.set_result(result)  # the observation records both answers when it ends
         return _accepted(result)
 
     def _observe(
@@ -254,16 +268,7 @@ class Cascade:
                 if self._async_client is None:
                     c = self._client
                     self._async_client = (
-                        openai.AsyncOpenAI()
-                        if c is None
-                        else openai.AsyncOpenAI(
-                            api_key=c.api_key,
-                            organization=c.organization,
-                            project=c.project,
-                            base_url=c.base_url,
-                            timeout=c.timeout,
-                            max_retries=c.max_retries,
-                        )
+                        openai.AsyncOpenAI() if c is None else _openai.async_twin(c)
                     )
         return self._async_client
 

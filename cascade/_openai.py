@@ -41,6 +41,18 @@ async def call_async(client: openai.AsyncOpenAI, call: Call) -> Completion | Fai
     return completion(call, raw, time.perf_counter() - start)
 
 
+def async_twin(client: openai.OpenAI | openai.AsyncOpenAI) -> openai.AsyncOpenAI:
+    """A new AsyncOpenAI with ``client``'s settings and a connection pool of its own."""
+    return openai.AsyncOpenAI(
+        api_key=client.api_key,
+        organization=client.organization,
+        project=client.project,
+        base_url=client.base_url,
+        timeout=client.timeout,
+        max_retries=client.max_retries,
+    )
+
+
 def failure(model: str, e: openai.OpenAIError, latency_s: float) -> Failure:
     """Map an SDK error to the escalation reason it stands for."""
     status = getattr(e, "status_code", None)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ._client import Cascade
+from ._openai import async_twin
 from .compare import Comparator, comparator
 from .events import Result
 from .exceptions import CascadeError
@@ -201,14 +202,7 @@ def _runner(cascade: Cascade, policy: Policy) -> Cascade:
     policies = PolicySet(cascade.policies.directory)
     policies.add(policy)
     c = cascade.async_client
-    fresh = type(c)(  # a new connection pool: openai's copy() would share (and close) c's
-        api_key=c.api_key,
-        organization=c.organization,
-        project=c.project,
-        base_url=c.base_url,
-        timeout=c.timeout,
-        max_retries=c.max_retries,
-    )
+    fresh = async_twin(c)  # a new connection pool: openai's copy() would share (and close) c's
     return Cascade(policies, async_client=fresh, store="memory://")
 
 

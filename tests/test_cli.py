@@ -1,0 +1,55 @@
+"""The cascade command, called as main([...])."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cascade.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_demo_runs_the_whole_cascade_and_says_it_is_not_live(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    assert main(["demo", "--policies", str(REPO / "policies"), "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("NOTE: these answers are NOT live")
+    assert out.count("ESCALATED") == 7 and out.count("cheap model accepted") == 13
+    assert "20 calls:" in out and "% saved" in out
+    # the report of this run, read back from the store it wrote
+    assert "task invoice_extraction" in out and "escalations 2 (33.3%)" in out
+    assert "calls 20   escalations 7 (35.0%)" in out
+
+
+def test_demo_without_policies_directory_says_where_it_looked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--policies", str(tmp_path / "missing"), "--store", "memory://"]) == 2
+    assert "no policies directory" in capsys.readouterr().err
+
+
+def test_demo_live_needs_a_key(monkeypatch, capsys) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main(["demo", "--live", "--policies", str(REPO / "policies")]) == 2
+    assert "OPENAI_API_KEY" in capsys.readouterr().err
+
+
+def test_check_passes_good_policies_and_names_the_broken_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "--policies", str(REPO / "policies")]) == 0
+    (tmp_path / "bad.yaml").write_text("models: [gpt-4o-mini, gpt-4o]\nretrys: 2\n")
+    assert main(["check", "--policies", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.yaml: retrys: unknown field" in err
+
+
+def test_schema_prints_the_policy_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["additionalProperties"] is False and "validators" in schema["properties"]

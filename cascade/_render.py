@@ -39,6 +39,18 @@ within a version; a removal or a change of meaning bumps ``schema_version``::
         "suggestions": [{"kind": "route_by_size", "message": "...",
                          "projected_savings_usd_per_1k_calls": 0.12 | null,
                          "evidence": {...}}]
+      },
+      "observation": {                               # only where calls were observed
+        "calls": 120, "escalations": 30,             # observed; the cascade would escalate
+        "escalation_rate": 0.25, "costed_calls": 120, # costed: both costs known
+        "strong_cost_usd": 0.12, "projected_cost_usd": 0.05,  # real strong vs cascade cost
+        "savings_usd": 0.07, "savings_pct": 0.58 | null,
+        "savings_usd_per_1k_calls": 0.58 | null,
+        "accepted": 90, "compared": 88, "agreed": 86,  # would-be-accepted answers compared
+        "agreement": 0.977 | null, "agreement_ci95": [0.92, 0.994] | null,  # Wilson
+        "top_reasons": [{"reason": "json_schema: ...", "calls": 12, "example": "..."}],
+        "action": "switch" | "keep_observing" | "do_not_switch",
+        "recommendation": "switch to cascade: projected savings 58% (...), agreement ..."
       }
     }
 
@@ -55,6 +67,8 @@ import math
 import textwrap
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
+
+from ._observe_report import observation_lines, observation_to_dict
 
 if TYPE_CHECKING:
     from ._patterns import Patterns
@@ -111,7 +125,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
 
 
 def _task_dict(t: TaskReport) -> dict[str, Any]:
-    return {
+    task = {
         "task": t.task,
         "calls": t.calls,
         "escalations": t.escalations,
@@ -130,6 +144,9 @@ def _task_dict(t: TaskReport) -> dict[str, Any]:
         "daily": [d._asdict() for d in t.daily],
         "patterns": _patterns_dict(t.patterns),
     }
+    if t.observation is not None:  # added in version 1: absent, not null, where none was seen
+        task["observation"] = observation_to_dict(t.observation)
+    return task
 
 
 def _patterns_dict(p: Patterns) -> dict[str, Any]:
@@ -236,6 +253,7 @@ def _task_lines(t: TaskReport) -> list[str]:
             for r in t.top_reasons.get(v, ())[:3]:
                 lines += _wrap(f"{r.calls:,}x {_clip(r.example, 150)}", 6, 4)
     lines += _pattern_lines(t.patterns)
+    lines += observation_lines(t.observation, WIDTH)
     return lines
 
 

@@ -14,6 +14,7 @@ from ._render import iso, money, ms
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from ._observe_report import Observation
     from .report import Report, TaskReport
 
 __all__ = ["render_html"]
@@ -143,7 +144,36 @@ def _task(t: TaskReport) -> str:
         parts.append('<h3>Suggestions</h3><ul class="sugg">')
         parts += [f"<li>{_e(s.message)}</li>" for s in p.suggestions]
         parts.append("</ul>")
+    if t.observation is not None:
+        parts.append(_observation(t.observation))
     return "\n".join(parts)
+
+
+def _observation(o: Observation) -> str:
+    """What observe mode saw: the would-be escalations, costs, agreement and the verdict."""
+    saved = "-" if o.savings_pct is None else f"{o.savings_pct:.1%}"
+    agreement = "-"
+    if o.agreement is not None and o.agreement_low is not None and o.agreement_high is not None:
+        agreement = (
+            f"{o.agreed:,}/{o.compared:,} = {o.agreement:.1%} "
+            f"(95% CI {o.agreement_low * 100:.1f}\u2013{o.agreement_high:.1%})"
+        )
+    stats = [
+        ("observed calls", f"{o.calls:,}"),
+        ("would escalate", f"{o.escalations:,} ({o.escalation_rate:.1%})"),
+        ("strong model cost", money(o.strong_cost_usd)),
+        ("projected cascade cost", money(o.projected_cost_usd)),
+        ("projected savings", f"{money(o.savings_usd)} ({saved})"),
+        ("agreement of would-be-accepted answers", agreement),
+    ]
+    rows = "".join(f"<tr><th>{_e(k)}</th><td class=n>{_e(v)}</td></tr>" for k, v in stats)
+    reasons = "".join(f"<li>{r.calls:,}&times; <code>{_e(r.example)}</code></li>"
+                      for r in o.top_reasons)  # fmt: skip
+    return (
+        f"<h3>Observation</h3><table>{rows}</table>"
+        + (f"<p>Would escalate because:</p><ul>{reasons}</ul>" if reasons else "")
+        + f"<p><strong>{_e(o.recommendation)}</strong></p>"
+    )
 
 
 def render_html(report: Report) -> str:

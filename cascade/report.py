@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
+from ._observe_report import ObservationCollector, observation_of
 from ._patterns import (
     PatternCollector,
     Patterns,
@@ -25,6 +26,7 @@ from .events import LATENCY_BUCKETS_MS, CallRecord, TaskDay
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
+    from ._observe_report import Observation
     from .stores import Store
 
 __all__ = ["DayRow", "Report", "TaskReport", "aggregate", "build_report", "latency_quantile"]
@@ -52,6 +54,7 @@ class TaskReport:
     quantiles are the upper bound of the histogram bucket holding them (``inf`` past the
     last bound, None without calls). ``validators`` maps a validator (or ``provider:<kind>``)
     to how many calls it rejected an attempt in; ``top_reasons`` its most frequent reasons.
+    ``observation`` is what observe mode saw (None when no call was observed).
     """
 
     task: str
@@ -71,6 +74,7 @@ class TaskReport:
     top_reasons: Mapping[str, tuple[ReasonCount, ...]] = field(default_factory=dict)
     daily: tuple[DayRow, ...] = ()
     patterns: Patterns = field(default_factory=Patterns)
+    observation: Observation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,7 @@ class _Counters:
         collectors: list[PatternCollector],
         patterns: Patterns,
         top: int,
+        observation: Observation | None = None,
     ) -> TaskReport:
         savings = self.baseline - self.cost
         return TaskReport(
@@ -165,6 +170,7 @@ class _Counters:
                 for day, (c, e, cost, base) in sorted(self.daily.items())
             ),
             patterns=patterns,
+            observation=observation,
         )
 
 
@@ -198,6 +204,7 @@ def aggregate(
         counters.setdefault(d.task, _Counters()).add(d)
         overall.add(d)
     collectors: dict[str, PatternCollector] = {}
+    observers: dict[str, ObservationCollector] = {}
     for n, record in enumerate(records, 1):
         if progress is not None and n % PROGRESS_EVERY == 0:
             progress(n)
@@ -207,24 +214,33 @@ def aggregate(
         if c is None:
             c = collectors[record.task] = PatternCollector(dup_limit=dup_limit)
         c.add(record)
+        if record.mode == "observe":
+            o = observers.get(record.task)
+            if o is None:
+                o = observers[record.task] = ObservationCollector()
+            o.add(record)
     for task in collectors:
         counters.setdefault(task, _Counters())
     reports = []
     for task in sorted(counters):
         cs = [collectors[task]] if task in collectors else []
         p = patterns_of([(c, counters[task].totals()) for c in cs], top=top, min_count=min_count)
-        reports.append(counters[task].report(task, cs, p, top))
+        seen = observation_of([observers[task]] if task in observers else [])
+        reports.append(counters[task].report(task, cs, p, top, seen))
     everything = [(collectors[t], counters[t].totals()) for t in sorted(collectors)]
     if len(reports) == 1:  # the overall patterns are the task's: do not search twice
         overall_patterns = reports[0].patterns
     else:
         overall_patterns = patterns_of(everything, top=top, min_count=min_count)
+    all_observed = observers.values()
     return Report(
         generated_at=time.time() if now is None else now,
         since=since,
         until=until,
         tasks=tuple(reports),
-        overall=overall.report("*", [c for c, _ in everything], overall_patterns, top),
+        overall=overall.report(
+            "*", [c for c, _ in everything], overall_patterns, top, observation_of(all_observed)
+        ),
         corrupt_records=corrupt_records,
     )
 

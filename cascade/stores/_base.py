@@ -26,9 +26,19 @@ class Store(Protocol):
         """Count the call and, if ``record.sampled``, keep it whole."""
 
     def records(
-        self, *, task: str | None = None, since: float | None = None, until: float | None = None
+        self,
+        *,
+        task: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
     ) -> Iterator[CallRecord]:
-        """Sampled records, oldest first, filtered by task and by time (unix seconds)."""
+        """Sampled records, filtered by task and by time (unix seconds).
+
+        Oldest first, or newest first with ``newest_first``; at most ``limit`` of them
+        (None: all), taken from that end: ``limit=n, newest_first=True`` is the n newest.
+        """
 
     def days(
         self, *, task: str | None = None, since: float | None = None, until: float | None = None

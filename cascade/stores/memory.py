@@ -38,12 +38,19 @@ class MemoryStore:
             self._days[key] = merge_day(self._days.get(key) or TaskDay(*key), delta)
 
     def records(
-        self, *, task: str | None = None, since: float | None = None, until: float | None = None
+        self,
+        *,
+        task: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
     ) -> Iterator[CallRecord]:
-        """Sampled records, oldest first, filtered by task and time."""
+        """Sampled records by task and time, oldest (or newest) first, at most ``limit``."""
         with self._lock:
             found = [r for r in self._records if _matches(r.task, r.time, task, since, until)]
-        return iter(sorted(found, key=lambda r: r.time))
+        found.sort(key=lambda r: r.time, reverse=newest_first)
+        return iter(found if limit is None else found[: max(limit, 0)])
 
     def days(
         self, *, task: str | None = None, since: float | None = None, until: float | None = None

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import json
 import os
 import time
@@ -271,23 +272,56 @@ class RedisStore:
         return sorted(_text(n) for n in names)
 
     def records(
-        self, *, task: str | None = None, since: float | None = None, until: float | None = None
+        self,
+        *,
+        task: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
     ) -> Iterator[CallRecord]:
-        """Sampled records, oldest first; corrupt ones are skipped and counted."""
+        """Sampled records, oldest (or newest) first, at most ``limit``; corrupt ones are
+        skipped and counted.
+
+        With ``limit`` each task's stream is read from that end only until ``limit`` records
+        are found, so "newest" is by arrival in Redis (a record replayed from a spool
+        arrives late); the records found are then ordered by their own time.
+        """
+        if limit is not None and limit <= 0:
+            return iter(())
         tasks = [task] if task is not None else self.tasks()
         start = "-" if since is None else str(max(0, int((since - _CLOCK_SLACK_S) * 1000)))
-        per_task = [sorted(self._stream(t, start, since, until), key=_time) for t in tasks]
-        return heapq.merge(*per_task, key=_time)
+        per_task = [
+            sorted(
+                self._stream(t, start, since, until, limit, newest_first),
+                key=_time,
+                reverse=newest_first,
+            )
+            for t in tasks
+        ]
+        merged = heapq.merge(*per_task, key=_time, reverse=newest_first)
+        return merged if limit is None else itertools.islice(merged, limit)
 
     def _stream(
-        self, task: str, start: str, since: float | None, until: float | None
+        self,
+        task: str,
+        start: str,
+        since: float | None,
+        until: float | None,
+        limit: int | None = None,
+        newest_first: bool = False,
     ) -> Iterator[CallRecord]:
         key = f"{self.prefix}:records:{task}"
+        low, high = start, "+"
+        found = 0
         while True:
             try:
-                page: list[tuple[bytes, dict[bytes, bytes]]] = self._client.xrange(  # type: ignore[assignment]
-                    key, start, "+", count=_PAGE
-                )
+                if newest_first:
+                    page: list[tuple[bytes, dict[bytes, bytes]]] = self._client.xrevrange(  # type: ignore[assignment]
+                        key, high, low, count=_PAGE
+                    )
+                else:
+                    page = self._client.xrange(key, low, high, count=_PAGE)  # type: ignore[assignment]
             except redis.RedisError as e:
                 raise self._error(e) from e
             for entry_id, fields in page:
@@ -301,9 +335,16 @@ class RedisStore:
                     continue
                 if (since is None or r.time >= since) and (until is None or r.time <= until):
                     yield r
+                    found += 1
+                    if limit is not None and found >= limit:
+                        return
             if len(page) < _PAGE:
                 return
-            start = "(" + page[-1][0].decode()
+            last = "(" + page[-1][0].decode()
+            if newest_first:
+                high = last
+            else:
+                low = last
 
     def days(
         self, *, task: str | None = None, since: float | None = None, until: float | None = None

@@ -26,7 +26,7 @@ from ._codec import CorruptRecordError, decode, encode
 from ._writer import BatchWriter
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator, Iterator
 
 log = structlog.get_logger("cascade")
 
@@ -147,7 +147,7 @@ class SQLiteStore:
             db.execute("ROLLBACK")
             raise
 
-    def _read(self, sql: str, args: tuple[object, ...]) -> Iterator[tuple[object, ...]]:
+    def _read(self, sql: str, args: tuple[object, ...]) -> Generator[tuple[object, ...]]:
         try:
             with closing(self._connect()) as db:
                 yield from db.execute(sql, args)
@@ -155,16 +155,37 @@ class SQLiteStore:
             raise StoreError(f"cannot read {self.url}: {e}", url=self.url) from e
 
     def records(
-        self, *, task: str | None = None, since: float | None = None, until: float | None = None
+        self,
+        *,
+        task: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
     ) -> Iterator[CallRecord]:
-        """Sampled records, oldest first; corrupt ones are skipped and counted."""
+        """Sampled records, oldest (or newest) first, at most ``limit``; corrupt ones are
+        skipped and counted (they do not count toward ``limit``)."""
         where, args = _where(task, "time", since, until)
-        for (body,) in self._read(f"SELECT body FROM records{where} ORDER BY time", args):
+        order = "DESC" if newest_first else "ASC"
+        sql = f"SELECT body FROM records{where} ORDER BY time {order}"
+        # Corrupt rows are skipped, so a limited read may need more rows than `limit`:
+        # stop by counting what was yielded rather than with SQL LIMIT.
+        if limit is not None and limit <= 0:
+            return
+        n = 0
+        rows = self._read(sql, args)
+        for (body,) in rows:
             try:
-                yield decode(str(body))
+                record = decode(str(body))
             except CorruptRecordError as e:
                 self.corrupt_records += 1
                 log.warning("cascade.store_corrupt_record", url=self.url, error=str(e))
+                continue
+            yield record
+            n += 1
+            if limit is not None and n >= limit:
+                rows.close()  # release the connection now, not at garbage collection
+                return
 
     def days(
         self, *, task: str | None = None, since: float | None = None, until: float | None = None

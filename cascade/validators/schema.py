@@ -34,12 +34,13 @@ def compile_schema(schema: Any) -> Any:
     if not isinstance(schema, dict | bool):
         raise ValueError(f"a JSON schema is an object, got {type(schema).__name__}")
     cls = js_validators.validator_for(schema)
-    try:
-        cls.check_schema(schema)
-    except js_exceptions.SchemaError as e:
-        raise ValueError(
-            f"invalid JSON schema at {json_path(e.absolute_path)}: {e.message}"
-        ) from None
+    if isinstance(schema, dict):  # true and false are schemas with nothing to check
+        try:
+            cls.check_schema(schema)
+        except js_exceptions.SchemaError as e:
+            raise ValueError(
+                f"invalid JSON schema at {json_path(e.absolute_path)}: {e.message}"
+            ) from None
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 

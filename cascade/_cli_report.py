@@ -1,7 +1,7 @@
 """The ``report`` sub-command: read a store, aggregate, render, write.
 
 ``cascade report [--store URL] [--task T] [--since 24h|7d|30m|DATE] [--until DATE]
-[--format table|json|csv|html] [--out FILE]``
+[--format table|json|csv|html] [--out FILE] [--sample N]``
 """
 
 from __future__ import annotations
@@ -66,6 +66,11 @@ def add_parser(subparsers: Any) -> None:
     )  # fmt: skip
     p.add_argument("--format", choices=("table", "json", "csv", "html"), default="table")
     p.add_argument("--out", default=None, metavar="FILE", help="write here instead of stdout")
+    p.add_argument(
+        "--sample", type=int, default=None, metavar="N",
+        help="patterns from at most N stored records per task, newest first "
+        "(default 5000; 0: all); totals always count every call",
+    )  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -97,8 +102,9 @@ def run(args: argparse.Namespace) -> int:
         store = store_from_url(url)
         try:
             report = build_report(
-                store, task=args.task, since=args.since, until=args.until, progress=progress
-            )
+                store, task=args.task, since=args.since, until=args.until, progress=progress,
+                **({} if args.sample is None else {"sample": args.sample or None}),
+            )  # fmt: skip
         finally:
             progress.done()
             store.close()

@@ -167,9 +167,16 @@ class ListStore:
     corrupt_records: int = 0
     asked: list[dict[str, Any]] = field(default_factory=list)
 
-    def records(self, **span: Any) -> Iterator[CallRecord]:
-        self.asked.append(span)
-        return (r for r in self.saved if r.sampled and _within(r, **span))
+    def records(
+        self, *, limit: int | None = None, newest_first: bool = False, **span: Any
+    ) -> Iterator[CallRecord]:
+        self.asked.append({**span, "limit": limit, "newest_first": newest_first})
+        found = sorted(
+            (r for r in self.saved if r.sampled and _within(r, **span)),
+            key=lambda r: r.time,
+            reverse=newest_first,
+        )
+        return iter(found[:limit])
 
     def days(self, **span: Any) -> list[TaskDay]:
         return days_of(r for r in self.saved if _within(r, **span))
@@ -189,10 +196,39 @@ def _within(r: CallRecord, task: str | None, since: float | None, until: float |
 def test_build_report_passes_the_span_and_counts_corrupt_records() -> None:
     store = ListStore(workload("a") + workload("b"), corrupt_records=2)
     report = build_report(store, task="b", since=DAY0, until=DAY0 + 3600, now=DAY0 + 7200)  # type: ignore[arg-type]
-    assert store.asked == [{"task": "b", "since": DAY0, "until": DAY0 + 3600}]
+    assert store.asked == [
+        {"task": "b", "since": DAY0, "until": DAY0 + 3600, "limit": 5000, "newest_first": True}
+    ]
     assert [t.task for t in report.tasks] == ["b"]
     assert (report.since, report.until, report.corrupt_records) == (DAY0, DAY0 + 3600, 2)
     assert report.generated_at == DAY0 + 7200
+
+
+def test_build_report_reads_at_most_sample_records_per_task_newest_first() -> None:
+    saved = workload("a") + workload("b")
+    whole = build_report(ListStore(saved), sample=None, now=NOW)  # type: ignore[arg-type]
+    store = ListStore(saved)
+    capped = build_report(store, sample=3, now=NOW)  # type: ignore[arg-type]
+    assert [q["task"] for q in store.asked] == ["a", "b"]
+    assert all(q["limit"] == 3 and q["newest_first"] for q in store.asked)
+    assert capped.overall.patterns.sampled_records == 6
+    assert [t.patterns.sampled_records for t in capped.tasks] == [3, 3]
+    assert whole.overall.patterns.sampled_records > 6
+    # Totals come from the counters: every call, whatever the sample.
+    for field_ in ("calls", "escalations", "not_ok", "cost_usd", "daily", "validators"):
+        assert getattr(capped.overall, field_) == getattr(whole.overall, field_)
+
+
+def test_report_sample_option_reaches_the_store() -> None:
+    from cascade.stores import MemoryStore
+
+    store = MemoryStore()
+    for r in workload("a"):
+        store.add(r)
+    assert build_report(store, sample=2).overall.patterns.sampled_records == 2
+    assert build_report(store, sample=None).overall.patterns.sampled_records == sum(
+        r.sampled for r in workload("a")
+    )
 
 
 # --- the command line ------------------------------------------------------------------------
@@ -267,9 +303,12 @@ def test_cli_shows_progress_on_stderr_for_long_reports(
 ) -> None:
     many = [make(i, escalated=True, t=time.time() - 7200) for i in range(10_001)]
     url = _sqlite_with(tmp_path, many)
-    assert report_cli(["report", "--store", url, "--since", "1d", "--format", "json"]) == 0
+    argv = ["report", "--store", url, "--since", "1d", "--format", "json"]
+    assert report_cli([*argv, "--sample", "0"]) == 0  # 0: every stored record
     out, err = capsys.readouterr()
     assert "reading records: 10,000" in err
+    assert report_cli([*argv, "--sample", "20"]) == 0
+    assert json.loads(capsys.readouterr().out)["overall"]["patterns"]["sampled_records"] == 20
     assert err.endswith("\n")
     assert json.loads(out)["overall"]["calls"] == 10_001
 

@@ -102,6 +102,30 @@ def test_records_are_oldest_first(store: Store, make_record: MakeRecord) -> None
     assert [r.id for r in store.records()] == [r.id for r in rs]
 
 
+def test_records_newest_first_and_limited(store: Store, make_record: MakeRecord) -> None:
+    now = make_record().time
+    rs = [make_record(time=now + i) for i in range(6)]
+    other = [make_record(task="summarise", time=now + 4.5 + i) for i in range(2)]
+    for r in rs + other:
+        store.add(r)
+    store.flush()
+
+    ids = [r.id for r in rs]
+    read = store.records
+    assert [r.id for r in read(task="extract", newest_first=True)] == ids[::-1]
+    assert [r.id for r in read(task="extract", limit=2, newest_first=True)] == ids[:-3:-1]
+    assert [r.id for r in read(task="extract", limit=2)] == ids[:2]
+    assert [r.id for r in read(task="extract", limit=10)] == ids
+    assert list(read(limit=0)) == []
+    # Filters apply before the limit; across tasks the newest of all come first.
+    assert [r.id for r in read(task="extract", until=now + 3, limit=2, newest_first=True)] == [
+        ids[3],
+        ids[2],
+    ]
+    assert [r.id for r in read(limit=3, newest_first=True)] == [other[1].id, ids[5], other[0].id]
+    assert [d.calls for d in store.days()] == [6, 2]  # counters are not limited
+
+
 def test_same_id_counts_once(store: Store, make_record: MakeRecord) -> None:
     r = make_record()
     unsampled = make_record(escalated=False, sampled=False)

@@ -83,7 +83,7 @@ def templates(rng: random.Random, per_kind: int = 60) -> dict[str, list[CallReco
             (Verdict(validator, True, "", 0.95),), 700, 140, 0, 0.00315, 1.4,
         )  # fmt: skip
         attempts = (cheap, strong) if escalated else (cheap,)
-        task = TASKS[i % len(TASKS)]
+        task = TASKS[(i // 3) % len(TASKS)]  # every task gets every kind
         result = Result(
             task, attempts[-1].output, None, attempts[-1].model, escalated, True, attempts,
             sum(a.cost_usd or 0 for a in attempts), 0.00315,

@@ -12,11 +12,12 @@ from collections import Counter
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._text_patterns import TEXT_CHARS, terms_of
+from ._text_patterns import TEXT_CHARS, signature, terms_of
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from ._text_patterns import Signature
     from .events import CallRecord
 
 __all__ = [
@@ -107,7 +108,8 @@ class PatternCollector:
         self.reasons: dict[str, dict[str, list[Any]]] = {}  # validator -> norm -> [n, example]
         self.failing_scores: dict[str, list[float]] = {}
         self.min_passing_score: dict[str, float] = {}
-        self.dup_sample: list[str] = []
+        # (input, signature): signed once here, grouped per task and again overall
+        self.dup_sample: list[tuple[str, Signature]] = []
         self.final_models: dict[str, int] = {}  # model that answered escalated calls
 
     def add(self, record: CallRecord) -> None:
@@ -146,7 +148,8 @@ class PatternCollector:
         if text and not text.startswith("sha256:"):
             self._terms(terms_of(text), escalated, kind, causes)
             if escalated and len(self.dup_sample) < self.dup_limit:
-                self.dup_sample.append(text[:TEXT_CHARS])
+                kept = text[:TEXT_CHARS]
+                self.dup_sample.append((kept, signature(kept)))
 
     def _terms(self, terms: set[str], escalated: bool, kind: int, causes: Sequence[str]) -> None:
         # Counter.update runs in C: this is the per-record cost that dominates a report.

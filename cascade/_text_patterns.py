@@ -2,14 +2,14 @@
 
 Words: the weighted log-odds ratio with an informative Dirichlet prior of Monroe, Colaresi
 and Quinn (2008, "Fightin' Words"), escalated inputs against the others, as z-scores.
-Near-duplicates: MinHash signatures over word 3-shingles with LSH banding. Pure Python.
+Near-duplicates: one-permutation MinHash over word 3-shingles with LSH banding.
+Pure Python.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import random
 import re
 import zlib
 from typing import TYPE_CHECKING
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._collect import PatternCollector
     from ._patterns import DuplicateGroup, Term
 
-__all__ = ["duplicate_groups", "over_represented", "terms_of"]
+__all__ = ["Signature", "duplicate_groups", "over_represented", "signature", "terms_of"]
 
 TEXT_CHARS = 2000  # of each input the word statistics read: bounds the time per record
 Z_MIN = 1.96  # two-sided 5%
@@ -122,31 +122,56 @@ def over_represented(
 
 # --- near-duplicates ---------------------------------------------------------------------
 
-_BANDS, _ROWS = 5, 4  # 20 hashes; pairs with Jaccard >= ~0.67 usually share a band
+_BANDS, _ROWS = 5, 4  # 20 slots; pairs with Jaccard >= ~0.67 usually share a band
+_SLOTS = _BANDS * _ROWS
 _MASK64 = (1 << 64) - 1
-_SEEDS = tuple(random.Random(20080101).getrandbits(64) for _ in range(_BANDS * _ROWS))
 _SIMILAR = 0.5  # least share of equal signature slots for a candidate pair to join a group
 _EXAMPLE_CHARS = 300
 
+Signature = tuple[int, ...]
 
-def _signature(text: str) -> tuple[int, ...]:
+
+def signature(text: str) -> Signature:
+    """A MinHash signature of ``text``'s word 3-shingles, one hash per shingle.
+
+    One-permutation hashing (Li, Owen and Zhang, 2012): each shingle's hash picks its slot
+    (hash mod the slot count) and each slot keeps its smallest hash, so a text costs one
+    hash per shingle instead of one per shingle and slot. An empty slot (a short text)
+    borrows the next filled one, tagged with the distance, as in rotation densification
+    (Shrivastava and Li, 2014), so equal texts still agree in every slot.
+    """
     words = re.findall(r"\w+", text.lower())
     shingles = {" ".join(words[i : i + 3]) for i in range(max(len(words) - 2, 1))}
     # crc32 is deterministic across runs (str hash is salted); the multiply spreads its
-    # 32 bits over 64 so XOR with 64-bit seeds behaves as independent permutations.
-    hashes = [(zlib.crc32(s.encode()) * 0x9E3779B97F4A7C15) & _MASK64 for s in shingles]
-    return tuple(min(map(seed.__xor__, hashes)) for seed in _SEEDS)
+    # 32 bits over 64.
+    hashes = sorted(
+        ((zlib.crc32(s.encode()) * 0x9E3779B97F4A7C15) & _MASK64 for s in shingles),
+        reverse=True,
+    )
+    smallest = {h % _SLOTS: h for h in hashes}  # the last write is the smallest
+    if len(smallest) == _SLOTS:
+        return tuple(smallest[i] for i in range(_SLOTS))
+    out = []
+    for i in range(_SLOTS):
+        for step in range(_SLOTS):
+            h = smallest.get((i + step) % _SLOTS)
+            if h is not None:
+                out.append(h + (step << 64))  # the distance tags it: borrowed, not own
+                break
+    return tuple(out)
 
 
 def duplicate_groups(
-    samples: Iterable[Sequence[str]], *, limit: int, min_size: int = 3
+    samples: Iterable[Sequence[tuple[str, Signature]]], *, limit: int, min_size: int = 3
 ) -> tuple[DuplicateGroup, ...]:
     """Groups of at least ``min_size`` near-duplicate inputs among the first ``limit``
-    of ``samples`` (concatenated), largest first, each with its first input as example."""
+    of ``samples`` ((input, its ``signature``) pairs, concatenated), largest first, each
+    with its first input as example."""
     from ._patterns import DuplicateGroup
 
-    docs = list(itertools.islice(itertools.chain.from_iterable(samples), limit))
-    sigs = [_signature(d) for d in docs]
+    kept = list(itertools.islice(itertools.chain.from_iterable(samples), limit))
+    docs = [doc for doc, _ in kept]
+    sigs = [sig for _, sig in kept]
     parent = list(range(len(docs)))
 
     def root(i: int) -> int:

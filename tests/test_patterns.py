@@ -11,7 +11,7 @@ import pytest
 
 from cascade._collect import PatternCollector
 from cascade._patterns import Totals, normalise_reason, patterns_of
-from cascade._text_patterns import duplicate_groups, terms_of
+from cascade._text_patterns import duplicate_groups, signature, terms_of
 from cascade.events import Attempt, CallRecord, TaskDay, Verdict
 from cascade.recording import day_delta, day_of, merge_day
 from cascade.report import aggregate
@@ -304,11 +304,31 @@ def test_bigrams_join_adjacent_content_words_only() -> None:
     }  # fmt: skip
 
 
+def signed(*texts: str) -> list[tuple[str, tuple[int, ...]]]:
+    return [(t, signature(t)) for t in texts]
+
+
 def test_duplicate_groups_need_three_members() -> None:
     a = TEMPLATE.format("x")
-    assert duplicate_groups([[a, a]], limit=100) == ()
-    (g,) = duplicate_groups([[a, words(40), a, words(40)], [a]], limit=100)
+    assert duplicate_groups([signed(a, a)], limit=100) == ()
+    (g,) = duplicate_groups([signed(a, words(40), a, words(40)), signed(a)], limit=100)
     assert g.size == 3
+
+
+def test_signatures_agree_as_much_as_the_texts_overlap() -> None:
+    base = words(200)
+    edited = base.split()
+    edited[100] = "different"
+    near = signature(" ".join(edited))
+    far = signature(words(200))
+    same = [x == y for x, y in zip(signature(base), near, strict=True)]
+    assert sum(same) >= 15  # ~97% of shingles shared
+    assert sum(x == y for x, y in zip(signature(base), far, strict=True)) <= 2
+    # Short texts leave slots empty; the borrowed values still make equal texts equal.
+    short = signature("late refund for order")
+    assert len(short) == 20
+    assert short == signature("Late refund, for order!")
+    assert short != signature("late refund for parcel")
 
 
 def test_hashed_inputs_are_not_read_as_text() -> None:

@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,7 @@ from pathlib import Path
 
 import structlog
 import yaml
+from _redis import redis_server
 
 import cascade
 from cascade.testing import ScriptedServer
@@ -65,24 +64,6 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-def start_redis() -> tuple[subprocess.Popen[bytes], str, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    workdir = tempfile.mkdtemp()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return proc, f"redis://127.0.0.1:{port}/0?prefix=bench", workdir
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=3000, help="calls per side and mode")
@@ -92,20 +73,16 @@ def main() -> int:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     tmp = Path(tempfile.mkdtemp())
     (tmp / "invoice.yaml").write_text(yaml.safe_dump(POLICY))
-    redis = None
+    stack = contextlib.ExitStack()
     if args.store == "redis":
-        if not shutil.which("redis-server"):
-            print("redis-server is not installed", file=sys.stderr)
-            return 2
-        redis = start_redis()
-        store_url = redis[1]
+        store_url = stack.enter_context(redis_server()).url + "?prefix=bench"
     elif args.store == "sqlite":
         store_url = f"sqlite:///{tmp / 'records.sqlite3'}"
     else:
         store_url = "memory://"
 
     rows = []
-    with ScriptedServer() as server:
+    with stack, ScriptedServer() as server:
         server.script("gpt-4o-mini", ANSWER)
         client = server.client()
         c = cascade.Cascade(tmp, client=client, store=store_url)
@@ -144,10 +121,6 @@ def main() -> int:
         rows.append(("async", *asyncio.run(amain())))
         c.store.flush()
         c.close()
-    if redis is not None:
-        redis[0].terminate()
-        redis[0].wait()
-        shutil.rmtree(redis[2], ignore_errors=True)
 
     print(
         f"store: {args.store}   calls per row: {args.n}   python {sys.version.split()[0]}"

@@ -17,16 +17,12 @@ import argparse
 import json
 import random
 import resource
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import replace
-from pathlib import Path
 
-import redis
+from _redis import redis_server
 
 from cascade.events import Attempt, CallRecord, Result, Verdict
 from cascade.recording import build_record
@@ -117,67 +113,40 @@ def calls(n: int, seed: int = 1, chunk: int = 20_000) -> tuple[list[CallRecord],
         yield out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="calls to load")
     parser.add_argument("--sample", type=int, default=None, help="pass --sample N to the report")
     args = parser.parse_args(argv)
-    binary = shutil.which("redis-server")
-    if binary is None:
-        print("redis-server is not installed", file=sys.stderr)
-        return 1
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        server = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", tmp],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            client = redis.Redis(port=port)
-            for _ in range(200):
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    time.sleep(0.05)
-            url = f"redis://127.0.0.1:{port}/0"
-            before = int(client.info("memory")["used_memory"])
-            store = RedisStore(url, spool=Path(tmp) / "spool")
-            t0 = time.perf_counter()
-            loaded = 0
-            for chunk in calls(args.n):
-                store._send(chunk)  # the store's own script and pipeline, synchronously
-                loaded += len(chunk)
-                print(f"\rloaded {loaded:,}", end="", file=sys.stderr)
-            print(file=sys.stderr)
-            t_load = time.perf_counter() - t0
-            store.close()
-            after = int(client.info("memory")["used_memory"])
-            stored = sum(int(client.xlen(f"cascade:records:{t}")) for t in TASKS)
-            streams = sum(
-                int(client.memory_usage(f"cascade:records:{t}", samples=0) or 0) for t in TASKS
-            )
+    with redis_server() as server:
+        client, url, tmp = server.client, server.url, server.directory
+        before = int(client.info("memory")["used_memory"])
+        store = RedisStore(url, spool=tmp / "spool")
+        t0 = time.perf_counter()
+        loaded = 0
+        for chunk in calls(args.n):
+            store._send(chunk)  # the store's own script and pipeline, synchronously
+            loaded += len(chunk)
+            print(f"\rloaded {loaded:,}", end="", file=sys.stderr)
+        print(file=sys.stderr)
+        t_load = time.perf_counter() - t0
+        store.close()
+        after = int(client.info("memory")["used_memory"])
+        stored = sum(int(client.xlen(f"cascade:records:{t}")) for t in TASKS)
+        streams = sum(
+            int(client.memory_usage(f"cascade:records:{t}", samples=0) or 0) for t in TASKS
+        )
 
-            out = Path(tmp) / "report.json"
-            argv_report = ["report", "--store", url, "--format", "json", "--out", str(out)]
-            if args.sample is not None:
-                argv_report += ["--sample", str(args.sample)]
-            code = f"from cascade.cli import main; raise SystemExit(main({argv_report!r}))"
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True)
-            t_report = time.perf_counter() - t0
-            peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            report = json.loads(out.read_text())
-        finally:
-            server.kill()
-            server.wait()
+        out = tmp / "report.json"
+        argv_report = ["report", "--store", url, "--format", "json", "--out", str(out)]
+        if args.sample is not None:
+            argv_report += ["--sample", str(args.sample)]
+        code = f"from cascade.cli import main; raise SystemExit(main({argv_report!r}))"
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        t_report = time.perf_counter() - t0
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        report = json.loads(out.read_text())
 
     overall = report["overall"]
     assert overall["calls"] == args.n, overall["calls"]

@@ -12,16 +12,11 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import replace
-from pathlib import Path
 
-import redis
+from _redis import redis_server
 
 from cascade.events import Attempt, CallRecord, Result, Verdict
 from cascade.recording import build_record
@@ -102,79 +97,41 @@ def make_records(n: int, seed: int = 1) -> list[CallRecord]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200_000, help="records to write")
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args(argv)
-    binary = shutil.which("redis-server")
-    if binary is None:
-        print("redis-server is not installed", file=sys.stderr)
-        return 1
-
     print(f"building {args.n:,} records...", file=sys.stderr)
     records = make_records(args.n)
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        server = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                tmp,
-            ],
-            stdout=subprocess.DEVNULL,
+    with redis_server() as server:
+        client = server.client
+        before = int(client.info("memory")["used_memory"])
+        # A queue as large as the run, so the burst measures the writer, not the spool.
+        store = RedisStore(
+            server.url,
+            spool=server.directory / "spool",
+            queue_size=args.n + 1,
+            batch_size=args.batch_size,
         )
-        try:
-            client = redis.Redis(port=port)
-            for _ in range(200):
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    time.sleep(0.05)
-            before = int(client.info("memory")["used_memory"])
-            # A queue as large as the run, so the burst measures the writer, not the spool.
-            store = RedisStore(
-                f"redis://127.0.0.1:{port}/0",
-                spool=Path(tmp) / "spool",
-                queue_size=args.n + 1,
-                batch_size=args.batch_size,
-            )
-            t0 = time.perf_counter()
-            for r in records:
-                store.add(r)
-            t_add = time.perf_counter() - t0
-            store.flush()
-            t_write = time.perf_counter() - t0
-            after = int(client.info("memory")["used_memory"])
-            stored = sum(int(client.xlen(f"cascade:records:{t}")) for t in store.tasks())
+        t0 = time.perf_counter()
+        for r in records:
+            store.add(r)
+        t_add = time.perf_counter() - t0
+        store.flush()
+        t_write = time.perf_counter() - t0
+        after = int(client.info("memory")["used_memory"])
+        stored = sum(int(client.xlen(f"cascade:records:{t}")) for t in store.tasks())
 
-            t0 = time.perf_counter()
-            read = sum(1 for _ in store.records())
-            t_records = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            days = store.days()
-            t_days = time.perf_counter() - t0
-            store.close()
-            assert read == stored == sum(r.sampled for r in records)
-            assert sum(d.calls for d in days) == args.n
-        finally:
-            server.kill()
-            server.wait()
+        t0 = time.perf_counter()
+        read = sum(1 for _ in store.records())
+        t_records = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        days = store.days()
+        t_days = time.perf_counter() - t0
+        store.close()
+        assert read == stored == sum(r.sampled for r in records)
+        assert sum(d.calls for d in days) == args.n
 
     delta = after - before
     rows = [

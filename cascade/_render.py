@@ -249,7 +249,7 @@ def _task_lines(t: TaskReport) -> list[str]:
     if t.validators:
         lines.append("  failures by validator:")
         for v, n in t.validators.items():
-            lines += _wrap(f"{_clip(v, 40):<40} {n:>8,} calls", 4)
+            lines += _wrap(f"{_clip(v, 40):<40} {n:>8,} call{'' if n == 1 else 's'}", 4)
             for r in t.top_reasons.get(v, ())[:3]:
                 lines += _wrap(f"{r.calls:,}x {_clip(r.example, 150)}", 6, 4)
     lines += _pattern_lines(t.patterns)

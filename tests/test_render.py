@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -73,7 +74,9 @@ def test_table_shows_the_figures(report: Report) -> None:
     # cost 72 * 0.0044 + 8 * 0.0004 = 0.32 against 80 * 0.004 = 0.32
     assert "cost $0.3200 vs $0.3200 with the strong model alone" in extract
     assert "latency p50 2,500 ms, p95 2,500 ms" in extract
-    assert "json_schema" in extract
+    assert re.search(r"json_schema +72 calls\n", extract)
+    single = replace(report.tasks[0], validators={"json_schema": 1})
+    assert re.search(r"json_schema +1 call\n", render(replace(report, tasks=(single,)), "table"))
     assert "all tasks" in text
     assert "suggestions:" in text
 

@@ -164,8 +164,11 @@ def observation(policy: Policy, strong: Result, cheap: Outcome) -> tuple[Result,
     scores = {v.validator: v.score for v in (judged[1] if judged else ()) if v.score is not None}
     cheap_cost = None if any(c is None for c in cheap.costs) else _spent(cheap.costs)
     strong_cost = strong.cost_usd
+    # The caller got the strong answer whether or not it passed the validators (a strong
+    # model unsure of its own answer is still the answer), so it is the reference either way:
+    # leaving those calls out would drop exactly the hard inputs and flatter the cheap model.
     agreed = None
-    if judged is not None and strong.ok:
+    if judged is not None and strong.completion is not None:
         agreed = agree(judged[0].text, strong.output, policy.spec.agreement)
     projected = None
     if cheap_cost is not None and strong_cost is not None:

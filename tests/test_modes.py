@@ -86,6 +86,19 @@ def test_observe_records_an_escalation_the_cascade_would_have_made(make, server)
     assert info["agree"] is False
 
 
+def test_observe_compares_with_the_strong_answer_even_when_it_fails_a_validator(
+    make, server
+) -> None:
+    # Both answers fail the schema: the strong one is still what the caller got.
+    server.script("gpt-4o", "the total is ten")
+    server.script("gpt-4o-mini", "The total is ten.")
+    c = make(mode="observe", agreement={"comparator": "normalized"})
+    result = c.run("t", MSGS)
+    assert result.output == "the total is ten" and not result.ok
+    (rec,) = observed(c)
+    assert rec.extra["observe"]["agree"] is True
+
+
 def test_observe_never_fails_the_caller_when_the_cheap_model_errors(make, server) -> None:
     server.script("gpt-4o", GOOD)
     server.script("gpt-4o-mini", Reply(status=401))

@@ -111,11 +111,18 @@ class ReplayServer(ScriptedServer):
 
     Args:
         records: recorded queries (dicts), or paths of JSONL files / directories of them.
+        host, port: where to listen (port 0: a free port).
     Use as a context manager (or ``start()``/``stop()``); ``client()`` / ``async_client()``
     give openai clients pointed at it. ``replayed`` counts the requests answered.
     """
 
-    def __init__(self, records: Iterable[Mapping[str, Any]] | str | Path | list[str | Path]):
+    def __init__(
+        self,
+        records: Iterable[Mapping[str, Any]] | str | Path | list[str | Path],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
         given: list[Any] = [records] if isinstance(records, (str, Path)) else list(records)
         rows: list[Any] = (
             load_recorded(*given) if given and isinstance(given[0], (str, Path)) else given
@@ -126,7 +133,7 @@ class ReplayServer(ScriptedServer):
             self._by_prompt.setdefault((r.get("system_prompt") or "", r["user_prompt"]), r)
             self._by_tag[record_tag(r)] = r
         self.replayed = 0
-        super().__init__(self.respond)
+        super().__init__(self.respond, host=host, port=port)
 
     def find(self, system: str, user: str, tag: str | None = None) -> Mapping[str, Any] | None:
         """The recorded query with these prompts (or with this tag), or None."""

@@ -79,10 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--policies", default=_policies_default(), help="policy directory")
     check.set_defaults(func=_check)
 
-    from . import _cli_eval, _cli_report
+    from . import _cli_batch, _cli_eval, _cli_report
 
     _cli_report.add_parser(sub)
     _cli_eval.add_parsers(sub)
+    _cli_batch.add_parsers(sub)
 
     from .proxy import cli as _cli_proxy
 

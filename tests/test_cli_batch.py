@@ -1,0 +1,178 @@
+"""``cascade batch`` (a JSONL file of requests through a task) and ``cascade replay``."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+import openai
+import pytest
+import yaml
+
+from cascade.cli import main
+from cascade.stores import store_from_url
+from cascade.testing import Reply, ScriptedServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+GOOD = json.dumps({"total": 10})
+SCHEMA = [{"type": "json_schema", "schema": {"type": "object", "required": ["total"]}}]
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedServer]:
+    with ScriptedServer() as s:
+        monkeypatch.setenv("OPENAI_BASE_URL", s.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        yield s
+
+
+def setup(tmp_path: Path, lines: list[Any], **policy: Any) -> tuple[str, str]:
+    (tmp_path / "policies").mkdir()
+    policy = {"models": ["gpt-4o-mini", "gpt-4o"], "validators": SCHEMA, **policy}
+    (tmp_path / "policies" / "inv.yaml").write_text(yaml.safe_dump(policy))
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
+    return str(tmp_path / "policies"), str(data)
+
+
+def request(text: str, **extra: Any) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": text}], **extra}
+
+
+def test_batch_runs_every_line_through_the_policy_and_records_it(
+    tmp_path: Path, server: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.script("gpt-4o-mini", "no json here", match="hard")
+    server.script("gpt-4o-mini", GOOD)
+    server.script("gpt-4o", GOOD)
+    policies, data = setup(
+        tmp_path,
+        [
+            request("easy 1", id="a"),
+            request("hard 2", id="b"),
+            request("easy 3", params={"seed": 7}),
+        ],
+    )
+    store = f"sqlite:///{tmp_path / 'r.sqlite3'}"
+    out = tmp_path / "out.jsonl"
+    argv = ["batch", "--task", "inv", data, "--policies", policies, "--store", store]
+    assert main([*argv, "--out", str(out)]) == 0
+    summary = capsys.readouterr().out
+    assert "inv (mode cascade): 3 requests" in summary and "1 escalated, 0 failed" in summary
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r["model"], r["escalated"]) for r in rows] == [
+        ("a", "gpt-4o-mini", False),
+        ("b", "gpt-4o", True),
+        ("3", "gpt-4o-mini", False),  # no id: the line number
+    ]
+    assert rows[1]["reasons"] == ["json_schema: no JSON found in the answer"]
+    assert next(c for c in server.calls() if "easy 3" in str(c["messages"]))["seed"] == 7
+    days = store_from_url(store).days(task="inv")
+    assert (sum(d.calls for d in days), sum(d.escalations for d in days)) == (3, 1)
+
+
+def test_batch_in_observe_mode_gathers_observation_records(
+    tmp_path: Path, server: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.script("gpt-4o-mini", GOOD)
+    server.script("gpt-4o", GOOD)
+    policies, data = setup(tmp_path, [request(f"q {i}") for i in range(4)], mode="observe")
+    store = f"sqlite:///{tmp_path / 'r.sqlite3'}"
+    assert main(["batch", "--task", "inv", data, "--policies", policies, "--store", store]) == 0
+    assert "(mode observe)" in capsys.readouterr().out
+    records = list(store_from_url(store).records(task="inv"))
+    assert len(records) == 4
+    assert all(r.model == "gpt-4o" and r.extra["observe"]["agree"] is True for r in records)
+
+
+def test_batch_reports_failed_requests_and_exits_1(
+    tmp_path: Path, server: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.script("gpt-4o-mini", Reply(status=401), match="denied")
+    server.script("gpt-4o-mini", GOOD)
+    policies, data = setup(tmp_path, [request("ok"), request("denied", id="x")])
+    out = tmp_path / "out.jsonl"
+    argv = ["batch", "--task", "inv", data, "--policies", policies, "--store", "memory://"]
+    assert main([*argv, "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "1 failed" in captured.out
+    assert re.search(r"x: ProviderError: .*401", captured.err)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0]["error"] is None and rows[1]["error"].startswith("ProviderError")
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("{not json", "data.jsonl:2: not JSON"),
+        ('{"messages": []}', "data.jsonl:2: messages: need a non-empty list"),
+        ('{"messages": [{"role": "user", "content": "x"}], "params": 3}', "data.jsonl:2: params"),
+        ("[1, 2]", "data.jsonl:2: need a JSON object, got list"),
+    ],
+)
+def test_batch_names_the_bad_line_before_any_call(
+    tmp_path: Path, server: ScriptedServer, capsys: pytest.CaptureFixture[str], line: str, says: str
+) -> None:
+    policies, data = setup(tmp_path, [request("fine"), line])
+    assert main(["batch", "--task", "inv", data, "--policies", policies]) == 2
+    assert says in capsys.readouterr().err
+    assert server.calls() == []
+
+
+def test_batch_with_an_unknown_task_names_the_tasks_found(
+    tmp_path: Path, server: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policies, data = setup(tmp_path, [request("fine")])
+    assert main(["batch", "--task", "nope", data, "--policies", policies]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "inv" in err
+    assert server.calls() == []
+
+
+RECORDED = {
+    "dataset": "mmlu",
+    "split": "train",
+    "idx": 0,
+    "conf_signal": "ModelIntrinsicLogProb",
+    "system_prompt": "Answer with A, B, C or D.",
+    "user_prompt": "Question: 2+2?\nA: 3\nB: 4\n\nAnswer: ",
+    "gold": {"answer_letter": "B"},
+    "models": {
+        m: {"answer": "B", "raw_confidence": -0.01, "correct": True, "cost_usd": 1e-5,
+            "tokens_in": 40, "tokens_out": 1}
+        for m in ("gpt-4o-mini", "gpt-4o")
+    },
+}  # fmt: skip
+
+
+def test_replay_serves_recordings_until_interrupted_and_writes_request_lines(
+    tmp_path: Path,
+) -> None:
+    recording = tmp_path / "rec.jsonl"
+    recording.write_text(json.dumps(RECORDED) + "\n")
+    requests = tmp_path / "requests.jsonl"
+    cmd = [sys.executable, "-m", "cascade.cli", "replay", str(recording), "--port", "0",
+           "--requests", str(requests)]  # fmt: skip
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            assert "replaying 1 recorded queries" in first and "not live" in first
+            base_url = re.search(r"(http://\S+/v1)", first)
+            assert base_url is not None
+            (line,) = [json.loads(x) for x in requests.read_text().splitlines()]
+            assert line["id"] == "mmlu/train/0" and line["params"] == {"user": "mmlu/train/0"}
+            with openai.OpenAI(base_url=base_url.group(1), api_key="x", max_retries=0) as client:
+                got = client.chat.completions.create(model="gpt-4o", messages=line["messages"])
+            assert got.choices[0].message.content == "B"
+            assert got.usage is not None and got.usage.prompt_tokens == 40
+        finally:
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=10) == 0

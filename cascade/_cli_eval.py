@@ -285,13 +285,18 @@ def render_calibration(cal: Calibration, validator: str) -> str:
         return f"${cost * 1000:,.4f}"
 
     c, nv = cal.chosen, cal.naive
-    strong_word = "agreement" if cal.measure == "agreement" else "strong model accuracy"
-    lines = [
-        f"{cal.n} calibration examples; {strong_word} {cal.strong_quality:.1%}, "
-        f"cheap model {cal.cheap_quality:.1%}"
-    ]
+    if cal.measure == "agreement":
+        head = f"cheap model agrees with the strong one on {cal.cheap_quality:.1%}"
+    else:
+        head = (
+            f"strong model accuracy {cal.strong_quality:.1%}, cheap model {cal.cheap_quality:.1%}"
+        )
+    lines = [f"{cal.n} calibration examples; {head}"]
     if cal.threshold is None:
-        lines.append(f"no threshold of {validator} could be certified: keep the strong model")
+        lines.append(
+            f"no threshold of {validator} could be certified at delta {cal.delta:g}: keep the "
+            "strong model (more calibration examples, or a lower --target, may certify one)"
+        )
     else:
         lines += [
             f"chosen   {validator} min: {cal.short_threshold:g}  (sample quality "
@@ -299,6 +304,7 @@ def render_calibration(cal: Calibration, validator: str) -> str:
             f"{per_1k(c.cost)} per 1,000 calls, saves {cal.savings:.1%} vs the strong model)",
             f"guarantee: {cal.guarantee}",
         ]
+    lines.append(f"method: {cal.method}; delta {cal.delta:g}")
     naive_t = "-" if cal.naive_threshold is None else f"{cal.naive_threshold:.6g}"
     lines.append(
         f"naive    {validator} min: {naive_t}  (sample quality {nv.quality:.1%}, escalation "

@@ -5,31 +5,51 @@ confidence score, whether the cheap and the strong answers were good, what each 
 which other validators passed) and returns a ``Calibration``. Reading a store or running a
 data file is done elsewhere (``cascade.evaluate``, the ``calibrate`` sub-command).
 
-The procedure is Learn then Test (Angelopoulos, Bates, Candès, Jordan, Lei, 2021) with
-fixed-sequence testing. Candidate thresholds are ordered from the strictest (escalate
-everything) to the loosest. For each, the null hypothesis "the cascade's expected quality is
-below ``target`` times the strong model's" is tested with a valid p-value; thresholds are
-certified in order while their p-value is at most ``delta`` and the first one that is not
-stops the walk. The loosest certified threshold is the cheapest one. Because the walk never
-tests a hypothesis after failing one, the family-wise error is at most ``delta`` without any
-multiplicity correction, which gives the guarantee stated in ``Calibration.guarantee``.
+What is bounded. The target is the cascade's quality as a share of the strong model's,
+``E[cascade right] >= target x E[strong right]``. The cascade differs from the strong model
+only where it keeps a cheap answer whose correctness differs from the strong one's, so the
+target is ``P(lost) - P(gained) <= (1 - target) x P(strong right)``: ``lost`` = a kept cheap
+answer is wrong where the strong one is right, ``gained`` = it is right where the strong one
+is wrong. Gains offset losses, which makes this far less demanding than bounding the error
+rate of the kept answers. From observation records quality is agreement with the strong
+model: the strong answer is right by definition, nothing is gained, and the target is
+``P(kept cheap answer disagrees) <= 1 - target``.
 
-The p-value is the betting (test-martingale) p-value of Waudby-Smith & Ramdas (2023) for a
-mean of bounded losses: it adapts to the loss's variance, which matters here because most
-examples contribute the same small loss and a worst-case (Hoeffding) bound wastes the sample.
+The test (``p_value``) is exact, with no normal approximation. For agreement, the count of
+kept disagreeing answers is binomial. For accuracy, ``lost`` and ``gained`` are binomials given
+the strong model's number of right answers; its accuracy and the rate of gains are bounded
+with a small share of ``delta`` each, and the p-value is bounded over the unknown gain rate
+(``cascade._exact`` has the details).
+
+Thresholds are tested by Learn then Test (Angelopoulos, Bates, Candes, Jordan, Lei, 2021) with
+fixed-sequence testing, from the strictest (escalate everything) down; the first threshold not
+certified stops the walk, which keeps the family-wise error at most ``delta`` without any
+multiplicity correction. The loosest certified threshold is the cheapest one.
 """
 
 from __future__ import annotations
 
 import math
-import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+from ._exact import accuracy_p, binom_cdf
 
-__all__ = ["Calibration", "Point", "Sample", "ValidatorEffect", "calibrate", "fixed_sequence"]
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+__all__ = [
+    "Calibration",
+    "Counts",
+    "Point",
+    "Sample",
+    "ValidatorEffect",
+    "calibrate",
+    "fixed_sequence",
+    "p_value",
+    "quality_at",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +70,20 @@ class Sample:
     strong_cost: float
     passed: Mapping[str, bool] = field(default_factory=dict)
     baseline_cost: float | None = None  # the strong model alone (default: strong_cost)
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """The cascade against the strong model on ``n`` examples, at one threshold.
+
+    ``strong``: examples the strong model got right; ``lost``: the cascade wrong where the
+    strong model is right; ``gained``: the cascade right where the strong model is wrong.
+    """
+
+    n: int
+    strong: int
+    lost: int
+    gained: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +154,61 @@ class Calibration:
             f"expected {what} on new traffic from the same distribution"
         )
 
+    @property
+    def method(self) -> str:
+        """What was tested, in words."""
+        if self.measure == "agreement":
+            return (
+                "exact binomial test of kept cheap answers that disagree with the strong one "
+                f"(<= {1 - self.target:.3g} of calls), fixed-sequence over thresholds"
+            )
+        return (
+            "exact test of (kept wrong where strong right) - (kept right where strong wrong) "
+            f"<= {1 - self.target:.3g} x strong accuracy, fixed-sequence over thresholds"
+        )
+
+
+@lru_cache(maxsize=4096)
+def _p_value(counts: Counts, target: float, delta: float, agreement: bool) -> float:
+    if agreement:
+        return binom_cdf(counts.lost, counts.n, 1 - target)
+    return accuracy_p(counts.n, counts.strong, counts.lost, counts.gained, target, delta)
+
+
+def p_value(counts: Counts, *, target: float, delta: float, agreement: bool = False) -> float:
+    """P-value of "the cascade's quality is below target x the strong model's", for level delta.
+
+    A p-value <= delta certifies the threshold the counts come from. With ``agreement`` the
+    strong answer is right by definition (``strong == n``, ``gained == 0``) and the p-value is
+    the binomial ``P(Bin(n, 1 - target) <= lost)``. Otherwise ``_STRONG_SHARE +
+    _NUISANCE_SHARE`` (4%) of ``delta`` is spent on the bounds on the strong model's accuracy
+    and on the gain rate (``cascade._exact``), so the p-value is only meaningful at that
+    ``delta``.
+    """
+    if agreement and (counts.gained or counts.strong != counts.n):
+        raise ValueError(f"agreement counts have strong == n and gained == 0, got {counts}")
+    return _p_value(counts, target, delta, agreement)
+
+
+def fixed_sequence(
+    candidates: Iterable[Counts], *, target: float, delta: float, agreement: bool = False
+) -> tuple[list[float], int]:
+    """Test candidates in order (strictest first); stop at the first p-value above ``delta``.
+
+    Returns the p-values computed and how many leading candidates are certified. All the
+    certified ones meet the target, jointly, with probability >= 1 - delta.
+    """
+    ps: list[float] = []
+    for counts in candidates:
+        p = p_value(counts, target=target, delta=delta, agreement=agreement)
+        ps.append(p)
+        if p > delta:
+            return ps, len(ps) - 1
+    return ps, len(ps)
+
+
+# -- calibration -----------------------------------------------------------------------------
+
 
 def _accepts(s: Sample, t: float, skip: str | None = None) -> bool:
     if s.score is None or s.score < t:
@@ -145,61 +234,33 @@ def _measure(
     return good / n, esc / n, cost / n
 
 
-def _losses(samples: Sequence[Sample], t: float, target: float) -> list[float]:
-    # L = target * strong_ok - cascade_ok; E[L] <= 0 is "quality >= target x strong".
-    return [target * s.strong_ok - (s.cheap_ok if _accepts(s, t) else s.strong_ok) for s in samples]
-
-
-def betting_p_value(losses: Sequence[float], low: float, high: float, delta: float) -> float:
-    """P-value of "E[loss] > 0" for i.i.d. losses in [low, high], by a test martingale.
-
-    The losses are rescaled to [0, 1], where the null is ``E[x] >= a``; the capital
-    ``prod(1 + lam_i (a - x_i))`` with ``lam_i`` chosen from the earlier losses only is a
-    non-negative supermartingale under the null, so by Ville's inequality ``1 / max capital``
-    is a valid p-value. ``lam_i`` follows Waudby-Smith & Ramdas' predictable plug-in.
-    """
-    width = high - low
-    a = -low / width
-    n = len(losses)
-    if n == 0:
-        return 1.0
-    cap = 0.75 / (1 - a)  # keeps every factor positive with room to spare
-    log_k = best = 0.0
-    mean, var_sum = 0.5, 0.25
-    total = 0.0
-    for i, loss in enumerate(losses, 1):
-        x = (loss - low) / width
-        var = var_sum / i
-        lam = min(math.sqrt(2 * math.log(1 / delta) / (n * var)), cap)
-        log_k += math.log1p(lam * (a - x))
-        best = max(best, log_k)
-        var_sum += (x - mean) ** 2
-        total += x
-        mean = (0.5 + total) / (i + 1)
-    return min(1.0, math.exp(-best))
-
-
-def fixed_sequence(
-    candidates: Sequence[Sequence[float]], low: float, high: float, delta: float
-) -> tuple[list[float], int]:
-    """Test candidates in order (strictest first); stop at the first p-value above ``delta``.
-
-    Args: per candidate, the per-example losses (bounded by ``low``/``high``; the null is a
-    positive mean loss). Returns the p-values computed and how many leading candidates are
-    certified. The certified ones all have non-positive mean loss, jointly, with
-    probability >= 1 - delta.
-    """
-    ps: list[float] = []
-    for losses in candidates:
-        p = betting_p_value(losses, low, high, delta)
-        ps.append(p)
-        if p > delta:
-            return ps, len(ps) - 1
-    return ps, len(ps)
+def _sweep(samples: Sequence[Sample], grid: Sequence[float]) -> list[tuple[Counts, Point]]:
+    """Counts and (p-value-less) points at each threshold of a descending grid, in one pass."""
+    n = len(samples)
+    strong = sum(s.strong_ok for s in samples)
+    cost = sum(s.cheap_cost + s.strong_cost for s in samples)
+    kept = sorted((s for s in samples if _accepts(s, -math.inf)), key=lambda s: -(s.score or 0))
+    i = lost = gained = 0
+    saved = 0.0
+    out = []
+    for t in grid:
+        while i < len(kept) and (kept[i].score or 0) >= t:
+            s = kept[i]
+            lost += s.strong_ok and not s.cheap_ok
+            gained += s.cheap_ok and not s.strong_ok
+            saved += s.strong_cost
+            i += 1
+        quality = (strong - lost + gained) / n
+        point = Point(t, quality, 1 - i / n, (cost - saved) / n, math.nan, False)
+        out.append((Counts(n, strong, lost, gained), point))
+    return out
 
 
 def _grid(samples: Sequence[Sample], max_thresholds: int) -> list[float]:
-    """Candidate thresholds, strictest first: the distinct scores (subsampled if many)."""
+    """Candidate thresholds, strictest first: the distinct scores (subsampled if many).
+
+    Testing at the sample scores is testing every threshold: between two of them the
+    sample's losses, hence the p-value, do not change."""
     scores = sorted({s.score for s in samples if s.score is not None}, reverse=True)
     if len(scores) > max_thresholds:
         step = len(scores) / max_thresholds
@@ -213,7 +274,6 @@ def calibrate(
     target: float,
     delta: float = 0.05,
     max_thresholds: int = 400,
-    seed: int = 0,
     measure: str = "accuracy",
 ) -> Calibration:
     """Choose the loosest threshold whose quality is certified to be >= target x strong's.
@@ -225,43 +285,47 @@ def calibrate(
     new calls scatters around it.
 
     Args:
-        samples: one per calibration example (order is irrelevant: it is shuffled with
-            ``seed``, as the betting p-value needs a data-independent order).
+        samples: one per calibration example.
         target: the relative quality to keep, in (0, 1].
         delta: the allowed probability that the guarantee fails.
         max_thresholds: the most candidate thresholds tested.
-        measure: what ``cheap_ok`` means, for the wording (``accuracy`` or ``agreement``).
-    Returns a ``Calibration``. Raises ValueError on an empty sample or a bad target.
+        measure: ``accuracy`` (``strong_ok`` from references) or ``agreement`` (every
+            ``strong_ok`` True, ``cheap_ok`` = agrees with the strong answer).
+    Returns a ``Calibration``. Raises ValueError on an empty sample, a bad target or delta,
+    or agreement samples whose strong answer is not marked right.
     """
     if not samples:
         raise ValueError("no calibration samples")
     if not 0 < target <= 1 or not 0 < delta < 1:
         raise ValueError(f"need 0 < target <= 1 and 0 < delta < 1, got {target}, {delta}")
-    order = list(samples)
-    random.Random(seed).shuffle(order)
-    grid = _grid(order, max_thresholds)
-    candidates = [_losses(order, t, target) for t in grid]
-    # Escalating everything has loss -(1 - target) * strong_ok <= 0 surely: certified as is.
-    ps, certified = fixed_sequence(candidates[1:], -1.0, target, delta)
+    if measure not in ("accuracy", "agreement"):
+        raise ValueError(f"measure is accuracy or agreement, got {measure!r}")
+    agreement = measure == "agreement"
+    if agreement and not all(s.strong_ok for s in samples):
+        raise ValueError("agreement samples have strong_ok True (the strong answer is the key)")
+    grid = _grid(samples, max_thresholds)
+    sweep = _sweep(samples, grid)
+    # Escalating everything loses nothing: certified as is.
+    ps, certified = fixed_sequence(
+        (c for c, _ in sweep[1:]), target=target, delta=delta, agreement=agreement
+    )
     ps = [0.0, *ps]
     certified += 1
     curve = []
     naive_at = 0
-    for i, t in enumerate(grid):
-        quality, esc, cost = _measure(order, t)
+    for i, (c, point) in enumerate(sweep):
         p = ps[i] if i < len(ps) else math.nan
-        curve.append(Point(t, quality, esc, cost, p, i < certified))
-        if naive_at == i - 1 and sum(candidates[i]) <= 0:
+        curve.append(replace(point, p_value=p, certified=i < certified))
+        if naive_at == i - 1 and c.lost - c.gained <= (1 - target) * c.strong:
             naive_at = i  # the naive walk: the sample mean alone, stopping at its first miss
-    n = len(order)
-    strong_quality = sum(s.strong_ok for s in order) / n
+    n = len(samples)
     chosen = curve[certified - 1]
-    names = sorted({k for s in order for k in s.passed})
+    names = sorted({k for s in samples for k in s.passed})
     effects = tuple(
         ValidatorEffect(
             name,
-            sum(not s.passed.get(name, True) for s in order) / n,
-            *_measure(order, chosen.threshold, skip=name)[::2],
+            sum(not s.passed.get(name, True) for s in samples) / n,
+            *_measure(samples, chosen.threshold, skip=name)[::2],
         )
         for name in names
     )
@@ -271,17 +335,17 @@ def calibrate(
         delta=delta,
         n=n,
         threshold=threshold,
-        short_threshold=None if threshold is None else _short(threshold, order),
+        short_threshold=None if threshold is None else _short(threshold, samples),
         naive_threshold=None if naive_at == 0 else grid[naive_at],
         chosen=chosen,
         naive=curve[naive_at],
-        strong_quality=strong_quality,
-        cheap_quality=sum(s.cheap_ok for s in order) / n,
+        strong_quality=sum(s.strong_ok for s in samples) / n,
+        cheap_quality=sum(s.cheap_ok for s in samples) / n,
         strong_cost=sum(
-            s.strong_cost if s.baseline_cost is None else s.baseline_cost for s in order
+            s.strong_cost if s.baseline_cost is None else s.baseline_cost for s in samples
         )
         / n,
-        cheap_cost=sum(s.cheap_cost for s in order) / n,
+        cheap_cost=sum(s.cheap_cost for s in samples) / n,
         curve=tuple(curve),
         validators=effects,
         measure=measure,

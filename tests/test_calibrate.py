@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import TYPE_CHECKING
 
 import pytest
 
 from cascade import _cli_eval
-from cascade.calibrate import Sample, betting_p_value, calibrate, fixed_sequence, quality_at
+from cascade import _exact as exact
+from cascade.calibrate import Counts, Sample, calibrate, fixed_sequence, p_value, quality_at
 from cascade.cli import main
 from cascade.stores import store_from_url
 
@@ -46,9 +48,9 @@ def test_sound_threshold_holds_on_new_traffic_and_naive_does_not() -> None:
     rng = random.Random(7)
     goal = TARGET * STRONG_ACC
     sound_miss = naive_miss = 0
-    runs = 120
-    for i in range(runs):
-        cal = calibrate(draw(400, rng), target=TARGET, delta=0.1, max_thresholds=60, seed=i)
+    runs = 100
+    for _ in range(runs):
+        cal = calibrate(draw(400, rng), target=TARGET, delta=0.1, max_thresholds=40)
         sound_miss += population_quality(cal.chosen.threshold) < goal
         naive_miss += population_quality(cal.naive.threshold) < goal
     assert sound_miss / runs <= 0.1
@@ -67,6 +69,98 @@ def test_chosen_threshold_is_looser_than_escalating_everything_when_data_allows(
     assert "0.97" in cal.guarantee
 
 
+def test_a_small_sample_certifies_nothing_and_keeps_the_strong_model() -> None:
+    # 40 examples: even a perfect record among the kept answers is no evidence at 3% slack
+    perfect = [Sample(1.0, True, True, 1.0, 16.0) for _ in range(40)]
+    cal = calibrate(perfect, target=TARGET)
+    assert cal.threshold is None
+    assert cal.short_threshold is None
+    assert cal.chosen.escalation_rate == 1.0
+    assert cal.naive_threshold == 1.0  # the sample alone would accept everything
+
+
+def test_offsetting_gains_count_toward_the_target() -> None:
+    # The kept answers are wrong 5% of the time where the strong one is right, and right as
+    # often where it is wrong: no net loss, so a large enough sample certifies keeping them.
+    rng = random.Random(4)
+    samples = []
+    for _ in range(4000):
+        strong_ok = rng.random() < 0.8
+        flip = rng.random() < (0.05 / 0.8 if strong_ok else 0.05 / 0.2)
+        samples.append(Sample(0.9, strong_ok != flip, strong_ok, 1.0, 16.0))
+    cal = calibrate(samples, target=TARGET)
+    assert cal.threshold == 0.9
+    assert cal.chosen.escalation_rate == 0.0
+
+
+def test_agreement_p_value_is_the_exact_binomial_tail() -> None:
+    n, lost = 300, 3
+    exact = sum(math.comb(n, k) * 0.03**k * 0.97 ** (n - k) for k in range(lost + 1))
+    got = p_value(Counts(n, n, lost, 0), target=TARGET, delta=0.05, agreement=True)
+    assert got == pytest.approx(exact, rel=1e-9)
+    with pytest.raises(ValueError, match="agreement counts"):
+        p_value(Counts(n, n - 1, lost, 0), target=TARGET, delta=0.05, agreement=True)
+
+
+@pytest.mark.parametrize("gained_rate", [0.0, 0.01, 0.05])
+def test_accuracy_p_value_is_valid_on_the_boundary_of_the_null(gained_rate: float) -> None:
+    """Where quality is exactly target x strong's, a threshold is certified <= delta of the
+    time, whatever the nuisance (how often the kept answers gain on the strong model)."""
+    rng = random.Random(11)
+    n, strong_acc, delta = 200, 0.8, 0.1
+    lost_rate = gained_rate + (1 - TARGET) * strong_acc
+    hits, runs = 0, 400
+    for _ in range(runs):
+        strong = lost = gained = 0
+        for _ in range(n):
+            u = rng.random()
+            strong += u < strong_acc
+            lost += u < lost_rate
+            gained += strong_acc <= u < strong_acc + gained_rate
+        hits += p_value(Counts(n, strong, lost, gained), target=TARGET, delta=delta) <= delta
+    assert hits / runs <= delta
+
+
+def test_accuracy_p_value_bounds_the_tail_over_every_value_of_the_nuisance() -> None:
+    """Brute force: the tail probability on a dense grid of the nuisance, by enumeration."""
+    n, strong, lost, gained, delta = 120, 96, 2, 1, 0.1
+    m, eps = n - strong, 1 - TARGET
+    hi = exact.upper_bound(strong, n, 0.02 * delta)
+    rho = (1 - hi) / hi
+    r = rho * strong / m
+
+    def stat(lo: int, ga: int) -> float:
+        return (eps * strong - lo + r * ga) / math.sqrt(lo + r * r * ga + 1)
+
+    t = stat(lost, gained)
+    region = [(lo, ga) for lo in range(strong + 1) for ga in range(m + 1) if stat(lo, ga) >= t]
+
+    def tail(b: float) -> float:
+        a = eps + rho * b
+        return sum(
+            math.comb(strong, lo) * a**lo * (1 - a) ** (strong - lo)
+            * math.comb(m, ga) * b**ga * (1 - b) ** (m - ga)
+            for lo, ga in region
+        )  # fmt: skip
+
+    b_hi = exact.upper_bound(gained, m, 0.02 * delta)
+    dense = max(tail(b_hi * i / 2000) for i in range(2001))
+    got = p_value(Counts(n, strong, lost, gained), target=TARGET, delta=delta)
+    assert dense + 0.04 * delta - 1e-12 <= got <= dense + 0.04 * delta + delta / 100
+
+
+def test_accuracy_p_value_is_small_when_clearly_inside_and_one_when_outside() -> None:
+    assert p_value(Counts(2000, 1600, 5, 5), target=TARGET, delta=0.05) < 0.01
+    assert p_value(Counts(2000, 1600, 60, 5), target=TARGET, delta=0.05) == 1.0
+
+
+def test_fixed_sequence_stops_at_the_first_candidate_it_cannot_certify() -> None:
+    good, bad = Counts(2000, 1600, 5, 5), Counts(2000, 1600, 60, 5)
+    ps, certified = fixed_sequence([good, good, bad, good], target=TARGET, delta=0.05)
+    assert certified == 2
+    assert len(ps) == 3
+
+
 def test_short_threshold_accepts_exactly_the_same_sample_scores() -> None:
     samples = draw(500, random.Random(3))
     cal = calibrate(samples, target=0.9)
@@ -74,23 +168,6 @@ def test_short_threshold_accepts_exactly_the_same_sample_scores() -> None:
     assert cal.threshold is not None
     assert len(repr(cal.short_threshold)) <= len(repr(cal.threshold))
     assert all((s.score >= cal.threshold) == (s.score >= cal.short_threshold) for s in samples)
-
-
-def test_betting_p_value_is_valid_at_the_boundary_of_the_null() -> None:
-    rng = random.Random(11)
-    hits = 0
-    for _ in range(400):
-        losses = [rng.choice((-0.5, 0.5)) for _ in range(200)]  # mean exactly 0: the null
-        hits += betting_p_value(losses, -1.0, 1.0, 0.1) <= 0.1
-    assert hits / 400 <= 0.1
-    assert betting_p_value([-0.5] * 200, -1.0, 1.0, 0.1) < 1e-6  # clearly below: rejected
-
-
-def test_fixed_sequence_stops_at_the_first_candidate_it_cannot_certify() -> None:
-    good, bad = [-0.5] * 100, [0.5] * 100
-    ps, certified = fixed_sequence([good, good, bad, good], -1.0, 1.0, 0.05)
-    assert certified == 2
-    assert len(ps) == 3
 
 
 def test_validators_that_matter_are_reported() -> None:
@@ -111,6 +188,8 @@ def test_rejects_empty_or_bad_arguments() -> None:
         calibrate([], target=0.9)
     with pytest.raises(ValueError, match="target"):
         calibrate(draw(10, random.Random(0)), target=1.5)
+    with pytest.raises(ValueError, match="strong_ok True"):
+        calibrate(draw(10, random.Random(0)), target=0.9, measure="agreement")
 
 
 POLICY = """\
@@ -200,6 +279,7 @@ def test_calibrate_from_observation_records_writes_the_policy(
     assert "1500 calibration examples" in out
     assert "guarantee: with probability >= 95%" in out
     assert "agreement with the strong model is >= 0.95" in out
+    assert "exact binomial test" in out
     assert "structure" in out
     assert "naive" in out
     written = (policies / "tickets.yaml").read_text()
@@ -213,3 +293,25 @@ def test_calibrate_from_observation_records_writes_the_policy(
 
 def _fields(rec: CallRecord) -> dict[str, object]:
     return {f: getattr(rec, f) for f in rec.__dataclass_fields__}
+
+
+def test_calibrate_says_when_nothing_is_certified_and_leaves_the_policy(
+    tmp_path: Path, make_record: Callable[..., CallRecord], capsys: pytest.CaptureFixture[str]
+) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "tickets.yaml").write_text(POLICY)
+    url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    store = store_from_url(url)
+    for i in range(30):  # agreeing, confident answers, but too few to certify 3% slack
+        rec = observe_record(make_record, 0.5 + i / 100, True)
+        store.add(rec.__class__(**{**_fields(rec), "task": "tickets"}))
+    store.close()
+    argv = ["calibrate", "--task", "tickets", "--target", "0.97", "--from-store"]
+    code = main([*argv, "--store", url, "--policies", str(policies), "--write"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "no threshold of confidence could be certified at delta 0.05" in out
+    assert "keep the strong model" in out
+    assert "method: exact binomial test" in out
+    assert (policies / "tickets.yaml").read_text() == POLICY

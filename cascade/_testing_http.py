@@ -93,6 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # never joined: stop() does not wait for a sleeping delayed reply
+    request_queue_size = 128  # the default 5 resets connections when many clients connect at once
 
     def __init__(self, address: tuple[str, int], app: Callable[[HttpRequest], HttpResponse]):
         super().__init__(address, _Handler)

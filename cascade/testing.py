@@ -31,6 +31,8 @@ from . import _testing_http as wire
 if TYPE_CHECKING:
     import openai
 
+    from ._replay import ReplayServer, load_recorded, load_routellm, record_tag
+
 __all__ = [
     "ReplayServer",
     "Reply",
@@ -352,5 +354,14 @@ class ScriptedServer:
             return wire.error(500, message, "scripted_reply_error")
 
 
-# The replay server builds on ScriptedServer, so it is imported once that exists.
-from ._replay import ReplayServer, load_recorded, load_routellm, record_tag  # noqa: E402
+_REPLAY = frozenset({"ReplayServer", "load_recorded", "load_routellm", "record_tag"})
+
+
+def __getattr__(name: str) -> Any:
+    """``ReplayServer`` and its loaders live in ``cascade._replay``, which builds on
+    ``ScriptedServer``: loaded on first use, so either module can be imported first."""
+    if name in _REPLAY:
+        from . import _replay
+
+        return getattr(_replay, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

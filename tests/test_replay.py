@@ -195,3 +195,16 @@ def test_routellm_loader_drops_contaminated_prompts_and_estimates_tokens(tmp_pat
             model=strong, messages=[{"role": "user", "content": "How many? " * 4}]
         )
         assert r.choices[0].message.content == "It is 5."
+
+
+def test_the_replay_module_imports_on_its_own() -> None:
+    """``cascade._replay`` builds on ``cascade.testing``, which re-exports it: either can be
+    imported first, in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    for first in ("cascade._replay", "cascade.testing"):
+        code = f"import {first}; from cascade.testing import ReplayServer; print(ReplayServer)"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert "cascade._replay.ReplayServer" in done.stdout

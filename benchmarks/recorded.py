@@ -11,14 +11,19 @@ model really answered when the data was recorded (see ../shared/data/README.md):
 - Prices: gpt-4o / gpt-4o-mini from the built-in table; the Qwen models' price per token is
   derived from the recording (cost_usd / tokens on MMLU, where no verification was billed).
 - The threshold is calibrated on the train split (GSM8K has none: its queries are split by
-  idx, even for calibration, odd for evaluation) with ``cascade.calibrate`` (Learn then
-  Test, delta 0.05), for ``--target`` (0.97) of gpt-4o's accuracy; "naive" is the threshold
-  whose calibration-sample quality just meets the target.
+  idx, even for calibration, odd for evaluation) with ``cascade.calibrate`` (an exact test of
+  the paired loss, Learn then Test) for ``--target`` (0.97) of gpt-4o's accuracy, at each
+  ``--delta``; "naive" is the threshold whose calibration-sample quality just meets the target.
 - Ladders (gpt-4o-mini -> qwen2.5-72b -> gpt-4o, and all four models) get one threshold per
-  rung (a ``confidence_by_model`` validator registered here), certified jointly along
-  threshold paths tested by fixed-sequence at delta / (number of paths), the cheapest
-  certified configuration kept; with a few hundred calibration examples only one path (the
-  same min on every rung) has the power to certify anything.
+  rung (a ``confidence_by_model`` validator registered here), certified along one path (the
+  same min on every rung) by the same test.
+- The public path, as a user would run it: observe mode on the train split into a SQLite
+  store (``cascade batch``), ``cascade calibrate --from-store --write`` (quality there is
+  agreement with gpt-4o), the policy switched to ``mode: cascade``, the test split through
+  ``cascade batch --out``; scored against the recording's answer key.
+- ``--resample N``: the calibration repeated on N random calibration sets of the train split's
+  size drawn from the test split itself (evaluated on the rest of it): how often the target
+  holds when calibration and traffic do come from the same distribution.
 - routellm-gsm8k (Mixtral-8x7B vs GPT-4) has no confidence signal: the cascade checks only
   the "#### answer" structure; reported with the all-cheap / all-strong / oracle points.
 """
@@ -27,28 +32,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
+import contextlib
+import io
+import json
+import logging
 import math
 import os
+import random
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import structlog
 import yaml
 
-from cascade import Cascade, Policy, PolicySet, Result, register_validator
-from cascade._replay import (
-    ROUTELLM_CHEAP,
-    ROUTELLM_STRONG,
-    ReplayServer,
-    load_recorded,
-    load_routellm,
-    record_tag,
-)
-from cascade.calibrate import Sample, calibrate, fixed_sequence
+from cascade import Cascade, Policy, PolicySet, Result, register_validator, testing
+from cascade._cli_eval import samples_from_records, write_threshold
+from cascade._replay import ROUTELLM_CHEAP, ROUTELLM_STRONG
+from cascade.calibrate import Calibration, Counts, Sample, calibrate, fixed_sequence
+from cascade.cli import main as cli
 from cascade.evaluate import Example, run_mode
+from cascade.stores import store_from_url
 from cascade.validators import build_validator
 
 if TYPE_CHECKING:
@@ -58,6 +66,12 @@ HERE = Path(__file__).resolve().parent
 MINI, C32, Q72, G4O = "gpt-4o-mini", "qwen2.5-32b-coder-instruct", "qwen2.5-72b-instruct", "gpt-4o"
 LADDERS = {"3-model": (MINI, Q72, G4O), "4-model": (MINI, C32, Q72, G4O)}
 CONCURRENCY = 16
+ReplayServer, load_recorded, load_routellm, record_tag = (
+    testing.ReplayServer,
+    testing.load_recorded,
+    testing.load_routellm,
+    testing.record_tag,
+)
 
 
 class ByModel:
@@ -65,11 +79,11 @@ class ByModel:
 
     def __init__(self, mins: Mapping[str, float], **options: Any) -> None:
         self.name = "confidence"
-        self.inner = {
+        self.inner: dict[str, Any] = {
             m: build_validator("confidence", "confidence", {**options, "min": v}, policy_dir=None)
             for m, v in mins.items()
         }
-        self.default = build_validator(
+        self.default: Any = build_validator(
             "confidence", "confidence", {**options, "min": 0.0}, policy_dir=None
         )
         for hook in ("prepare", "follow_up"):  # the engine looks these up on the instance
@@ -118,14 +132,15 @@ def qwen_prices(mmlu: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]
     return prices
 
 
+def messages(r: Mapping[str, Any]) -> list[dict[str, str]]:
+    msgs = [{"role": "user", "content": r["user_prompt"]}]
+    if r.get("system_prompt"):
+        msgs.insert(0, {"role": "system", "content": r["system_prompt"]})
+    return msgs
+
+
 def examples(records: Sequence[Mapping[str, Any]]) -> list[Example]:
-    out = []
-    for r in records:
-        msgs = [{"role": "user", "content": r["user_prompt"]}]
-        if r.get("system_prompt"):
-            msgs.insert(0, {"role": "system", "content": r["system_prompt"]})
-        out.append(Example(record_tag(r), msgs, "", {"user": record_tag(r)}))
-    return out
+    return [Example(record_tag(r), messages(r), "", {"user": record_tag(r)}) for r in records]
 
 
 # -- running the cascade ---------------------------------------------------------------------
@@ -134,10 +149,13 @@ def examples(records: Sequence[Mapping[str, Any]]) -> list[Example]:
 class Bench:
     """Runs policies on the replay server and scores answers from the recording."""
 
-    def __init__(self, server: ReplayServer, records: Sequence[Mapping[str, Any]], tmp: Path):
+    def __init__(self, server: Any, records: Sequence[Mapping[str, Any]], tmp: Path):
         self.server, self.tmp = server, tmp
         self.by_tag = {record_tag(r): r for r in records}
-        self.client = server.async_client()
+        # Retries as a real client would: many new connections at once can overflow the
+        # test server's listen backlog (socketserver's default of 5) and be reset.
+        self.client = server.async_client(max_retries=2)
+        self.errors = 0
 
     def policy(
         self,
@@ -169,14 +187,23 @@ class Bench:
         policies = PolicySet(self.tmp)
         policies.add(policy)
         cascade = Cascade(policies, async_client=self.client, store="memory://")
-        return await run_mode(cascade, policy, exs, mode, concurrency=CONCURRENCY)
+        res = await run_mode(cascade, policy, exs, mode, concurrency=CONCURRENCY)
+        for ex, r in zip(exs, res, strict=True):  # replayed answers: any error is a fault here
+            errors = [a.error for a in r.attempts if a.error] if isinstance(r, Result) else [r]
+            if errors:
+                self.errors += 1
+                print(f"{policy.task} {mode} {ex.id}: {errors}", file=sys.stderr)
+        return res
+
+    def correct_answer(self, tag: str, model: str, output: str) -> bool:
+        out = self.by_tag[tag]["models"][model]
+        assert output == out["answer"], (tag, model)
+        return bool(out["correct"])
 
     def correct(self, ex: Example, result: Any) -> bool:
         if not isinstance(result, Result):
             return False
-        out = self.by_tag[ex.id]["models"][result.model]
-        assert result.output == out["answer"], (ex.id, result.model)
-        return bool(out["correct"])
+        return self.correct_answer(ex.id, result.model, result.output)
 
 
 def cost(result: Any, verify: bool = True) -> float:
@@ -194,6 +221,42 @@ def score(result: Any) -> float | None:
         if (first)
         else None
     )
+
+
+@dataclass(frozen=True)
+class PerExample:
+    """One split through the cheap and the strong model alone, example by example."""
+
+    score: list[float | None]
+    cheap_ok: list[bool]
+    strong_ok: list[bool]
+    cheap_cost: list[float]  # verification included
+    strong_cost: list[float]  # the strong answer alone
+
+    def samples(self, idx: Sequence[int]) -> list[Sample]:
+        return [
+            Sample(
+                self.score[i],
+                self.cheap_ok[i],
+                self.strong_ok[i],
+                self.cheap_cost[i],
+                self.strong_cost[i],
+            )
+            for i in idx
+        ]
+
+    def at(self, t: float | None, idx: Sequence[int]) -> tuple[float, float, float]:
+        """(quality, cost) as shares of the strong model's on ``idx``, and the escalation
+        rate, of the cascade at threshold t (None: the strong model alone)."""
+        strong = sum(self.strong_ok[i] for i in idx)
+        base = sum(self.strong_cost[i] for i in idx)
+        if t is None:
+            return 1.0, 1.0, 1.0
+        keep = [i for i in idx if (s := self.score[i]) is not None and s >= t]
+        kept = set(keep)
+        good = sum(self.cheap_ok[i] if i in kept else self.strong_ok[i] for i in idx)
+        spent = sum(self.cheap_cost[i] + (0 if i in kept else self.strong_cost[i]) for i in idx)
+        return good / strong, spent / base, 1 - len(keep) / len(idx)
 
 
 # -- one dataset -----------------------------------------------------------------------------
@@ -233,34 +296,25 @@ def certify_ladder(
     strong: Mapping[str, list[Any]],
     target: float,
     delta: float,
-) -> tuple[list[float], float, float]:
-    """Per-rung thresholds certified (Learn then Test over a family of paths) at least cost."""
+) -> list[float]:
+    """Per-rung thresholds certified along one path (the same min on every rung), strictest
+    first, by the exact test of ``cascade.calibrate``; the last one certified."""
     n = len(strong["ok"])
     scores = sorted({s for s in rungs[0]["score"] if s is not None}, reverse=True)
-    step = max(1, len(scores) // 60)
-    grid = [math.inf, *scores[::step]]
-    # One path per exponent profile (rung k's min = t ** w_k), each tested at delta / paths.
-    # At a few hundred calibration examples only the single profile (the same min on every
-    # rung) keeps enough power; pass more profiles when there is more data.
-    profiles = (
-        [(1.0,) * (len(rungs) - 1)]
-        if len(strong["ok"]) < 2000
-        else list(itertools.product((1.0, 0.25, 4.0), repeat=len(rungs) - 1))
-    )
-    best = ([math.inf] * len(rungs), math.inf, 0.0)
-    for prof in profiles:
-        configs = [[t, *[t**w if t != math.inf else t for w in prof]] for t in grid]
-        losses = []
-        for mins in configs:
-            outs = [walk(rungs, strong, mins, i) for i in range(n)]
-            losses.append([target * strong["ok"][i] - outs[i][0] for i in range(n)])
-        _, certified = fixed_sequence(losses[1:], -1.0, target, delta / len(profiles))
-        mins = configs[certified]
-        mean_cost = sum(walk(rungs, strong, mins, i)[1] for i in range(n)) / n
-        if mean_cost < best[1]:
-            quality = sum(walk(rungs, strong, mins, i)[0] for i in range(n)) / n
-            best = (mins, mean_cost, quality)
-    return best
+    configs = [[t] * len(rungs) for t in [math.inf, *scores]]
+    counts = []
+    for mins in configs:
+        oks = [walk(rungs, strong, mins, i)[0] for i in range(n)]
+        counts.append(
+            Counts(
+                n,
+                sum(strong["ok"]),
+                sum(s and not o for s, o in zip(strong["ok"], oks, strict=True)),
+                sum(o and not s for s, o in zip(strong["ok"], oks, strict=True)),
+            )
+        )
+    _, certified = fixed_sequence(counts[1:], target=target, delta=delta)
+    return configs[certified]
 
 
 async def dataset(
@@ -269,47 +323,61 @@ async def dataset(
     calib: list[dict[str, Any]],
     evalset: list[dict[str, Any]],
     prices: Mapping[str, Any],
-    target: float,
-    delta: float,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     cx, ex = examples(calib), examples(evalset)
+    target, deltas = args.target, args.delta
     base = bench.policy(name, [MINI, G4O], None, prices)
     strong_c = await bench.run(base, cx, "strong")
-    strong = {
+    strong: dict[str, list[Any]] = {
         "ok": [bench.correct(e, r) for e, r in zip(cx, strong_c, strict=True)],
         "cost": [cost(r) for r in strong_c],
     }
     rungs = {m: await rung_data(bench, name, m, cx, prices) for m in (MINI, C32, Q72)}
-    samples = [
-        Sample(
-            rungs[MINI]["score"][i],
-            rungs[MINI]["ok"][i],
-            strong["ok"][i],
-            rungs[MINI]["cost"][i],
-            strong["cost"][i],
-            baseline_cost=cost(strong_c[i], verify=False),
-        )
-        for i in range(len(cx))
-    ]
-    cal = calibrate(samples, target=target, delta=delta)
+    cal_data = PerExample(
+        rungs[MINI]["score"],
+        rungs[MINI]["ok"],
+        strong["ok"],
+        rungs[MINI]["cost"],
+        [cost(r, verify=False) for r in strong_c],
+    )
+    cals = {d: calibrate(cal_data.samples(range(len(cx))), target=target, delta=d) for d in deltas}
     # evaluation split: every point through the full cascade
     cheap_e = await bench.run(base, ex, "cheap")
     strong_e = await bench.run(base, ex, "strong")
     ok_c = [bench.correct(e, r) for e, r in zip(ex, cheap_e, strict=True)]
     ok_s = [bench.correct(e, r) for e, r in zip(ex, strong_e, strict=True)]
-    base_cost = sum(cost(r, verify=False) for r in strong_e)
+    ev = PerExample(
+        [score(r) for r in cheap_e], ok_c, ok_s, [cost(r) for r in cheap_e],
+        [cost(r, verify=False) for r in strong_e],
+    )  # fmt: skip
+    base_cost = sum(ev.strong_cost)
     strong_acc = sum(ok_s) / len(ex)
-    rows: dict[str, dict[str, float]] = {}
+    rows: dict[str, dict[str, Any]] = {}
 
-    def point(label: str, oks: Sequence[bool], costs: Sequence[float], esc: float) -> None:
+    def point(label: str, oks: Sequence[bool], costs: Sequence[float], esc: float, t: str) -> None:
         rows[label] = {
             "quality": sum(oks) / len(ex) / strong_acc,
             "cost": sum(costs) / base_cost,
             "escalation": esc,
+            "threshold": t,
         }
 
-    point("all-cheap", ok_c, [cost(r, verify=False) for r in cheap_e], 0.0)
-    point("all-strong", ok_s, [cost(r, verify=False) for r in strong_e], 1.0)
+    async def cascade_point(label: str, t: float | None) -> None:
+        if t is None:  # nothing certified: the sound policy is the strong model alone
+            point(label, ok_s, ev.strong_cost, 1.0, "none: strong only")
+            return
+        res = await bench.run(bench.policy(name, [MINI, G4O], [t], prices), ex, "cascade")
+        point(
+            label,
+            [bench.correct(e, r) for e, r in zip(ex, res, strict=True)],
+            [cost(r) for r in res],
+            sum(r.escalated for r in res) / len(ex),
+            f"{t:.6g}",
+        )
+
+    point("all-cheap", ok_c, [cost(r, verify=False) for r in cheap_e], 0.0, "")
+    point("all-strong", ok_s, ev.strong_cost, 1.0, "")
     wrong = [not o for o in ok_c]
     point(
         "oracle",
@@ -319,48 +387,67 @@ async def dataset(
             for c, s, w in zip(cheap_e, strong_e, wrong, strict=True)
         ],
         sum(wrong) / len(ex),
+        "",
     )
-    thresholds = {"sound": cal.short_threshold, "naive": cal.naive_threshold}
-    for label, t in thresholds.items():
-        if t is None:
-            continue
-        res = await bench.run(bench.policy(name, [MINI, G4O], [t], prices), ex, "cascade")
-        point(
-            f"cascade ({label})",
-            [bench.correct(e, r) for e, r in zip(ex, res, strict=True)],
-            [cost(r) for r in res],
-            sum(r.escalated for r in res) / len(ex),
-        )
+    for d, cal in cals.items():
+        await cascade_point(f"sound, delta {d:g}", cal.short_threshold)
+    await cascade_point("naive", cals[deltas[0]].naive_threshold)
     sweep = []
-    for t in sorted({s for s in (score(r) for r in cheap_e) if s is not None}):
-        keep = [score(c) is not None and score(c) >= t for c in cheap_e]  # type: ignore[operator]
-        q = sum(oc if k else os_ for oc, os_, k in zip(ok_c, ok_s, keep, strict=True))
-        c = sum(
-            cost(ch) + (0 if k else cost(st))
-            for ch, st, k in zip(cheap_e, strong_e, keep, strict=True)
-        )
-        sweep.append((c / base_cost, q / len(ex) / strong_acc))
+    every = range(len(ex))
+    for t in sorted({s for s in ev.score if s is not None}):
+        q, c, _ = ev.at(t, every)
+        sweep.append((c, q))
     ladders = {}
     for lname, models in LADDERS.items():
-        mins, _, _ = certify_ladder([rungs[m] for m in models[:-1]], strong, target, delta)
-        if math.isinf(mins[0]):  # nothing certified: the ladder would only add cost
+        mins = certify_ladder([rungs[m] for m in models[:-1]], strong, target, deltas[0])
+        ladders[lname] = mins
+        label = f"ladder {lname}, delta {deltas[0]:g}"
+        if math.isinf(mins[0]):  # nothing certified: the ladder is the strong model alone
+            point(label, ok_s, ev.strong_cost, 1.0, "none: strong only")
             continue
         res = await bench.run(bench.policy(name, models, mins, prices), ex, "cascade")
         point(
-            f"ladder {lname}",
+            label,
             [bench.correct(e, r) for e, r in zip(ex, res, strict=True)],
             [cost(r) for r in res],
             sum(r.escalated for r in res) / len(ex),
+            " / ".join(f"{x:.4g}" for x in mins),
         )
-        ladders[lname] = mins
     return {
         "name": name,
         "n": (len(cx), len(ex)),
-        "cal": cal,
+        "cals": cals,
         "rows": rows,
         "sweep": sweep,
-        "ladders": ladders,
-        "thresholds": thresholds,
+        "cal_data": cal_data,
+        "eval_data": ev,
+        "cal_cheap_share": sum(cal_data.cheap_ok) / sum(cal_data.strong_ok),
+    }
+
+
+def resample(
+    ev: PerExample, n_cal: int, target: float, delta: float, reps: int, seed: int = 0
+) -> dict[str, Any]:
+    """Calibrate on ``reps`` random draws of ``n_cal`` examples of one split and measure on
+    the rest of it: the share of draws that meet the target, and the costs."""
+    rng = random.Random(seed)
+    everyone = list(range(len(ev.score)))
+    met = {"sound": 0, "naive": 0}
+    costs: dict[str, list[float]] = {"sound": [], "naive": []}
+    for _ in range(reps):
+        rng.shuffle(everyone)
+        cal_idx, rest = everyone[:n_cal], everyone[n_cal:]
+        cal = calibrate(ev.samples(cal_idx), target=target, delta=delta)
+        for label, t in (("sound", cal.short_threshold), ("naive", cal.naive_threshold)):
+            q, c, _ = ev.at(t, rest)
+            met[label] += q >= target
+            costs[label].append(c)
+    return {
+        "reps": reps,
+        "n_cal": n_cal,
+        "delta": delta,
+        **{f"{k}_met": v / reps for k, v in met.items()},
+        **{f"{k}_cost": statistics.median(v) for k, v in costs.items()},
     }
 
 
@@ -375,12 +462,13 @@ async def routellm(bench: Bench, records: list[dict[str, Any]]) -> dict[str, Any
     for label, m in (
         ("all-cheap", "cheap"),
         ("all-strong", "strong"),
-        ("cascade (structure)", "cascade"),
+        ("cascade (structure only)", "cascade"),
     ):
         rows[label] = {
             "quality": sum(oks[m]) / len(ex) / strong_acc,
             "cost": sum(cost(r) for r in runs[m]) / base_cost,
-            "escalation": sum(r.escalated for r in runs[m]) / len(ex),
+            "escalation": sum(r.escalated for r in runs[m]) / len(ex) if m != "strong" else 1.0,
+            "threshold": "",
         }
     wrong = [not o for o in oks["cheap"]]
     rows["oracle"] = {
@@ -393,16 +481,93 @@ async def routellm(bench: Bench, records: list[dict[str, Any]]) -> dict[str, Any
         )
         / base_cost,
         "escalation": sum(wrong) / len(ex),
+        "threshold": "",
     }
-    return {
-        "name": "routellm-gsm8k",
-        "n": (0, len(ex)),
-        "rows": rows,
-        "sweep": [],
-        "ladders": {},
-        "thresholds": {},
-        "cal": None,
-    }
+    return {"name": "routellm-gsm8k", "n": (0, len(ex)), "rows": rows, "sweep": []}
+
+
+# -- the public path: observe, calibrate --from-store, switch, run ---------------------------
+
+
+def _cli(*argv: str) -> tuple[int, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli(list(argv))
+    return code, out.getvalue()
+
+
+def _requests(path: Path, records: Sequence[Mapping[str, Any]]) -> Path:
+    with path.open("w", encoding="utf-8") as f:
+        for r in records:
+            line = {"id": record_tag(r), "messages": messages(r), "params": {"user": record_tag(r)}}
+            f.write(json.dumps(line) + "\n")
+    return path
+
+
+def public_path(
+    bench: Bench,
+    name: str,
+    calib: Sequence[Mapping[str, Any]],
+    evalset: Sequence[Mapping[str, Any]],
+    ev: PerExample,
+    target: float,
+    delta: float,
+    tmp: Path,
+) -> dict[str, Any]:
+    """observe -> cascade calibrate --from-store --write -> mode: cascade -> the test split."""
+    work = tmp / f"public-{name}"
+    (work / "policies").mkdir(parents=True)
+    policy = work / "policies" / f"{name}.yaml"
+    text = (HERE / "policies" / f"{name}.yaml").read_text()
+    policy.write_text(text + "mode: observe\nobserve_sample: 1.0\n")
+    obs = f"sqlite:///{work / 'observe.sqlite3'}"
+    train = _requests(work / "train.jsonl", calib)
+    test = _requests(work / "test.jsonl", evalset)
+    pol = str(work / "policies")
+    code, _ = _cli("batch", str(train), "--task", name, "--policies", pol, "--store", obs)
+    assert code == 0, f"{name}: observe batch failed"
+    code, report = _cli(
+        "calibrate", "--task", name, "--target", str(target), "--from-store",
+        "--store", obs, "--policies", pol, "--delta", str(delta), "--write",
+    )  # fmt: skip
+    store = store_from_url(obs)
+    try:
+        samples = samples_from_records(store.records(task=name), "confidence")
+    finally:
+        store.close()
+    library: Calibration = calibrate(samples, target=target, delta=delta, measure="agreement")
+    written = yaml.safe_load(policy.read_text())["validators"][0]["min"]
+    assert (code == 0) == (library.short_threshold is not None)
+    assert code != 0 or written == library.short_threshold, (written, library.short_threshold)
+    calibrated = policy.read_text()
+    rows = {}
+    for label, mode, t in (
+        ("public: calibrate --from-store", "cascade" if code == 0 else "strong", written),
+        ("public: naive (same store)", "cascade", library.naive_threshold),
+    ):
+        if t is None:
+            continue
+        policy.write_text(calibrated.replace("mode: observe\n", f"mode: {mode}\n"))
+        if t != written:
+            write_threshold(policy, 0, t)
+        out = work / f"results-{label.split(':')[1].split()[0]}.jsonl"
+        test_store = f"sqlite:///{work / (out.stem + '.sqlite3')}"
+        rc, _ = _cli(
+            "batch", str(test), "--task", name, "--policies", pol, "--store", test_store,
+            "--out", str(out),
+        )  # fmt: skip
+        assert rc == 0, f"{name}: test batch failed"
+        results = [json.loads(line) for line in out.read_text().splitlines()]
+        good = sum(bench.correct_answer(r["id"], r["model"], r["output"]) for r in results)
+        rows[label] = {
+            "quality": good / sum(ev.strong_ok),
+            "cost": sum(r["cost_usd"] for r in results) / sum(ev.strong_cost),
+            "escalation": sum(r["escalated"] for r in results) / len(results)
+            if mode == "cascade"
+            else 1.0,
+            "threshold": f"{t:.6g}" if mode == "cascade" else "none: strong only",
+        }
+    return {"rows": rows, "report": report, "n": library.n}
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -413,27 +578,28 @@ def table(results: Sequence[Mapping[str, Any]], target: float) -> str:
         f"Target: {target:.0%} of the strong model's accuracy (gpt-4o; GPT-4 for routellm-gsm8k)."
         " Quality and cost are shares of the strong model alone on the evaluation split.",
         "",
-        "| dataset (calib / eval) | configuration | threshold(s) | escalated | quality | cost |",
-        "|---|---|---|---:|---:|---:|",
+        "| dataset (calib / eval) | configuration | threshold(s) | escalated | quality | cost |"
+        " target |",
+        "|---|---|---|---:|---:|---:|---|",
     ]
     for res in results:
         n_cal, n_eval = res["n"]
         label = f"{res['name']} ({n_cal} / {n_eval})" if n_cal else f"{res['name']} ({n_eval})"
         for conf, row in res["rows"].items():
-            t = ""
-            if conf.startswith("cascade (") and conf[9:-1] in res["thresholds"]:
-                t = f"{res['thresholds'][conf[9:-1]]:.6g}"
-            elif conf.startswith("ladder "):
-                t = " / ".join(f"{x:.4g}" for x in res["ladders"][conf[7:]][:-1])
+            verdict = ""
+            if conf.startswith(("sound", "naive", "ladder", "public")):
+                verdict = "met" if row["quality"] >= target else "MISSED"
+                if res["name"] == "mmlu" and not conf.startswith("ladder"):
+                    verdict += ", cost " + ("<= 45%" if row["cost"] <= 0.45 else "> 45%")
             lines.append(
-                f"| {label} | {conf} | {t} | {row['escalation']:.1%} | "
-                f"{row['quality']:.1%} | {row['cost']:.1%} |"
+                f"| {label} | {conf} | {row['threshold']} | {row['escalation']:.1%} | "
+                f"{row['quality']:.1%} | {row['cost']:.1%} | {verdict} |"
             )
             label = ""
     return "\n".join(lines)
 
 
-def plot(results: Sequence[Mapping[str, Any]], out: Path) -> Path | None:
+def plot(results: Sequence[Mapping[str, Any]], target: float, out: Path) -> Path | None:
     try:
         import matplotlib
 
@@ -442,14 +608,17 @@ def plot(results: Sequence[Mapping[str, Any]], out: Path) -> Path | None:
     except ImportError:
         print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
         return None
-    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 4.4), squeeze=False)
+    labels = list(dict.fromkeys(conf for res in results for conf in res["rows"]))
+    colors = {conf: plt.get_cmap("tab20")(i % 20) for i, conf in enumerate(labels)}
     for ax, res in zip(axes[0], results, strict=True):
         if res["sweep"]:
             xs, ys = zip(*res["sweep"], strict=True)
             ax.plot(xs, ys, "-", color="0.7", label="threshold sweep (eval split)")
         for conf, row in res["rows"].items():
-            ax.plot(row["cost"], row["quality"], "o", label=conf)
-        ax.axhline(0.97, color="0.5", linestyle=":", linewidth=1)
+            marker = "s" if conf.startswith("public") else "^" if conf.startswith("ladder") else "o"
+            ax.plot(row["cost"], row["quality"], marker, color=colors[conf], label=conf)
+        ax.axhline(target, color="0.5", linestyle=":", linewidth=1)
         ax.set(title=res["name"], xlabel="cost (share of strong)", ylabel="quality (share)")
         ax.legend(fontsize=6)
     out.mkdir(parents=True, exist_ok=True)
@@ -457,6 +626,55 @@ def plot(results: Sequence[Mapping[str, Any]], out: Path) -> Path | None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return path
+
+
+def gains(d: PerExample) -> float:
+    return sum(c and not s for c, s in zip(d.cheap_ok, d.strong_ok, strict=True)) / len(d.score)
+
+
+def notes(results: Sequence[Mapping[str, Any]], prices: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for res in results:
+        if "cals" not in res:
+            continue
+        ev: PerExample = res["eval_data"]
+        parts = []
+        for d, cal in res["cals"].items():
+            sound = (
+                "nothing certified"
+                if cal.short_threshold is None
+                else f"min {cal.short_threshold:g} (calibration quality "
+                f"{cal.chosen.quality / cal.strong_quality:.1%}, p {cal.chosen.p_value:.3g})"
+            )
+            parts.append(f"delta {d:g}: {sound}")
+        cal = next(iter(res["cals"].values()))
+        naive = (
+            "none"
+            if cal.naive_threshold is None
+            else f"{cal.naive_threshold:.6g} ({cal.naive.quality / cal.strong_quality:.1%})"
+        )
+        cd: PerExample = res["cal_data"]
+        lines.append(
+            f"- {res['name']}: calibrated on {cal.n} ({cal.method}): {'; '.join(parts)}; naive "
+            f"min {naive}. gpt-4o-mini's accuracy as a share of gpt-4o's: "
+            f"{res['cal_cheap_share']:.1%} on the calibration split, "
+            f"{sum(ev.cheap_ok) / sum(ev.strong_ok):.1%} on the evaluation split; "
+            f"gpt-4o-mini right where gpt-4o is wrong: {gains(cd):.1%} of the calibration "
+            f"split, {gains(ev):.1%} of the evaluation split."
+        )
+        for rs in res.get("resampled", []):
+            lines.append(
+                f"  - resampled from the evaluation split ({rs['reps']} draws of {rs['n_cal']}, "
+                f"delta {rs['delta']:g}, measured on the rest): target met in "
+                f"{rs['sound_met']:.0%} of draws by the sound threshold (median cost "
+                f"{rs['sound_cost']:.1%}), {rs['naive_met']:.0%} by the naive one (median cost "
+                f"{rs['naive_cost']:.1%})"
+            )
+    lines.append(
+        f"- Qwen prices derived from the recording (USD per 1M tokens, in = out): "
+        f"{ {m: p['input'] for m, p in prices.items()} }"
+    )
+    return lines
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -469,52 +687,39 @@ async def main_async(args: argparse.Namespace) -> int:
     route = load_routellm(root / "routellm-gsm8k")
     every = [r for pair in data.values() for part in pair for r in part] + route
     results = []
+    reports = []
     with ReplayServer(every) as server, tempfile.TemporaryDirectory() as tmp:
+        os.environ["OPENAI_BASE_URL"] = server.base_url  # for the public commands
+        os.environ["OPENAI_API_KEY"] = "unused"
         bench = Bench(server, every, Path(tmp))
         for name, (calib, evalset) in data.items():
             start = time.perf_counter()
-            results.append(
-                await dataset(bench, name, calib, evalset, prices, args.target, args.delta)
-            )
+            res = await dataset(bench, name, calib, evalset, prices, args)
+            if args.public:
+                pub = await asyncio.to_thread(
+                    public_path, bench, name, calib, evalset, res["eval_data"], args.target,
+                    args.delta[0], Path(tmp),
+                )  # fmt: skip
+                res["rows"].update(pub["rows"])
+                reports.append((name, pub["n"], pub["report"]))
+            if args.resample and len(evalset) >= 2 * len(calib):
+                res["resampled"] = [
+                    resample(res["eval_data"], len(calib), args.target, d, args.resample)
+                    for d in args.delta
+                ]
+            results.append(res)
             print(f"{name}: {time.perf_counter() - start:.0f}s", file=sys.stderr)
         results.append(await routellm(bench, route))
-        print(f"replayed {server.replayed} calls", file=sys.stderr)
+        print(f"replayed {server.replayed} calls, {bench.errors} failed", file=sys.stderr)
     print(table(results, args.target))
     print()
-    for res in results:
-        cal = res["cal"]
-        if cal is not None:
-            sound = (
-                "none certified"
-                if cal.short_threshold is None
-                else (
-                    f"{cal.short_threshold:g} (calibration quality "
-                    f"{cal.chosen.quality / cal.strong_quality:.1%})"
-                )
-            )
-            naive = (
-                "none"
-                if cal.naive_threshold is None
-                else (f"{cal.naive_threshold:.6g} ({cal.naive.quality / cal.strong_quality:.1%})")
-            )
-            ladders = (
-                ", ".join(
-                    f"{k}: {' / '.join(f'{x:.4g}' for x in v[:-1])}"
-                    for k, v in res["ladders"].items()
-                )
-                or "none certified"
-            )
-            print(
-                f"- {res['name']}: calibrated on {cal.n}: sound min {sound}; naive min "
-                f"{naive}; ladders {ladders}"
-            )
-    print(
-        f"- Qwen prices derived from the recording (USD per 1M tokens, in = out): "
-        f"{ {m: p['input'] for m, p in prices.items()} }"
-    )
-    path = plot(results, Path(args.out))
+    print("\n".join(notes(results, prices)))
+    path = plot(results, args.target, Path(args.out))
     if path:
         print(f"- plot: {path}")
+    for name, n, report in reports:
+        print(f"\n`cascade calibrate --task {name} --from-store` on {n} observations:\n")
+        print("\n".join("    " + line for line in report.splitlines()))
     return 0
 
 
@@ -522,8 +727,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(data_dir()), help="the shared data directory")
     parser.add_argument("--target", type=float, default=0.97)
-    parser.add_argument("--delta", type=float, default=0.05)
+    parser.add_argument(
+        "--delta", type=float, nargs="+", default=[0.05, 0.1],
+        help="failure probabilities to calibrate at (the first for ladders and public path)",
+    )  # fmt: skip
+    parser.add_argument("--resample", type=int, default=200, metavar="N", help="0: skip")
+    parser.add_argument("--no-public", dest="public", action="store_false")
     parser.add_argument("--out", default=str(HERE / "out"))
+    # The library never configures logging; this script is the application.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     return asyncio.run(main_async(parser.parse_args(argv)))
 
 

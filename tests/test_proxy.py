@@ -6,8 +6,13 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
 import shutil
+import signal
+import socket
 import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -489,3 +494,50 @@ def test_shutdown_flushes_a_file_store(start, upstream, tmp_path) -> None:
         assert [d.calls for d in store.days(task="invoice")] == [1]
     finally:
         store.close()
+
+
+# -- `cascade serve` as a process --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("workers", "verbose"), [(1, False), (2, False), (2, True)])
+def test_cascade_serve_logs_each_request_only_when_verbose(
+    upstream, policies, tmp_path, workers: int, verbose: bool
+) -> None:
+    upstream.script("gpt-4o-mini", GOOD)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "cascade.cli", *(["-v"] if verbose else []), "serve"]
+    command += ["--port", str(port), "--policies", str(policies), "--store", "memory://"]
+    command += ["--workers", str(workers)]
+    env = {
+        **os.environ,
+        "OPENAI_BASE_URL": upstream.base_url,
+        "OPENAI_API_KEY": UPSTREAM_KEY,
+        "CASCADE_PROXY_KEYS": KEY,
+    }
+    log = tmp_path / "serve.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while log.read_text().count("Application startup complete") < workers:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY) as client:
+            for _ in range(3):
+                raw = client.chat.completions.with_raw_response.create(
+                    model="gpt-4o", messages=MSGS, extra_headers={"X-Cascade-Task": "invoice"}
+                )
+                assert raw.parse().choices[0].message.content == GOOD
+                assert raw.headers["x-cascade-model"] == "gpt-4o-mini"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    text = log.read_text()
+    # uvicorn's access log, and the cascade's event for each call (workers do not inherit
+    # the command's logging configuration: it is passed on to them).
+    assert ("POST /v1/chat/completions" in text) is verbose, text
+    assert ("cascade.call" in text) is verbose, text
+    assert len(upstream.calls()) == 3

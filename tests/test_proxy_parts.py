@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import pickle
+import socket
+import sys
+from multiprocessing.reduction import ForkingPickler
 from typing import TYPE_CHECKING
 
 import pytest
@@ -14,6 +19,7 @@ from cascade.proxy import ConfigError, ProxyConfig, Route, build, load_config
 from cascade.proxy.cli import add_parser, run
 from cascade.proxy.config import KeyChecker, check_exposure, is_loopback
 from cascade.proxy.metrics import Metrics
+from cascade.proxy.server import listening_socket, serve, workers_socket
 from cascade.proxy.sse import DONE, chunks, sse
 
 if TYPE_CHECKING:
@@ -97,6 +103,58 @@ def test_without_keys_only_loopback_is_served() -> None:
 def test_build_refuses_a_public_interface_without_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no proxy keys"):
         build(policies=tmp_path, store="memory://", config=ProxyConfig(), host="0.0.0.0")
+
+
+async def test_connections_accepted_on_the_serving_socket_send_without_delay() -> None:
+    # The socket `cascade serve --workers N` hands its workers: asyncio sets TCP_NODELAY on
+    # accepted connections only when it says TCP (else a response written as headers, then
+    # body, waits out the client's delayed ACK).
+    accepted: asyncio.Future[asyncio.StreamWriter] = asyncio.get_running_loop().create_future()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set_result(writer)
+
+    with listening_socket("127.0.0.1", 0) as sock:
+        assert sock.get_inheritable()
+        server = await asyncio.start_server(on_connect, sock=sock)
+        async with server:
+            _, client = await asyncio.open_connection(*sock.getsockname())
+            served = await accepted
+            nodelay = served.get_extra_info("socket").getsockopt(
+                socket.IPPROTO_TCP, socket.TCP_NODELAY
+            )
+            served.close()
+            client.close()
+            await client.wait_closed()
+    assert nodelay == 1
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the kernel balances SO_REUSEPORT on Linux")
+def test_each_worker_unpickles_a_listening_socket_of_its_own_on_the_same_port() -> None:
+    # As uvicorn hands the socket to a spawned worker; a socket of its own (not a copy of
+    # one shared socket) lets the kernel spread connections evenly over the workers.
+    with (
+        workers_socket("127.0.0.1", 0) as shared,
+        pickle.loads(ForkingPickler.dumps(shared)) as mine,
+    ):
+        mine.listen()
+        assert mine.getsockname() == shared.getsockname()
+        assert mine.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+        assert shared.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 0
+        assert mine.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+        assert mine.proto == socket.IPPROTO_TCP
+
+
+def test_serve_with_workers_names_a_port_it_cannot_listen_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}: Address"):
+            serve(policies=str(tmp_path), store="memory://", port=port, workers=2, verbose=False)
 
 
 def test_serve_command_refuses_a_public_interface_without_keys(

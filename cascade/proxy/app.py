@@ -257,6 +257,8 @@ def _as_dict(result: Result) -> dict[str, Any]:
 
 def _header_safe(text: str, limit: int) -> str:
     """``text`` as one line of printable ASCII, at most ``limit`` characters."""
+    if len(text) <= limit and text.isascii() and text.isprintable():
+        return text  # the usual case: a task or model name
     clean = "".join(
         c if " " <= c < "\x7f" else (f"\\u{ord(c):04x}" if c > "\x7f" else " ") for c in text
     )

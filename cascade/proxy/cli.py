@@ -22,7 +22,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Serve an OpenAI-compatible API: chat completions with a task "
         "(X-Cascade-Task header, a route, or default_task) go through the cascade; every other "
         "request is forwarded to OPENAI_BASE_URL with OPENAI_API_KEY. Clients authenticate with "
-        "a key from CASCADE_PROXY_KEYS or the config's proxy_keys.",
+        "a key from CASCADE_PROXY_KEYS or the config's proxy_keys. Requests are logged (access "
+        "log, call events) only with `cascade -v serve`.",
     )
     p.add_argument(
         "--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)"
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        verbose=getattr(args, "verbose", False),  # the global --verbose of `cascade`
     )
     return 0
 

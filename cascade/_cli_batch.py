@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._jsonl import objects
 from .exceptions import CascadeError
 
 if TYPE_CHECKING:
@@ -47,22 +48,13 @@ def load_requests(path: str | Path) -> list[Request]:
     """Read ``{"messages": [...], "params": {...}, "id": ...}`` lines (other keys, such as
     ``reference``, are ignored). Raises ValueError naming the file, the line and the field."""
     out: list[Request] = []
-    with Path(path).open(encoding="utf-8") as f:
-        for no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as e:
-                raise ValueError(f"{path}:{no}: not JSON ({e})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{no}: need a JSON object, got {type(row).__name__}")
-            messages, params = row.get("messages"), row.get("params") or {}
-            if not isinstance(messages, list) or not messages:
-                raise ValueError(f"{path}:{no}: messages: need a non-empty list of messages")
-            if not isinstance(params, dict):
-                raise ValueError(f"{path}:{no}: params: need an object of create() arguments")
-            out.append(Request(str(row.get("id", no)), messages, params))
+    for no, row in objects(path):
+        messages, params = row.get("messages"), row.get("params") or {}
+        if not isinstance(messages, list) or not messages:
+            raise ValueError(f"{path}:{no}: messages: need a non-empty list of messages")
+        if not isinstance(params, dict):
+            raise ValueError(f"{path}:{no}: params: need an object of create() arguments")
+        out.append(Request(str(row.get("id", no)), messages, params))
     return out
 
 

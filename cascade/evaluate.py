@@ -25,18 +25,20 @@ runs go to a private in-memory store.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._client import Cascade
+from ._jsonl import objects
 from ._openai import async_twin
 from .compare import Comparator, comparator
 from .events import Result
 from .exceptions import CascadeError
 from .policy import AgreementSpec, Policy, PolicySet
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "EvalReport",
@@ -166,27 +168,16 @@ class EvalReport:
 def load_examples(path: str | Path) -> list[Example]:
     """Read labelled examples from a JSONL file. Raises ValueError naming the bad line."""
     out: list[Example] = []
-    with Path(path).open(encoding="utf-8") as f:
-        for no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                messages, reference = row["messages"], row["reference"]
-            except (ValueError, KeyError, TypeError) as e:
-                raise ValueError(
-                    f"{path}:{no}: need a JSON object with messages and reference ({e})"
-                ) from None
-            params = row.get("params") or {}
-            if (
-                not isinstance(messages, list)
-                or not isinstance(reference, str)
-                or not isinstance(params, dict)
-            ):
-                raise ValueError(
-                    f"{path}:{no}: messages must be a list, reference a string, params an object"
-                )
-            out.append(Example(str(row.get("id", no)), messages, reference, params))
+    for no, row in objects(path):
+        messages, reference = row.get("messages"), row.get("reference")
+        params = row.get("params") or {}
+        if not isinstance(messages, list) or not messages:
+            raise ValueError(f"{path}:{no}: messages: need a non-empty list of messages")
+        if not isinstance(reference, str):
+            raise ValueError(f"{path}:{no}: reference: need a string, got {reference!r:.40}")
+        if not isinstance(params, dict):
+            raise ValueError(f"{path}:{no}: params: need an object of create() arguments")
+        out.append(Example(str(row.get("id", no)), messages, reference, params))
     return out
 
 

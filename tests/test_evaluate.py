@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -172,9 +173,20 @@ def test_eval_scorer_option_picks_a_comparator(
     assert doc["modes"]["strong"]["quality"] == 0.0  # "A3." is not exactly "a3"
 
 
-def test_bad_example_file_names_the_line(tmp_path: Path) -> None:
-    (tmp_path / "d.jsonl").write_text('{"messages": [], "reference": "x"}\n{"messages": 1}\n')
-    with pytest.raises(ValueError, match=r"d.jsonl:2"):
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ('{"messages": 1}', "d.jsonl:2: messages: need a non-empty list"),
+        ('{"messages": [{"role": "user", "content": "q"}]}', "d.jsonl:2: reference: need a string"),
+        ('{"messages": [{"role": "user", "content": "q"}], "reference": "a", "params": 3}',
+         "d.jsonl:2: params: need an object"),
+        ("not json", "d.jsonl:2: not JSON"),
+    ],
+)  # fmt: skip
+def test_bad_example_file_names_the_line_and_field(tmp_path: Path, line: str, says: str) -> None:
+    good = '{"messages": [{"role": "user", "content": "q"}], "reference": "a"}'
+    (tmp_path / "d.jsonl").write_text(f"{good}\n\n{line}\n".replace("\n\n", "\n"))
+    with pytest.raises(ValueError, match=re.escape(says)):
         load_examples(tmp_path / "d.jsonl")
 
 

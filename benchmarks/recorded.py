@@ -50,13 +50,14 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import yaml
 
-from cascade import Cascade, Policy, PolicySet, Result, register_validator, testing
+from cascade import Cascade, Policy, PolicySet, Result, register_validator
 from cascade._cli_eval import samples_from_records, write_threshold
 from cascade._replay import ROUTELLM_CHEAP, ROUTELLM_STRONG
 from cascade.calibrate import Calibration, Counts, Sample, calibrate, fixed_sequence
 from cascade.cli import main as cli
 from cascade.evaluate import Example, run_mode
 from cascade.stores import store_from_url
+from cascade.testing import ReplayServer, load_recorded, load_routellm, record_tag, request_of
 from cascade.validators import build_validator
 
 if TYPE_CHECKING:
@@ -66,12 +67,6 @@ HERE = Path(__file__).resolve().parent
 MINI, C32, Q72, G4O = "gpt-4o-mini", "qwen2.5-32b-coder-instruct", "qwen2.5-72b-instruct", "gpt-4o"
 LADDERS = {"3-model": (MINI, Q72, G4O), "4-model": (MINI, C32, Q72, G4O)}
 CONCURRENCY = 16
-ReplayServer, load_recorded, load_routellm, record_tag = (
-    testing.ReplayServer,
-    testing.load_recorded,
-    testing.load_routellm,
-    testing.record_tag,
-)
 
 
 class ByModel:
@@ -132,15 +127,9 @@ def qwen_prices(mmlu: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]
     return prices
 
 
-def messages(r: Mapping[str, Any]) -> list[dict[str, str]]:
-    msgs = [{"role": "user", "content": r["user_prompt"]}]
-    if r.get("system_prompt"):
-        msgs.insert(0, {"role": "system", "content": r["system_prompt"]})
-    return msgs
-
-
 def examples(records: Sequence[Mapping[str, Any]]) -> list[Example]:
-    return [Example(record_tag(r), messages(r), "", {"user": record_tag(r)}) for r in records]
+    lines = [request_of(r) for r in records]
+    return [Example(q["id"], q["messages"], "", q["params"]) for q in lines]
 
 
 # -- running the cascade ---------------------------------------------------------------------
@@ -498,9 +487,7 @@ def _cli(*argv: str) -> tuple[int, str]:
 
 def _requests(path: Path, records: Sequence[Mapping[str, Any]]) -> Path:
     with path.open("w", encoding="utf-8") as f:
-        for r in records:
-            line = {"id": record_tag(r), "messages": messages(r), "params": {"user": record_tag(r)}}
-            f.write(json.dumps(line) + "\n")
+        f.writelines(json.dumps(request_of(r)) + "\n" for r in records)
     return path
 
 

@@ -15,56 +15,30 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._jsonl import objects
 from .exceptions import CascadeError
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Mapping, Sequence
 
-    from ._client import Cascade
+    from .evaluate import Example
     from .events import Result
 
-__all__ = ["Request", "add_parsers", "load_requests", "run_batch", "run_replay"]
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One line of a batch file: the messages, other ``create()`` arguments, an id."""
-
-    id: str
-    messages: Sequence[Mapping[str, Any]]
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-
-def load_requests(path: str | Path) -> list[Request]:
-    """Read ``{"messages": [...], "params": {...}, "id": ...}`` lines (other keys, such as
-    ``reference``, are ignored). Raises ValueError naming the file, the line and the field."""
-    out: list[Request] = []
-    for no, row in objects(path):
-        messages, params = row.get("messages"), row.get("params") or {}
-        if not isinstance(messages, list) or not messages:
-            raise ValueError(f"{path}:{no}: messages: need a non-empty list of messages")
-        if not isinstance(params, dict):
-            raise ValueError(f"{path}:{no}: params: need an object of create() arguments")
-        out.append(Request(str(row.get("id", no)), messages, params))
-    return out
+__all__ = ["add_parsers", "run_batch", "run_replay"]
 
 
 def add_parsers(subparsers: Any) -> None:
     """Add ``batch`` and ``replay`` to the ``cascade`` command's sub-parsers."""
-    policies = os.environ.get("CASCADE_POLICIES", "policies")
     b = subparsers.add_parser("batch", help="send a JSONL file of requests through a task")
     b.add_argument("data", help="JSONL of {messages[, params, id]}")
     b.add_argument("--task", required=True)
-    b.add_argument("--policies", default=policies, help="policy directory")
+    b.add_argument(
+        "--policies", default=None, help="policy directory (default: $CASCADE_POLICIES or policies)"
+    )
     b.add_argument("--store", default=None, help="store URL (default: $CASCADE_STORE or embedded)")
     b.add_argument("--out", default=None, metavar="FILE", help="write one result line per request")
     b.add_argument("--concurrency", type=int, default=8)
@@ -81,7 +55,7 @@ def add_parsers(subparsers: Any) -> None:
     r.set_defaults(func=run_replay)
 
 
-def _row(req: Request, got: Result | CascadeError) -> dict[str, Any]:
+def _row(req: Example, got: Result | CascadeError) -> dict[str, Any]:
     if isinstance(got, CascadeError):
         return {"id": req.id, "error": f"{type(got).__name__}: {got}"}
     return {
@@ -99,45 +73,32 @@ def _row(req: Request, got: Result | CascadeError) -> dict[str, Any]:
     }
 
 
-async def _run_all(
-    cascade: Cascade, task: str, requests: Sequence[Request], concurrency: int
-) -> list[Result | CascadeError]:
-    gate = asyncio.Semaphore(max(1, concurrency))
-    done, step = 0, max(1, len(requests) // 100)
-
-    async def one(req: Request) -> Result | CascadeError:
-        nonlocal done
-        async with gate:
-            try:
-                return await cascade.arun(task, req.messages, **req.params)
-            except CascadeError as e:
-                return e
-            finally:
-                done += 1
-                if done % step == 0 or done == len(requests):  # at most ~100 updates
-                    end = "\n" if done == len(requests) else ""
-                    sys.stderr.write(f"\r{task}: {done}/{len(requests)}{end}")
-
-    try:
-        return list(await asyncio.gather(*(one(r) for r in requests)))
-    finally:
-        await cascade.aclose()
-
-
 def run_batch(args: argparse.Namespace) -> int:
     """``cascade batch``: exit 0 when every request got an answer, 1 when some failed."""
+    from ._cli_eval import _progress
     from ._client import Cascade
+    from .evaluate import load_examples, run_each
 
     try:
-        requests = load_requests(args.data)
+        requests = load_examples(args.data, labelled=False)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     cascade = Cascade(args.policies, store=args.store)
     policy = cascade.policies.get(args.task)  # an unknown task fails before any call
     store_url = cascade.store.url
+
+    async def run_all() -> list[Result | CascadeError]:
+        try:
+            return await run_each(
+                cascade, args.task, requests, concurrency=args.concurrency,
+                progress=_progress(sys.stderr),
+            )  # fmt: skip
+        finally:
+            await cascade.aclose()
+
     started = time.perf_counter()
-    got = asyncio.run(_run_all(cascade, args.task, requests, args.concurrency))
+    got = asyncio.run(run_all())
     elapsed = time.perf_counter() - started
     rows = [_row(req, g) for req, g in zip(requests, got, strict=True)]
     if args.out:
@@ -162,7 +123,7 @@ def run_batch(args: argparse.Namespace) -> int:
 
 def run_replay(args: argparse.Namespace) -> int:
     """``cascade replay``: serve until interrupted (Ctrl-C exits 0)."""
-    from .testing import ReplayServer, load_recorded, record_tag
+    from .testing import ReplayServer, load_recorded, request_of
 
     try:
         records = load_recorded(*args.recordings)
@@ -171,13 +132,7 @@ def run_replay(args: argparse.Namespace) -> int:
         return 2
     if args.requests:
         with Path(args.requests).open("w", encoding="utf-8") as f:
-            for rec in records:
-                messages = [{"role": "user", "content": rec["user_prompt"]}]
-                if rec.get("system_prompt"):
-                    messages.insert(0, {"role": "system", "content": rec["system_prompt"]})
-                line = {"id": record_tag(rec), "messages": messages,
-                        "params": {"user": record_tag(rec)}}  # fmt: skip
-                f.write(json.dumps(line) + "\n")
+            f.writelines(json.dumps(request_of(rec)) + "\n" for rec in records)
     server = ReplayServer(records, host=args.host, port=args.port).start()
     print(
         f"replaying {len(records)} recorded queries at {server.base_url} "

@@ -33,7 +33,7 @@ from typing import Any
 from ._engine import REASK
 from .testing import Reply, ScriptedServer
 
-__all__ = ["ReplayServer", "load_recorded", "load_routellm", "record_tag"]
+__all__ = ["ReplayServer", "load_recorded", "load_routellm", "record_tag", "request_of"]
 
 _FLOOR = -1e4  # stands for -inf, which JSON cannot carry: exp(-1e4) == 0.0
 _REASK_START = REASK.split("\n", 1)[0]
@@ -45,6 +45,16 @@ ROUTELLM_STRONG = "gpt-4-1106-preview"
 def record_tag(record: Mapping[str, Any]) -> str:
     """The name of one recorded query, ``<dataset>/<split>/<idx>`` (for the ``user`` field)."""
     return f"{record.get('dataset')}/{record.get('split')}/{record.get('idx')}"
+
+
+def request_of(record: Mapping[str, Any]) -> dict[str, Any]:
+    """One recorded query as a request line (``cascade batch``, ``cascade eval`` without the
+    reference): its id, its system and user messages, and its tag in the ``user`` field."""
+    messages = [{"role": "user", "content": record["user_prompt"]}]
+    if record.get("system_prompt"):
+        messages.insert(0, {"role": "system", "content": record["system_prompt"]})
+    tag = record_tag(record)
+    return {"id": tag, "messages": messages, "params": {"user": tag}}
 
 
 def load_recorded(*paths: str | Path) -> list[dict[str, Any]]:

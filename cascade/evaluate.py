@@ -25,20 +25,18 @@ runs go to a private in-memory store.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from ._client import Cascade
-from ._jsonl import objects
 from ._openai import async_twin
 from .compare import Comparator, comparator
 from .events import Result
 from .exceptions import CascadeError
 from .policy import AgreementSpec, Policy, PolicySet
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 __all__ = [
     "EvalReport",
@@ -48,6 +46,7 @@ __all__ = [
     "aevaluate",
     "evaluate",
     "load_examples",
+    "run_each",
     "run_mode",
     "with_mode",
 ]
@@ -58,8 +57,9 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True, slots=True)
 class Example:
-    """One labelled example: the request's messages, the reference answer, and any other
-    ``create()`` arguments for this request (``params``)."""
+    """One example: the request's messages, the reference answer (``""`` for an unlabelled
+    request, as ``cascade batch`` reads them), and any other ``create()`` arguments for this
+    request (``params``)."""
 
     id: str
     messages: Sequence[Mapping[str, Any]]
@@ -165,11 +165,20 @@ class EvalReport:
         }
 
 
-def load_examples(path: str | Path) -> list[Example]:
-    """Read labelled examples from a JSONL file. Raises ValueError naming the bad line."""
+def load_examples(path: str | Path, *, labelled: bool = True) -> list[Example]:
+    """Read examples from a JSONL file; with ``labelled=False`` the ``reference`` may be
+    absent. Raises ValueError naming the line and the field."""
     out: list[Example] = []
-    for no, row in objects(path):
-        messages, reference = row.get("messages"), row.get("reference")
+    with Path(path).open(encoding="utf-8") as lines:
+        rows = [(no, line) for no, line in enumerate(lines, 1) if line.strip()]
+    for no, line in rows:
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            raise ValueError(f"{path}:{no}: not JSON ({e})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{no}: need a JSON object, got {type(row).__name__}")
+        messages, reference = row.get("messages"), row.get("reference", None if labelled else "")
         params = row.get("params") or {}
         if not isinstance(messages, list) or not messages:
             raise ValueError(f"{path}:{no}: messages: need a non-empty list of messages")
@@ -197,6 +206,36 @@ def _runner(cascade: Cascade, policy: Policy) -> Cascade:
     return Cascade(policies, async_client=fresh, store="memory://")
 
 
+async def run_each(
+    cascade: Cascade,
+    task: str,
+    examples: Sequence[Example],
+    *,
+    concurrency: int = 8,
+    progress: Progress | None = None,
+    label: str | None = None,
+) -> list[Result | CascadeError]:
+    """Every example through ``cascade.arun(task, ...)``, at most ``concurrency`` at a time,
+    results in the examples' order; a failed call gives its error. ``progress`` is called
+    with ``label`` (default: the task), the number done and the total after each."""
+    gate = asyncio.Semaphore(max(1, concurrency))
+    done = 0
+
+    async def one(ex: Example) -> Result | CascadeError:
+        nonlocal done
+        async with gate:
+            try:
+                return await cascade.arun(task, ex.messages, **ex.params)
+            except CascadeError as e:
+                return e
+            finally:
+                done += 1
+                if progress is not None:
+                    progress(label or task, done, len(examples))
+
+    return list(await asyncio.gather(*(one(ex) for ex in examples)))
+
+
 async def run_mode(
     cascade: Cascade,
     policy: Policy,
@@ -208,23 +247,10 @@ async def run_mode(
 ) -> list[Result | CascadeError]:
     """Run every example through ``policy`` in ``mode``; a failed call gives its error."""
     runner = _runner(cascade, with_mode(policy, mode))
-    gate = asyncio.Semaphore(concurrency)
-    done = 0
-
-    async def one(ex: Example) -> Result | CascadeError:
-        nonlocal done
-        async with gate:
-            try:
-                return await runner.arun(policy.task, ex.messages, **ex.params)
-            except CascadeError as e:
-                return e
-            finally:
-                done += 1
-                if progress is not None:
-                    progress(mode, done, len(examples))
-
     try:
-        return list(await asyncio.gather(*(one(ex) for ex in examples)))
+        return await run_each(
+            runner, policy.task, examples, concurrency=concurrency, progress=progress, label=mode
+        )
     finally:
         runner.close()
         await runner.async_client.close()

@@ -31,7 +31,7 @@ from . import _testing_http as wire
 if TYPE_CHECKING:
     import openai
 
-    from ._replay import ReplayServer, load_recorded, load_routellm, record_tag
+    from ._replay import ReplayServer, load_recorded, load_routellm, record_tag, request_of
 
 __all__ = [
     "ReplayServer",
@@ -40,6 +40,7 @@ __all__ = [
     "load_recorded",
     "load_routellm",
     "record_tag",
+    "request_of",
 ]
 
 _CLIP = 80  # characters of the user message quoted in "no scripted reply" errors
@@ -354,7 +355,7 @@ class ScriptedServer:
             return wire.error(500, message, "scripted_reply_error")
 
 
-_REPLAY = frozenset({"ReplayServer", "load_recorded", "load_routellm", "record_tag"})
+_REPLAY = frozenset({"ReplayServer", "load_recorded", "load_routellm", "record_tag", "request_of"})
 
 
 def __getattr__(name: str) -> Any:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import StoreError
+from .report import DEFAULT_SAMPLE
 
 __all__ = ["add_parser", "parse_time", "run"]
 
@@ -67,9 +68,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--format", choices=("table", "json", "csv", "html"), default="table")
     p.add_argument("--out", default=None, metavar="FILE", help="write here instead of stdout")
     p.add_argument(
-        "--sample", type=int, default=None, metavar="N",
+        "--sample", type=int, default=DEFAULT_SAMPLE, metavar="N",
         help="patterns from at most N stored records per task, newest first "
-        "(default 5000; 0: all); totals always count every call",
+        "(default %(default)s; 0: all); totals always count every call",
     )  # fmt: skip
     p.set_defaults(func=run)
 
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             report = build_report(
                 store, task=args.task, since=args.since, until=args.until, progress=progress,
-                **({} if args.sample is None else {"sample": args.sample or None}),
+                sample=args.sample or None,
             )  # fmt: skip
         finally:
             progress.done()

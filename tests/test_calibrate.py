@@ -125,7 +125,7 @@ def test_accuracy_p_value_bounds_the_tail_over_every_value_of_the_nuisance() -> 
     """Brute force: the tail probability on a dense grid of the nuisance, by enumeration."""
     n, strong, lost, gained, delta = 120, 96, 2, 1, 0.1
     m, eps = n - strong, 1 - TARGET
-    hi = exact.upper_bound(strong, n, 0.02 * delta)
+    hi = exact.upper_bound(strong, n, exact._STRONG_SHARE * delta)
     rho = (1 - hi) / hi
     r = rho * strong / m
 
@@ -143,10 +143,11 @@ def test_accuracy_p_value_bounds_the_tail_over_every_value_of_the_nuisance() -> 
             for lo, ga in region
         )  # fmt: skip
 
-    b_hi = exact.upper_bound(gained, m, 0.02 * delta)
+    b_hi = exact.upper_bound(gained, m, exact._NUISANCE_SHARE * delta)
     dense = max(tail(b_hi * i / 2000) for i in range(2001))
     got = p_value(Counts(n, strong, lost, gained), target=TARGET, delta=delta)
-    assert dense + 0.04 * delta - 1e-12 <= got <= dense + 0.04 * delta + delta / 100
+    spent = (exact._STRONG_SHARE + exact._NUISANCE_SHARE) * delta  # on the two bounds
+    assert dense + spent - 1e-12 <= got <= dense + spent + delta / 100
 
 
 def test_accuracy_p_value_is_small_when_clearly_inside_and_one_when_outside() -> None:
@@ -225,6 +226,7 @@ def observe_record(
 ) -> CallRecord:
     reasons = [] if structure_ok else ["structure: no match"]
     return make_record(
+        task="tickets",
         mode="observe",
         escalated=False,
         extra={
@@ -244,21 +246,30 @@ def observe_record(
     )
 
 
-def test_calibrate_from_observation_records_writes_the_policy(
-    tmp_path: Path, make_record: Callable[..., CallRecord], capsys: pytest.CaptureFixture[str]
-) -> None:
+def observed(tmp_path: Path, records: list[CallRecord]) -> tuple[Path, str]:
+    """A policies directory with tickets.yaml (POLICY), and a SQLite store holding
+    ``records``: (the directory, the store URL)."""
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "tickets.yaml").write_text(POLICY)
     url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
     store = store_from_url(url)
-    rng = random.Random(3)
-    for _ in range(1500):
-        s = rng.random()
-        rec = observe_record(make_record, s, rng.random() < 0.8 + 0.2 * s, rng.random() > 0.1)
-        store.add(rec.__class__(**{**_fields(rec), "task": "tickets"}))
-    store.add(make_record(task="tickets"))  # a cascade-mode record: not an observation
+    for record in records:
+        store.add(record)
     store.close()
+    return policies, url
+
+
+def test_calibrate_from_observation_records_writes_the_policy(
+    tmp_path: Path, make_record: Callable[..., CallRecord], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = random.Random(3)
+    records = [
+        observe_record(make_record, s, rng.random() < 0.8 + 0.2 * s, rng.random() > 0.1)
+        for s in (rng.random() for _ in range(1500))
+    ]
+    records.append(make_record(task="tickets"))  # a cascade-mode record: not an observation
+    policies, url = observed(tmp_path, records)
     code = main(
         [
             "calibrate",
@@ -291,22 +302,12 @@ def test_calibrate_from_observation_records_writes_the_policy(
     assert 0.1 < new_min < 0.6
 
 
-def _fields(rec: CallRecord) -> dict[str, object]:
-    return {f: getattr(rec, f) for f in rec.__dataclass_fields__}
-
-
 def test_calibrate_says_when_nothing_is_certified_and_leaves_the_policy(
     tmp_path: Path, make_record: Callable[..., CallRecord], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "tickets.yaml").write_text(POLICY)
-    url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
-    store = store_from_url(url)
-    for i in range(30):  # agreeing, confident answers, but too few to certify 3% slack
-        rec = observe_record(make_record, 0.5 + i / 100, True)
-        store.add(rec.__class__(**{**_fields(rec), "task": "tickets"}))
-    store.close()
+    # agreeing, confident answers, but too few to certify 3% slack
+    records = [observe_record(make_record, 0.5 + i / 100, True) for i in range(30)]
+    policies, url = observed(tmp_path, records)
     argv = ["calibrate", "--task", "tickets", "--target", "0.97", "--from-store"]
     code = main([*argv, "--store", url, "--policies", str(policies), "--write"])
     out = capsys.readouterr().out

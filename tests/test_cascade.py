@@ -185,6 +185,32 @@ def test_connection_refused_on_every_rung_raises_exhausted(tmp_path: Path) -> No
     assert info.value.result is None
 
 
+async def test_aiohttp_transport_connection_refused_is_a_connection_error(tmp_path) -> None:
+    # The SDK's aiohttp transport raises a connect *timeout* for a refused connection.
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"models": ["gpt-4o-mini", "gpt-4o"]}))
+    client = openai.AsyncOpenAI(
+        api_key="sk-test",
+        base_url="http://127.0.0.1:9/v1",
+        max_retries=0,
+        http_client=openai.DefaultAioHttpClient(),
+    )
+    c = cascade.Cascade(tmp_path, async_client=client, store="memory://")
+    with pytest.raises(cascade.EscalationExhausted) as info:
+        await c.arun("t", MSGS)
+    await client.close()
+    assert [a.error.split(":")[0] for a in info.value.attempts] == ["connection_error"] * 2
+
+
+async def test_aiohttp_transport_timeout_is_a_timeout(tmp_path, server) -> None:
+    server.script("gpt-4o-mini", Reply(content=GOOD, delay_s=1.0)).script("gpt-4o", GOOD)
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"models": ["gpt-4o-mini", "gpt-4o"]}))
+    client = server.async_client(timeout=0.3, http_client=openai.DefaultAioHttpClient())
+    c = cascade.Cascade(tmp_path, async_client=client, store="memory://")
+    r = await c.arun("t", MSGS)
+    await client.close()
+    assert r.model == "gpt-4o" and r.attempts[0].error.startswith("timeout")
+
+
 @pytest.mark.parametrize("status", [400, 401, 403])
 def test_errors_a_stronger_model_cannot_fix_raise_at_once(make, server, status) -> None:
     server.script("gpt-4o-mini", Reply(status=status, error_message="bad key sk-secret"))
@@ -238,6 +264,109 @@ def test_params_pass_through_and_policy_defaults_apply(make, server) -> None:
     (body,) = server.calls()
     assert body["temperature"] == 0.5 and body["max_tokens"] == 50 and body["user"] == "u-1"
     assert body["response_format"] == {"type": "json_object"}
+
+
+def _wire(request: dict[str, Any]) -> tuple[dict[str, Any], str, str | None]:
+    """What a request put on the wire: its JSON body, path and bearer token."""
+    body = {k: v for k, v in request.items() if not k.startswith("_")}
+    return body, request["_path"], request["_headers"].get("authorization")
+
+
+def test_calls_send_exactly_what_the_sdks_create_sends(make, server) -> None:
+    server.script("gpt-4o-mini", GOOD)
+    params: dict[str, Any] = {
+        "temperature": 0.2,
+        "user": "u-1",
+        "response_format": {"type": "json_object"},
+        "logprobs": True,
+        "top_logprobs": 2,
+        "metadata": {"team": "billing"},
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+    }
+    make().run("t", MSGS, **params)
+    server.client().chat.completions.create(model="gpt-4o-mini", messages=MSGS, **params)
+    through_cascade, direct = server.calls()
+    assert _wire(through_cascade) == _wire(direct)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_request_options_reach_the_server_as_create_sends_them(
+    make, server, asynchronous
+) -> None:
+    server.script("gpt-4o-mini", GOOD)
+    options: dict[str, Any] = {
+        "extra_headers": {"x-trace": "t-1"},
+        "extra_query": {"api-version": "2"},
+        "extra_body": {"custom_field": 1},
+        "timeout": 5.0,
+    }
+    c = make()
+    r = await c.arun("t", MSGS, **options) if asynchronous else c.run("t", MSGS, **options)
+    await c.aclose()
+    assert r.ok
+    (request,) = server.calls()
+    assert request["_headers"]["x-trace"] == "t-1"
+    assert request["_path"].endswith("?api-version=2")
+    assert request["custom_field"] == 1
+    assert not {"extra_headers", "extra_query", "extra_body", "timeout"} & request.keys()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_arguments_that_are_not_plain_json_are_converted_by_the_sdk(
+    make, server, asynchronous
+) -> None:
+    server.script("gpt-4o-mini", GOOD)
+    args: dict[str, Any] = {"temperature": openai.omit, "stop": ("END",)}
+    c = make()
+    r = await c.arun("t", MSGS, **args) if asynchronous else c.run("t", MSGS, **args)
+    await c.aclose()
+    assert r.ok
+    (request,) = server.calls()
+    assert "temperature" not in request  # omitted, as create() omits it
+    assert request["stop"] == ["END"]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("<html>bad gateway</html>", "the response is not JSON"),
+        ('["not", "an", "object"]', "the response is not a ChatCompletion"),
+    ],
+)
+async def test_a_body_that_is_no_completion_escalates_as_malformed(
+    make, server, asynchronous, body, reason
+) -> None:
+    server.script("gpt-4o-mini", Reply(status=200, body=body))
+    server.script("gpt-4o", GOOD)
+    c = make()
+    r = await c.arun("t", MSGS) if asynchronous else c.run("t", MSGS)
+    await c.aclose()
+    assert r.model == "gpt-4o" and r.ok
+    assert r.attempts[0].error.startswith(f"malformed_response: {reason}")
+
+
+# A server that leaves out fields OpenAI always sends (id, created, object).
+SPARSE = json.dumps(
+    {"model": "m", "choices": [{"index": 0, "message": {"role": "assistant", "content": GOOD}}]}
+)
+
+
+def test_a_completion_with_missing_fields_is_read_as_leniently_as_the_sdk_reads_it(
+    make, server
+) -> None:
+    server.script("gpt-4o-mini", Reply(status=200, body=SPARSE))
+    r = make().run("t", MSGS)
+    assert (r.model, r.escalated, r.output) == ("gpt-4o-mini", False, GOOD)
+    assert r.completion.choices[0].message.content == GOOD
+
+
+def test_a_strict_client_refuses_a_completion_with_missing_fields(make, server) -> None:
+    server.script("gpt-4o-mini", Reply(status=200, body=SPARSE))
+    server.script("gpt-4o", GOOD)
+    r = make({"_strict_response_validation": True}).run("t", MSGS)
+    assert r.model == "gpt-4o"
+    assert r.attempts[0].error.startswith("malformed_response: the response is not a Chat")
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ import yaml
 
 import cascade
 from cascade.proxy import ProxyConfig, ProxyServer, Route, create_app
+from cascade.proxy.server import upstream_http
 from cascade.testing import Reply, ScriptedServer
 
 if TYPE_CHECKING:
@@ -94,11 +95,16 @@ def start(upstream: ScriptedServer, policies: Path) -> Iterator[Callable[..., Ru
     running: list[Running] = []
 
     def factory(config: ProxyConfig | None = None, store: str = "memory://") -> Running:
+        config = config or ProxyConfig(proxy_keys=(KEY,))
         up = openai.AsyncOpenAI(
-            base_url=upstream.base_url, api_key=UPSTREAM_KEY, max_retries=0, timeout=5
+            base_url=upstream.base_url,
+            api_key=UPSTREAM_KEY,
+            max_retries=0,
+            timeout=5,
+            http_client=upstream_http(config.upstream_http),  # as `cascade serve` makes it
         )
         c = cascade.Cascade(policies, async_client=up, store=store)
-        server = ProxyServer(create_app(c, config or ProxyConfig(proxy_keys=(KEY,)), up))
+        server = ProxyServer(create_app(c, config, up))
         running.append(Running(server.start(), c))
         return running[-1]
 
@@ -136,6 +142,24 @@ def test_sync_sdk_gets_the_accepted_completion_with_cascade_headers(start, upstr
     assert sent["model"] == "gpt-4o-mini"
     assert sent["_headers"]["authorization"] == f"Bearer {UPSTREAM_KEY}"
     assert "x-cascade-task" not in {k.lower() for k in sent["_headers"]}
+
+
+def test_the_upstream_sdk_client_uses_aiohttp_unless_configured_otherwise() -> None:
+    assert isinstance(upstream_http(None), openai.DefaultAioHttpClient)
+    assert isinstance(upstream_http("aiohttp"), openai.DefaultAioHttpClient)
+    assert upstream_http("httpx") is None  # the SDK's own default
+
+
+async def test_the_httpx_transport_serves_answers_and_streams(start, upstream) -> None:
+    upstream.script("gpt-4o-mini", "no json").script("gpt-4o", GOOD)
+    proxy = start(ProxyConfig(proxy_keys=(KEY,), default_task="invoice", upstream_http="httpx"))
+    raw = proxy.client().chat.completions.with_raw_response.create(model="gpt-4o", messages=MSGS)
+    assert raw.parse().choices[0].message.content == GOOD
+    assert raw.headers["x-cascade-escalated"] == "true"
+    async with proxy.async_client() as client:
+        stream = await client.chat.completions.create(model="gpt-4o", messages=MSGS, stream=True)
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == GOOD
 
 
 def test_escalation_is_reported_in_headers_and_recorded(start, upstream) -> None:

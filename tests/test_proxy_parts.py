@@ -61,6 +61,7 @@ def test_a_route_matching_model_and_metadata_needs_both() -> None:
         ("routes: [{task: t}]\n", "needs `model` and/or `metadata`"),
         ("rutes: []\n", "rutes: unknown field"),
         ("max_body_bytes: 0\n", "max_body_bytes"),
+        ("upstream_http: curl\n", "upstream_http"),
         ("- a list\n", "expected a mapping"),
         ("routes: [\n", "invalid YAML"),
     ],

@@ -8,6 +8,7 @@
     default_task: null              # the task of requests no route matches (null: pass through)
     proxy_keys: [sk-proxy-1]        # client keys; CASCADE_PROXY_KEYS (comma-separated) adds more
     max_body_bytes: 4194304         # larger request bodies are refused with 413
+    upstream_http: null             # aiohttp | httpx; null: aiohttp when installed, else httpx
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -65,6 +66,11 @@ class ProxyConfig(BaseModel):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     reasons_header_chars: int = Field(
         default=512, ge=16, description="Longer x-cascade-reasons values are truncated."
+    )
+    upstream_http: Literal["aiohttp", "httpx"] | None = Field(
+        default=None,
+        description="The openai SDK's HTTP transport for upstream calls; None: aiohttp when "
+        "installed (the proxy extra), else httpx.",
     )
 
     def task_for(self, body: Mapping[str, Any]) -> str | None:

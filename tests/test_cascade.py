@@ -452,6 +452,29 @@ def test_verify_makes_a_second_call_and_counts_its_cost(make, server) -> None:
     assert r.attempts[1].cost_usd == (100 * 0.15 + 1 * 0.60) / 1e6
 
 
+def test_the_verification_call_keeps_who_and_how_but_not_the_answer_format(make, server) -> None:
+    server.script("gpt-4o-mini", Reply(content="Yes", logprobs=[("Yes", 0.0)]), match="correct")
+    server.script("gpt-4o-mini", "42")
+    policy = {"validators": [{"type": "confidence", "source": "verify", "min": 0.5}]}
+    r = make(**policy).run(
+        "t",
+        MSGS,
+        user="u-1",
+        metadata={"team": "a"},
+        extra_headers={"x-trace": "t-1"},
+        response_format={"type": "json_object"},
+        temperature=0.9,
+        max_tokens=300,
+    )
+    assert r.model == "gpt-4o-mini" and not r.escalated
+    answer, verify = server.calls()
+    assert answer["response_format"] == {"type": "json_object"}
+    assert (verify["user"], verify["metadata"]) == ("u-1", {"team": "a"})
+    assert verify["_headers"]["x-trace"] == "t-1"
+    assert "response_format" not in verify
+    assert (verify["temperature"], verify["max_tokens"], verify["logprobs"]) == (0, 1, True)
+
+
 def test_no_verification_call_is_made_for_an_already_rejected_answer(make, server) -> None:
     server.script("gpt-4o-mini", "")
     server.script("gpt-4o", "fine")

@@ -31,6 +31,20 @@ VERIFY_PARAMS: Mapping[str, Any] = {
     "max_tokens": 1,
     "temperature": 0,
 }
+# The caller's arguments a verification call keeps: who it is for and how it is sent (billing,
+# abuse monitoring, caching, routing), not what shapes an answer (formats, tools, sampling).
+VERIFY_KEEPS = frozenset(
+    {
+        "user",
+        "safety_identifier",
+        "metadata",
+        "prompt_cache_key",
+        "service_tier",
+        "extra_headers",
+        "extra_query",
+        "timeout",
+    }
+)
 _RATING_LINE = re.compile(
     r"(?im)^[ \t]*\**[ \t]*confidence[ \t]*\**[ \t]*[:=][ \t]*\**[ \t]*"
     r"([01](?:\.\d+)?|\.\d+|\d{1,3}[ \t]*%)[ \t]*\**[ \t\r]*$"
@@ -256,7 +270,8 @@ class VerifyConfidence(Confidence):
         return self.verdict(False, "needs a follow-up call: the engine runs follow_up and judge")
 
     def follow_up(self, completion: Completion) -> Request:
-        """The verification request: the conversation, the answer, and the question."""
+        """The verification request: the conversation, the answer, and the question, sent
+        with the caller's ``VERIFY_KEEPS`` arguments."""
         answer = completion.text
         if completion.tool_calls:  # an answer given as tool calls is shown as text
             calls = "\n".join(f"{c.name}({c.arguments})" for c in completion.tool_calls)
@@ -267,7 +282,10 @@ class VerifyConfidence(Confidence):
                 {"role": "assistant", "content": answer},
                 {"role": "user", "content": VERIFY_PROMPT},
             ],
-            params=dict(VERIFY_PARAMS),
+            params={
+                **{k: v for k, v in completion.request.params.items() if k in VERIFY_KEEPS},
+                **VERIFY_PARAMS,
+            },
         )
 
     def judge(self, completion: Completion, reply: Completion) -> Verdict:

@@ -14,7 +14,8 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 from .events import LATENCY_BUCKETS_MS, Attempt, CallRecord, Result, TaskDay
@@ -267,7 +268,15 @@ def features(messages: Sequence[Mapping[str, Any]], attempts: Sequence[Attempt])
 
 def day_of(timestamp: float) -> str:
     """The UTC day (``YYYY-MM-DD``) of a unix time."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+    return _day(int(timestamp // 86400))  # unix time has no leap seconds: 86,400 s a day
+
+
+@lru_cache(maxsize=64)
+def _day(days: int) -> str:  # formatted once a day, not once a call
+    return (_EPOCH + timedelta(days=days)).isoformat()
+
+
+_EPOCH = date(1970, 1, 1)
 
 
 def latency_label(latency_s: float) -> str:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cascade.events import Attempt, Result, TaskDay, Verdict
 from cascade.recording import (
@@ -275,6 +278,12 @@ def test_day_delta_counts_each_failure_once_per_call() -> None:
         "fail:provider:timeout": 1,
     }
     assert day_of(r.time) == "1970-01-04"
+
+
+@given(st.integers(min_value=-2 * 10**15, max_value=2 * 10**16))
+def test_day_of_is_the_utc_calendar_day(microseconds: int) -> None:
+    timestamp = microseconds / 1e6  # datetime rounds finer times to microseconds
+    assert day_of(timestamp) == datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
 
 
 def test_day_delta_leaves_out_zeros_and_unknown_costs() -> None:

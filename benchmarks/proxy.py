@@ -186,6 +186,8 @@ class Sample:
     elapsed: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)  # cores used, by process
     split: list[int] = field(default_factory=list)  # the clients' connections, by proxy worker
+    warm_up: int = 0  # requests sent before timing started
+    wall: float = 0.0  # seconds the whole measurement took, warm-up included
 
     @property
     def rate(self) -> float:
@@ -200,7 +202,7 @@ async def sequential(proxy: int, upstream: int, n: int) -> tuple[Sample, Sample]
     """One client, alternating: a request upstream directly, then the same through the proxy."""
     direct = await Conn(upstream, request_bytes(None)).open()
     via = await Conn(proxy, request_bytes("invoice")).open()
-    d, p = Sample(), Sample()
+    d, p = Sample(warm_up=200), Sample(warm_up=200)
     for i in range(n + 200):
         for conn, sample in ((direct, d), (via, p)):
             start = time.perf_counter()
@@ -223,7 +225,7 @@ async def load(
     conns = [await Conn(port, payload).open() for _ in range(clients)]
     for c in conns:  # warm-up: every connection carried a request before timing starts
         await c.send()
-    sample = Sample(split=connections(server, port) if server else [])
+    sample = Sample(split=connections(server, port) if server else [], warm_up=clients)
     per_client = n // clients
     # One Poisson process at `rate`, its arrivals dealt to the clients in turn.
     rng, t = random.Random(5), 0.0
@@ -319,8 +321,11 @@ def cpu_times(pids: dict[str, int]) -> dict[str, float]:
     t = os.times()
     out["load generator"] = t.user + t.system
     busy = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    machine = sum(int(busy[i]) for i in (0, 1, 2, 5, 6, 7)) / tick  # all but idle and iowait
+    machine = sum(int(busy[i]) for i in (0, 1, 2, 5, 6)) / tick  # all but idle, iowait, steal
     out["rest of the machine"] = machine - sum(out.values())
+    # Time the hypervisor gave this machine's cores to other guests: on a shared host it
+    # slows every process here, in proportion.
+    out["stolen by the host"] = int(busy[7]) / tick
     return out
 
 
@@ -332,6 +337,7 @@ def measured(run: Coroutine[Any, Any, T], pids: dict[str, int]) -> T:
     samples: tuple[Sample, ...] = result if isinstance(result, tuple) else (result,)  # type: ignore[assignment]
     for s in samples:
         s.cpu = {k: (after[k] - before[k]) / wall for k in after}
+        s.wall = wall
     return result
 
 
@@ -352,6 +358,10 @@ def start_proxy(
     command = [sys.executable, "-m", "cascade.cli", "serve", "--port", str(port)]
     store = f"sqlite:///{tmp / 'records.sqlite3'}" if args.store == "sqlite" else args.store
     command += ["--policies", str(tmp), "--store", store, "--workers", str(args.workers)]
+    if args.upstream_http:
+        config = tmp / "proxy.yaml"
+        config.write_text(f"upstream_http: {args.upstream_http}\n")
+        command += ["--config", str(config)]
     if args.profile:
         command[1:1] = ["-m", "cProfile", "-o", args.profile]
     env = {
@@ -397,8 +407,15 @@ def row(label: str, d: Sample, p: Sample, added: bool = True) -> str:
         cpu += f" (connections per worker: {'/'.join(map(str, p.split))})"
     return (
         f"| {label} | {ms(d.p(0.5))} / {ms(d.p(0.99))} ms | {ms(p.p(0.5))} / {ms(p.p(0.99))} ms"
-        f" | {added50} | {p.rate:.0f} | {d.errors} / {p.errors} | {cpu} |"
+        f" | {added50} | {p.rate:.0f} | {ms(cpu_per_request(p))} ms | {d.errors} / {p.errors}"
+        f" | {cpu} |"
     )
+
+
+def cpu_per_request(p: Sample) -> float:
+    """CPU seconds the proxy spent per request it answered (all workers, warm-up included):
+    unlike latency, this hardly depends on what else the machine's cores are doing."""
+    return p.cpu["proxy"] * p.wall / (len(p.latencies) + p.errors + p.warm_up)
 
 
 def main() -> int:
@@ -409,6 +426,11 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1, help="cascade serve --workers")
     ap.add_argument(
         "--store", default="memory://", help="cascade serve --store (sqlite: a new file)"
+    )
+    ap.add_argument(
+        "--upstream-http",
+        choices=["aiohttp", "httpx"],
+        help="the proxy's upstream HTTP transport (default: the proxy's default, aiohttp)",
     )
     ap.add_argument("--repeat", type=int, default=1, help="run every measurement this often")
     ap.add_argument("--profile", help="cProfile the proxy into this file (1 worker)")
@@ -449,14 +471,16 @@ def main() -> int:
     print(
         f"python {sys.version.split()[0]}   cpus: {os.cpu_count()}   uvicorn {uvicorn.__version__}"
         f" ({', '.join(extras)})   cascade serve --workers {args.workers} --store {args.store}"
+        f" (upstream: {args.upstream_http or 'default transport'})"
         f"   requests per row: {n}"
     )
     print()
     print(
         "| run | load | upstream directly p50 / p99 | through the proxy p50 / p99 | added p50"
-        " | req/s through the proxy | errors (direct / proxy) | CPU cores used, proxy phase |"
+        " | req/s through the proxy | proxy CPU per request | errors (direct / proxy)"
+        " | CPU cores used, proxy phase |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for i, (d1, p1, d2, p2, d3, p3) in enumerate(runs, 1):
         print(f"| {i} " + row("1 client, one request at a time", d1, p1))
         print(f"| {i} " + row(f"{c} clients, {args.rate:.0f} req/s offered", d2, p2))
@@ -466,13 +490,18 @@ def main() -> int:
     rps = statistics.median(r[5].rate for r in runs)
     errors = sum(s.errors for r in runs for s in r)
     others = max(s.cpu["rest of the machine"] for r in runs for s in r)
+    stolen = max(s.cpu["stolen by the host"] for r in runs for s in r)
     print()
-    print(f"Other work used up to {others:.2f} cores of the machine during a measurement.")
+    print(
+        f"Other work used up to {others:.2f} cores of the machine during a measurement; the"
+        f" host took up to {stolen:.2f} cores away (steal)."
+    )
     print(
         f"Medians over {len(runs)} run(s): p50 added {ms(added2)} ms with {c} clients at"
         f" {args.rate:.0f} req/s ({_verdict(added2 <= 0.002)}, <= 2 ms), {ms(added1)} ms with one"
         f" client ({_verdict(added1 <= 0.002)}); {rps:.0f} req/s with {c} clients"
-        f" ({_verdict(rps >= 500)}, >= 500); {errors} errors ({_verdict(errors == 0)})."
+        f" ({_verdict(rps >= 500)}, >= 500); {errors} errors ({_verdict(errors == 0)});"
+        f" proxy CPU per request {ms(statistics.median(cpu_per_request(r[5]) for r in runs))} ms."
     )
     if args.profile:
         print()

@@ -619,6 +619,15 @@ def gains(d: PerExample) -> float:
     return sum(c and not s for c, s in zip(d.cheap_ok, d.strong_ok, strict=True)) / len(d.score)
 
 
+def losses(d: PerExample, threshold: float) -> str:
+    """Kept cheap answers that are wrong where the strong one is right, among the strong
+    model's right answers, at ``threshold``."""
+    right = [i for i, s in enumerate(d.strong_ok) if s]
+    score = d.score
+    lost = sum(not d.cheap_ok[i] and (x := score[i]) is not None and x >= threshold for i in right)
+    return f"{lost}/{len(right)} ({lost / len(right):.1%})"
+
+
 def notes(results: Sequence[Mapping[str, Any]], prices: Mapping[str, Any]) -> list[str]:
     lines = []
     for res in results:
@@ -649,6 +658,12 @@ def notes(results: Sequence[Mapping[str, Any]], prices: Mapping[str, Any]) -> li
             f"gpt-4o-mini right where gpt-4o is wrong: {gains(cd):.1%} of the calibration "
             f"split, {gains(ev):.1%} of the evaluation split."
         )
+        if cal.threshold is not None:
+            lines[-1] += (
+                f" At the delta {cal.delta:g} threshold, kept gpt-4o-mini answers wrong where"
+                f" gpt-4o is right, among gpt-4o's right answers: {losses(cd, cal.threshold)}"
+                f" of the calibration split, {losses(ev, cal.threshold)} of the evaluation split."
+            )
         for rs in res.get("resampled", []):
             lines.append(
                 f"  - resampled from the evaluation split ({rs['reps']} draws of {rs['n_cal']}, "

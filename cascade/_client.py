@@ -22,7 +22,7 @@ from .recording import build_record
 from .stores import Store, store_from_url
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
     from pathlib import Path
 
     from .events import Request, Result
@@ -67,6 +67,9 @@ class Cascade:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
+        # How async calls are performed when not by the openai SDK client (cascade serve's
+        # DirectChat); set by the package, not a public option.
+        self._async_call: Callable[[_engine.Call], Awaitable[_engine.Reply]] | None = None
 
     # -- the drivers: perform the engine's calls, nothing else ---------------------------
 
@@ -80,11 +83,16 @@ class Cascade:
             return done.value  # type: ignore[no-any-return]
 
     async def _adrive(self, flow: Generator[_engine.Call, _engine.Reply, _T]) -> _T:
-        client = self.async_client
+        perform = self._async_call
+        client = self.async_client if perform is None else None
         try:
             call = next(flow)
             while True:
-                call = flow.send(await _openai.call_async(client, call))
+                if perform is None:
+                    reply = await _openai.call_async(client, call)  # type: ignore[arg-type]
+                else:
+                    reply = await perform(call)
+                call = flow.send(reply)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 

@@ -22,7 +22,7 @@ import yaml
 
 import cascade
 from cascade.proxy import ProxyConfig, ProxyServer, Route, create_app
-from cascade.proxy.server import upstream_http
+from cascade.proxy.server import proxy_cascade, upstream_choice
 from cascade.testing import Reply, ScriptedServer
 
 if TYPE_CHECKING:
@@ -96,14 +96,15 @@ def start(upstream: ScriptedServer, policies: Path) -> Iterator[Callable[..., Ru
 
     def factory(config: ProxyConfig | None = None, store: str = "memory://") -> Running:
         config = config or ProxyConfig(proxy_keys=(KEY,))
-        up = openai.AsyncOpenAI(
+        c, up = proxy_cascade(  # as `cascade serve` makes them
+            policies,
+            store,
+            config,
             base_url=upstream.base_url,
             api_key=UPSTREAM_KEY,
             max_retries=0,
             timeout=5,
-            http_client=upstream_http(config.upstream_http),  # as `cascade serve` makes it
         )
-        c = cascade.Cascade(policies, async_client=up, store=store)
         server = ProxyServer(create_app(c, config, up))
         running.append(Running(server.start(), c))
         return running[-1]
@@ -144,15 +145,20 @@ def test_sync_sdk_gets_the_accepted_completion_with_cascade_headers(start, upstr
     assert "x-cascade-task" not in {k.lower() for k in sent["_headers"]}
 
 
-def test_the_upstream_sdk_client_uses_aiohttp_unless_configured_otherwise() -> None:
-    assert isinstance(upstream_http(None), openai.DefaultAioHttpClient)
-    assert isinstance(upstream_http("aiohttp"), openai.DefaultAioHttpClient)
-    assert upstream_http("httpx") is None  # the SDK's own default
+def test_upstream_calls_are_direct_when_aiohttp_is_installed_unless_configured() -> None:
+    assert upstream_choice(None) == "direct"
+    assert [upstream_choice(c) for c in ("direct", "aiohttp", "httpx")] == [
+        "direct",
+        "aiohttp",
+        "httpx",
+    ]
 
 
-async def test_the_httpx_transport_serves_answers_and_streams(start, upstream) -> None:
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_the_sdk_transports_serve_answers_and_streams(start, upstream, transport) -> None:
     upstream.script("gpt-4o-mini", "no json").script("gpt-4o", GOOD)
-    proxy = start(ProxyConfig(proxy_keys=(KEY,), default_task="invoice", upstream_http="httpx"))
+    config = ProxyConfig(proxy_keys=(KEY,), default_task="invoice", upstream_http=transport)
+    proxy = start(config)
     raw = proxy.client().chat.completions.with_raw_response.create(model="gpt-4o", messages=MSGS)
     assert raw.parse().choices[0].message.content == GOOD
     assert raw.headers["x-cascade-escalated"] == "true"

@@ -8,7 +8,8 @@
     default_task: null              # the task of requests no route matches (null: pass through)
     proxy_keys: [sk-proxy-1]        # client keys; CASCADE_PROXY_KEYS (comma-separated) adds more
     max_body_bytes: 4194304         # larger request bodies are refused with 413
-    upstream_http: null             # aiohttp | httpx; null: aiohttp when installed, else httpx
+    upstream_http: null             # direct | aiohttp | httpx; null: direct when aiohttp is
+                                    # installed, else httpx (see cascade.proxy.upstream)
 """
 
 from __future__ import annotations
@@ -67,10 +68,11 @@ class ProxyConfig(BaseModel):
     reasons_header_chars: int = Field(
         default=512, ge=16, description="Longer x-cascade-reasons values are truncated."
     )
-    upstream_http: Literal["aiohttp", "httpx"] | None = Field(
+    upstream_http: Literal["direct", "aiohttp", "httpx"] | None = Field(
         default=None,
-        description="The openai SDK's HTTP transport for upstream calls; None: aiohttp when "
-        "installed (the proxy extra), else httpx.",
+        description="Upstream chat calls: direct (aiohttp, no SDK request building), or the "
+        "openai SDK on its aiohttp or httpx transport; None: direct when aiohttp is installed "
+        "(the proxy extra), else httpx.",
     )
 
     def task_for(self, body: Mapping[str, Any]) -> str | None:

@@ -64,6 +64,16 @@ def error_response(
     )
 
 
+class UpstreamStatusError(Exception):
+    """An upstream answer with an error status (``DirectChat``); ``body`` is its ``error``
+    object (or the whole body), as the SDK's ``APIStatusError.body`` holds it."""
+
+    def __init__(self, message: str, status: int, body: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
 def from_exception(e: CascadeError, *, task_from_header: bool) -> tuple[int, Response]:
     """The status and response for an error raised by ``Cascade.arun``."""
     if isinstance(e, InvalidRequestError):
@@ -93,7 +103,9 @@ def _provider(e: ProviderError) -> tuple[int, Response]:
     if status is None or not 400 <= status < 600:
         return 502, error_response(502, str(e), code="upstream_error")
     cause = e.__cause__
-    body: Any = cause.body if isinstance(cause, openai.APIStatusError) else None
+    body: Any = (
+        cause.body if isinstance(cause, (openai.APIStatusError, UpstreamStatusError)) else None
+    )
     if isinstance(body, Mapping) and "message" in body:
         error = {
             "message": body.get("message"),
@@ -107,4 +119,4 @@ def _provider(e: ProviderError) -> tuple[int, Response]:
     return status, error_response(status, str(e), code="upstream_error")
 
 
-__all__ = ["error_response", "from_exception"]
+__all__ = ["UpstreamStatusError", "error_response", "from_exception"]

@@ -55,28 +55,49 @@ def build(
             host=host,
             detail="no proxy keys configured: any local process can use the upstream key",
         )
-    # The proxy's own credentials, never the client's.
-    upstream = openai.AsyncOpenAI(http_client=upstream_http(config.upstream_http))
-    cascade = Cascade(policies, async_client=upstream, store=store)
+    cascade, upstream = proxy_cascade(policies, store, config)
     return create_app(cascade, config, upstream)
 
 
-def upstream_http(choice: str | None) -> Any:
-    """The HTTP client under the upstream SDK client: None (the SDK's httpx default) or the
-    SDK's aiohttp transport, which spends about half of httpx's CPU per request.
+def proxy_cascade(
+    policies: str | Path | None,
+    store: str | Store | None,
+    config: ProxyConfig,
+    **client_options: Any,
+) -> tuple[Cascade, openai.AsyncOpenAI]:
+    """The proxy's Cascade and upstream client, calling upstream as ``config.upstream_http``
+    says. The client is made from the environment (the proxy's own credentials, never the
+    client's) and ``client_options`` (``openai.AsyncOpenAI``'s arguments)."""
+    choice = upstream_choice(config.upstream_http)
+    upstream = openai.AsyncOpenAI(
+        http_client=openai.DefaultAioHttpClient() if choice != "httpx" else None,
+        **client_options,
+    )
+    cascade = Cascade(policies, async_client=upstream, store=store)
+    if choice == "direct":
+        from .upstream import DirectChat
 
-    Raises ConfigError when ``choice`` is ``"aiohttp"`` and aiohttp is not installed.
+        cascade._async_call = DirectChat(upstream)
+    return cascade, upstream
+
+
+def upstream_choice(choice: str | None) -> str:
+    """How the proxy calls upstream: ``choice``, or by default ``direct`` when aiohttp is
+    installed (the ``proxy`` extra) and ``httpx`` (the SDK's default transport) when not.
+
+    Raises ConfigError when ``choice`` needs aiohttp and it is not installed.
     """
     if choice == "httpx":
-        return None
+        return choice
     try:
-        return openai.DefaultAioHttpClient()
+        openai.DefaultAioHttpClient()  # raises when aiohttp is missing
     except (AttributeError, RuntimeError):  # an SDK without it, or aiohttp not installed
-        if choice == "aiohttp":
-            raise ConfigError(
-                "upstream_http: aiohttp needs the aiohttp package: pip install 'llmcascade[proxy]'"
-            ) from None
-        return None
+        if choice is None:
+            return "httpx"
+        raise ConfigError(
+            f"upstream_http: {choice} needs the aiohttp package: pip install 'llmcascade[proxy]'"
+        ) from None
+    return choice or "direct"
 
 
 def from_environment() -> Starlette:

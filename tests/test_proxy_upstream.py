@@ -1,0 +1,169 @@
+"""``cascade serve``'s direct upstream calls (``DirectChat``) against a ``ScriptedServer``: the
+same requests, retries, failures and answers as through the openai SDK."""
+
+from __future__ import annotations
+
+import json
+import time
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+
+import openai
+import pytest
+import yaml
+
+from cascade.proxy import ProxyConfig
+from cascade.proxy.server import proxy_cascade
+from cascade.proxy.upstream import DirectChat, _backoff, _retry_after, _should_retry
+from cascade.testing import Reply, ScriptedServer
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+    from pathlib import Path
+
+    import cascade
+
+MSGS = [{"role": "user", "content": "Invoice INV-1, total 10"}]
+GOOD = json.dumps({"invoice_number": "INV-1", "total": 10})
+SCHEMA = {"type": "object", "required": ["total"]}
+
+
+@pytest.fixture
+def server() -> AsyncIterator[ScriptedServer]:
+    with ScriptedServer() as s:
+        yield s
+
+
+@pytest.fixture
+async def make(tmp_path: Path, server: ScriptedServer) -> AsyncIterator[Callable[..., Any]]:
+    """A proxy's Cascade over task 't' whose upstream is ``server``, calling it directly."""
+    made: list[tuple[cascade.Cascade, openai.AsyncOpenAI]] = []
+
+    def factory(base_url: str | None = None, **client: Any) -> cascade.Cascade:
+        policy = {
+            "models": ["gpt-4o-mini", "gpt-4o"],
+            "validators": [{"type": "json_schema", "schema": SCHEMA}],
+        }
+        (tmp_path / "t.yaml").write_text(yaml.safe_dump(policy))
+        client.setdefault("max_retries", 0)
+        c, up = proxy_cascade(
+            tmp_path,
+            "memory://",
+            ProxyConfig(),
+            base_url=base_url or server.base_url,
+            api_key="sk-upstream",
+            **client,
+        )
+        assert isinstance(c._async_call, DirectChat)
+        made.append((c, up))
+        return c
+
+    yield factory
+    for c, up in made:  # as the proxy's shutdown closes them
+        await c._async_call.aclose()  # type: ignore[union-attr]
+        await up.close()
+        await c.aclose()
+
+
+def _wire(request: dict[str, Any]) -> tuple[dict[str, Any], str, str | None]:
+    body = {k: v for k, v in request.items() if not k.startswith("_")}
+    return body, request["_path"], request["_headers"].get("authorization")
+
+
+async def test_sends_what_the_sdks_create_sends(make, server) -> None:
+    server.script("gpt-4o-mini", GOOD)
+    params = {"temperature": 0.2, "user": "u-1", "logprobs": True, "metadata": {"k": "v"}}
+    r = await make().arun("t", MSGS, **params)
+    assert (r.model, r.output, r.escalated) == ("gpt-4o-mini", GOOD, False)
+    async with server.async_client(api_key="sk-upstream") as sdk:
+        await sdk.chat.completions.create(model="gpt-4o-mini", messages=MSGS, **params)
+    direct, via_sdk = server.calls()
+    assert _wire(direct) == _wire(via_sdk)
+    assert direct["_headers"]["user-agent"] == via_sdk["_headers"]["user-agent"]
+
+
+async def test_request_options_apply_as_create_applies_them(make, server) -> None:
+    server.script("gpt-4o-mini", GOOD)
+    r = await make().arun(
+        "t",
+        MSGS,
+        extra_headers={"x-trace": "t-1"},
+        extra_query={"api-version": "2"},
+        extra_body={"custom_field": 1},
+        timeout=5.0,
+    )
+    assert r.ok
+    (request,) = server.calls()
+    assert request["_headers"]["x-trace"] == "t-1"
+    assert request["_path"].endswith("/chat/completions?api-version=2")
+    assert request["custom_field"] == 1
+    assert not {"extra_headers", "extra_query", "extra_body", "timeout"} & request.keys()
+
+
+async def test_arguments_that_are_not_plain_json_go_through_the_sdk(make, server) -> None:
+    server.script("gpt-4o-mini", GOOD)
+    r = await make().arun("t", MSGS, temperature=openai.omit, stop=("END",))
+    assert r.ok
+    (request,) = server.calls()
+    assert "temperature" not in request and request["stop"] == ["END"]
+
+
+async def test_retries_a_failed_call_as_the_sdk_does(make, server) -> None:
+    server.fail("gpt-4o-mini", 500, times=1).script("gpt-4o-mini", GOOD)
+    r = await make(max_retries=1).arun("t", MSGS)
+    assert (r.model, r.escalated) == ("gpt-4o-mini", False)
+    assert [c["model"] for c in server.calls()] == ["gpt-4o-mini"] * 2
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"), [(500, "server_error"), (429, "rate_limited"), (409, "client_error")]
+)
+async def test_error_statuses_escalate_with_the_sdks_reason(make, server, status, kind) -> None:
+    server.fail("gpt-4o-mini", status, message="upstream says no").script("gpt-4o", GOOD)
+    r = await make().arun("t", MSGS)
+    assert r.model == "gpt-4o" and r.ok
+    assert r.attempts[0].error == f"{kind} {status}: Error code: {status} - upstream says no"
+
+
+async def test_a_refused_request_keeps_the_upstreams_status_and_error(make, server) -> None:
+    server.script("gpt-4o-mini", Reply(status=400, error_message="max_tokens is too large"))
+    with pytest.raises(Exception) as e:  # noqa: PT011  # ProviderError, checked below
+        await make().arun("t", MSGS)
+    assert type(e.value).__name__ == "ProviderError"
+    cause = e.value.__cause__
+    assert cause is not None and cause.status == 400  # type: ignore[attr-defined]
+    assert cause.body["message"] == "max_tokens is too large"  # type: ignore[attr-defined]
+
+
+async def test_a_timeout_and_a_refused_connection(make, server, tmp_path) -> None:
+    server.script("gpt-4o-mini", Reply(content=GOOD, delay_s=1.0)).script("gpt-4o", GOOD)
+    r = await make(timeout=0.3).arun("t", MSGS)
+    assert r.model == "gpt-4o" and r.attempts[0].error.startswith("timeout")
+    refused = make(base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(Exception, match="connection_error"):  # EscalationExhausted
+        await refused.arun("t", MSGS)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [("<html>bad gateway</html>", "the response is not JSON"), ("[1]", "not a ChatCompletion")],
+)
+async def test_a_body_that_is_no_completion_is_malformed(make, server, body, reason) -> None:
+    server.script("gpt-4o-mini", Reply(status=200, body=body)).script("gpt-4o", GOOD)
+    r = await make().arun("t", MSGS)
+    assert r.model == "gpt-4o"
+    assert r.attempts[0].error.startswith("malformed_response") and reason in r.attempts[0].error
+
+
+def test_retry_rules_follow_the_sdk() -> None:
+    assert _should_retry(500, {}) and _should_retry(429, {}) and _should_retry(408, {})
+    assert not _should_retry(400, {}) and not _should_retry(404, {})
+    assert _should_retry(400, {"x-should-retry": "true"})
+    assert not _should_retry(503, {"x-should-retry": "false"})
+    assert not _should_retry(429, {"retry-after": "120"})  # longer than a minute: give up
+    assert _retry_after({"retry-after-ms": "1500"}) == 1.5
+    assert _retry_after({"retry-after": "2"}) == 2.0
+    date = _retry_after({"retry-after": formatdate(time.time() + 30, usegmt=True)})
+    assert date is not None and 28 < date <= 30
+    assert _backoff(0, {"retry-after": "3"}) == 3.0
+    assert 0.375 <= _backoff(0, None) <= 0.5 and 6.0 <= _backoff(5, None) <= 8.0

@@ -6,6 +6,7 @@ import json
 import math
 import sqlite3
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -26,6 +27,7 @@ from cascade.stores import (
     store_from_url,
 )
 from cascade.stores._codec import decode, encode
+from cascade.stores._writer import BatchWriter
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -414,3 +416,41 @@ def test_codec_rejects_corrupt_data(data: str | bytes) -> None:
 
 def test_corrupt_record_error_is_a_value_error() -> None:
     assert issubclass(CorruptRecordError, ValueError)
+
+
+# -- the background writer ----------------------------------------------------------------
+
+
+def _writer(linger_s: float) -> tuple[BatchWriter, list[int]]:
+    batches: list[int] = []
+
+    def handler(records: list[CallRecord], flushing: bool) -> None:
+        if records:
+            batches.append(len(records))
+
+    return BatchWriter("test", handler, queue_size=1000, batch_size=500, linger_s=linger_s), batches
+
+
+def test_the_writer_gathers_a_burst_of_records_into_one_batch(make_record: MakeRecord) -> None:
+    writer, batches = _writer(linger_s=1.0)
+    for _ in range(20):  # records arriving a few ms apart, as calls do
+        assert writer.submit(make_record())
+        time.sleep(0.005)
+    assert writer.flush(timeout=5)
+    writer.close()
+    assert batches == [20]  # one write, not one per record
+
+
+@pytest.mark.parametrize("end", ["flush", "close"])
+def test_flush_and_close_do_not_wait_for_the_batch_to_fill(
+    make_record: MakeRecord, end: str
+) -> None:
+    writer, batches = _writer(linger_s=60)  # far longer than the timeouts below
+    writer.submit(make_record())
+    if end == "flush":
+        assert writer.flush(timeout=5)
+    else:
+        writer.close(timeout=5)
+        assert not writer._thread.is_alive()
+    assert batches == [1]
+    writer.close()

@@ -34,6 +34,9 @@ class _Flush:
 
 
 _STOP = object()
+# How long a batch may wait for more records before it is written: records reach the store
+# this much later, in far fewer writes under load.
+LINGER_S = 0.05
 
 
 class BatchWriter:
@@ -42,9 +45,19 @@ class BatchWriter:
     ``submit`` never blocks and returns False when the queue is full or the writer closed.
     """
 
-    def __init__(self, name: str, handler: Handler, *, queue_size: int, batch_size: int):
+    def __init__(
+        self,
+        name: str,
+        handler: Handler,
+        *,
+        queue_size: int,
+        batch_size: int,
+        linger_s: float = LINGER_S,
+    ):
         self._handler = handler
         self._batch_size = batch_size
+        self._linger_s = linger_s
+        self._hurry = threading.Event()  # set by flush and close: stop lingering
         self._name = name
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._closed = False
@@ -78,6 +91,7 @@ class BatchWriter:
             self._queue.put(marker, timeout=timeout)
         except queue.Full:
             return False
+        self._hurry.set()
         return marker.done.wait(timeout)
 
     def close(self, timeout: float | None = None) -> None:
@@ -91,6 +105,7 @@ class BatchWriter:
             self._queue.put(_STOP, timeout=timeout)
         except queue.Full:
             return
+        self._hurry.set()
         self._thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
@@ -100,6 +115,9 @@ class BatchWriter:
                 items = [self._queue.get(timeout=wait)]
             except queue.Empty:
                 items = []
+            waiting = self._queue.qsize()
+            if items and isinstance(items[0], CallRecord) and waiting < self._batch_size:
+                self._linger()  # not when a full batch is waiting already
             while items and len(items) < self._batch_size:
                 try:
                     items.append(self._queue.get_nowait())
@@ -118,6 +136,14 @@ class BatchWriter:
                 f.done.set()
             if stop:
                 return
+
+    def _linger(self) -> None:
+        """Let a batch grow for up to ``linger_s`` after its first record: one write per
+        record costs the backend (a transaction, a round trip) far more than one per batch.
+        Records arriving meanwhile do not wake this thread (a wake-up per record would cost
+        both threads a GIL hand-off); a flush or close ends the wait at once."""
+        if self._hurry.wait(self._linger_s):
+            self._hurry.clear()
 
 
 def _close_at_exit(ref: weakref.ReferenceType[BatchWriter]) -> None:

@@ -191,3 +191,29 @@ def _structlog_defaults() -> Iterator[None]:
     """The command line configures structlog (it is an application); undo it per test."""
     yield
     structlog.reset_defaults()
+
+
+# -- what a chat request put on the wire (tests of the SDK fast path and the proxy upstream) --
+
+# create()'s request options, as a caller passes them.
+REQUEST_OPTIONS: dict[str, Any] = {
+    "extra_headers": {"x-trace": "t-1"},
+    "extra_query": {"api-version": "2"},
+    "extra_body": {"custom_field": 1},
+    "timeout": 5.0,
+}
+
+
+def assert_request_options_applied(request: dict[str, Any]) -> None:
+    """``request`` (as a ScriptedServer records it) carries REQUEST_OPTIONS as create() sends
+    them: a header, a query parameter, a body field, and none of them as body fields."""
+    assert request["_headers"]["x-trace"] == "t-1"
+    assert request["_path"].endswith("/chat/completions?api-version=2")
+    assert request["custom_field"] == 1
+    assert not REQUEST_OPTIONS.keys() & request.keys()
+
+
+def wire(request: dict[str, Any]) -> tuple[dict[str, Any], str, str | None]:
+    """What a recorded request put on the wire: its JSON body, path and bearer token."""
+    body = {k: v for k, v in request.items() if not k.startswith("_")}
+    return body, request["_path"], request["_headers"].get("authorization")

@@ -10,6 +10,7 @@ import openai
 import pytest
 import structlog
 import yaml
+from conftest import REQUEST_OPTIONS, assert_request_options_applied, wire
 
 import cascade
 from cascade.testing import Reply, ScriptedServer
@@ -266,12 +267,6 @@ def test_params_pass_through_and_policy_defaults_apply(make, server) -> None:
     assert body["response_format"] == {"type": "json_object"}
 
 
-def _wire(request: dict[str, Any]) -> tuple[dict[str, Any], str, str | None]:
-    """What a request put on the wire: its JSON body, path and bearer token."""
-    body = {k: v for k, v in request.items() if not k.startswith("_")}
-    return body, request["_path"], request["_headers"].get("authorization")
-
-
 def test_calls_send_exactly_what_the_sdks_create_sends(make, server) -> None:
     server.script("gpt-4o-mini", GOOD)
     params: dict[str, Any] = {
@@ -286,7 +281,7 @@ def test_calls_send_exactly_what_the_sdks_create_sends(make, server) -> None:
     make().run("t", MSGS, **params)
     server.client().chat.completions.create(model="gpt-4o-mini", messages=MSGS, **params)
     through_cascade, direct = server.calls()
-    assert _wire(through_cascade) == _wire(direct)
+    assert wire(through_cascade) == wire(direct)
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])
@@ -294,21 +289,13 @@ async def test_request_options_reach_the_server_as_create_sends_them(
     make, server, asynchronous
 ) -> None:
     server.script("gpt-4o-mini", GOOD)
-    options: dict[str, Any] = {
-        "extra_headers": {"x-trace": "t-1"},
-        "extra_query": {"api-version": "2"},
-        "extra_body": {"custom_field": 1},
-        "timeout": 5.0,
-    }
     c = make()
+    options = REQUEST_OPTIONS
     r = await c.arun("t", MSGS, **options) if asynchronous else c.run("t", MSGS, **options)
     await c.aclose()
     assert r.ok
     (request,) = server.calls()
-    assert request["_headers"]["x-trace"] == "t-1"
-    assert request["_path"].endswith("?api-version=2")
-    assert request["custom_field"] == 1
-    assert not {"extra_headers", "extra_query", "extra_body", "timeout"} & request.keys()
+    assert_request_options_applied(request)
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])

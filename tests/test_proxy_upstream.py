@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import openai
 import pytest
 import yaml
+from conftest import REQUEST_OPTIONS, assert_request_options_applied, wire
 
 from cascade.proxy import ProxyConfig
 from cascade.proxy.server import proxy_cascade
@@ -65,11 +66,6 @@ async def make(tmp_path: Path, server: ScriptedServer) -> AsyncIterator[Callable
         await c.aclose()
 
 
-def _wire(request: dict[str, Any]) -> tuple[dict[str, Any], str, str | None]:
-    body = {k: v for k, v in request.items() if not k.startswith("_")}
-    return body, request["_path"], request["_headers"].get("authorization")
-
-
 async def test_sends_what_the_sdks_create_sends(make, server) -> None:
     server.script("gpt-4o-mini", GOOD)
     params = {"temperature": 0.2, "user": "u-1", "logprobs": True, "metadata": {"k": "v"}}
@@ -78,26 +74,16 @@ async def test_sends_what_the_sdks_create_sends(make, server) -> None:
     async with server.async_client(api_key="sk-upstream") as sdk:
         await sdk.chat.completions.create(model="gpt-4o-mini", messages=MSGS, **params)
     direct, via_sdk = server.calls()
-    assert _wire(direct) == _wire(via_sdk)
+    assert wire(direct) == wire(via_sdk)
     assert direct["_headers"]["user-agent"] == via_sdk["_headers"]["user-agent"]
 
 
 async def test_request_options_apply_as_create_applies_them(make, server) -> None:
     server.script("gpt-4o-mini", GOOD)
-    r = await make().arun(
-        "t",
-        MSGS,
-        extra_headers={"x-trace": "t-1"},
-        extra_query={"api-version": "2"},
-        extra_body={"custom_field": 1},
-        timeout=5.0,
-    )
+    r = await make().arun("t", MSGS, **REQUEST_OPTIONS)
     assert r.ok
     (request,) = server.calls()
-    assert request["_headers"]["x-trace"] == "t-1"
-    assert request["_path"].endswith("/chat/completions?api-version=2")
-    assert request["custom_field"] == 1
-    assert not {"extra_headers", "extra_query", "extra_body", "timeout"} & request.keys()
+    assert_request_options_applied(request)
 
 
 async def test_arguments_that_are_not_plain_json_go_through_the_sdk(make, server) -> None:

@@ -140,8 +140,8 @@ class Cascade:
     ) -> None:
         if strong is not None:
             strong.cancel()  # the observation has nothing to compare with
-        if isinstance(error, EscalationExhausted):
-            self._finish(policy, request, error.result, start)
+        if isinstance(error, EscalationExhausted):  # recorded, answered or not
+            self._finish(policy, request, error.result or error.unanswered, start)
 
     def _answered(
         self,

@@ -55,7 +55,7 @@ class Outcome:
     costs: list[Decimal | None]
     accepted: tuple[Completion, tuple[Verdict, ...]] | None = None
     last: tuple[Completion, tuple[Verdict, ...]] | None = None
-    why: str = "every model failed validation"
+    why: str = "every model failed validation or errored"
 
 
 def prepare(policy: Policy, request: Request) -> Request:
@@ -336,9 +336,31 @@ def _exhausted(policy: Policy, out: Outcome) -> Result:
             for a in out.attempts
         )
         raise EscalationExhausted(
-            f"{policy.task}: {out.why} ({reasons})", attempts=out.attempts, result=result
+            f"{policy.task}: {out.why} ({reasons})",
+            attempts=out.attempts,
+            result=result,
+            unanswered=_unanswered(policy, out) if result is None else None,
         )
     return result
+
+
+def _unanswered(policy: Policy, out: Outcome) -> Result:
+    """A call no model answered, as the store records it: no output, not ok."""
+    total = None if any(c is None for c in out.costs) else _spent(out.costs)
+    first = ladder(policy)[0]
+    last = out.attempts[-1].model if out.attempts else first
+    return Result(
+        task=policy.task,
+        output="",
+        parsed=None,
+        model=last,
+        escalated=any(a.model != first for a in out.attempts),
+        ok=False,
+        attempts=tuple(out.attempts),
+        cost_usd=usd(total),
+        baseline_cost_usd=usd(_baseline(policy, out.attempts)),
+        mode=policy.spec.mode,
+    )
 
 
 __all__ = ["Call", "Flow", "Outcome", "Reply", "climb", "observation", "run", "shadow"]

@@ -74,14 +74,24 @@ class ProviderError(CascadeError):
 
 
 class EscalationExhausted(CascadeError):
-    """Every model in the policy failed validation or errored (``on_exhausted: raise``).
+    """Every model in the policy failed validation or errored (``on_exhausted: raise``, or
+    no model gave an answer at all).
 
-    ``attempts`` lists every call made; ``result`` is the Result that would have been returned.
+    ``attempts`` lists every call made; ``result`` is the Result that would have been returned
+    (None when no model answered; ``unanswered`` is then the call as the store records it).
     """
 
-    def __init__(self, message: str, *, attempts: Sequence[Attempt], result: Result | None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: Sequence[Attempt],
+        result: Result | None,
+        unanswered: Result | None = None,
+    ):
         self.attempts = tuple(attempts)
         self.result = result
+        self.unanswered = unanswered
         super().__init__(message)
 
 

@@ -184,6 +184,12 @@ def test_connection_refused_on_every_rung_raises_exhausted(tmp_path: Path) -> No
         c.run("t", MSGS)
     assert [a.error.split(":")[0] for a in info.value.attempts] == ["connection_error"] * 2
     assert info.value.result is None
+    assert "every model failed validation or errored" in str(info.value)
+    c.store.flush()
+    (record,) = c.store.records(task="t")  # a call no model answered is still counted
+    assert (record.ok, record.escalated, record.model) == (False, True, "gpt-4o")
+    assert [a.error.split(":")[0] for a in record.attempts] == ["connection_error"] * 2
+    assert record.cost_usd == 0.0
 
 
 async def test_aiohttp_transport_connection_refused_is_a_connection_error(tmp_path) -> None:

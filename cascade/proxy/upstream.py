@@ -44,9 +44,7 @@ class DirectChat:
     def __init__(self, client: openai.AsyncOpenAI) -> None:
         self._client = client  # for requests that are not plain JSON
         self._url = str(client.base_url).rstrip("/") + "/chat/completions"
-        headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
-        headers["Authorization"] = f"Bearer {client.api_key}"
-        self._headers = headers
+        self._headers: dict[str, str] = {}  # built in the event loop, as the SDK builds them
         self._timeout = _timeout(client.timeout)
         self._retries = client.max_retries
         self._session: aiohttp.ClientSession | None = None  # made in the serving event loop
@@ -56,22 +54,27 @@ class DirectChat:
         if post is None:
             return await _openai.call_async(self._client, call)
         body, options = post
+        if not self._headers:
+            self._headers = self._default_headers(self._client.timeout)
         url, headers, timeout = self._url, self._headers, self._timeout
         if options is not _openai._BASE_OPTIONS:  # request options, as create() applies them
+            if "timeout" in options:
+                timeout = _timeout(options["timeout"])
+                headers = self._default_headers(options["timeout"])
             if options.get("headers"):
                 headers = {**headers, **options["headers"]}
             if options.get("params"):
                 url = url + "?" + "&".join(f"{k}={v}" for k, v in options["params"].items())
             if options.get("extra_json"):
                 body = {**body, **options["extra_json"]}
-            if "timeout" in options:
-                timeout = _timeout(options["timeout"])
         data = json.dumps(body).encode()
         if self._session is None:
             self._session = aiohttp.ClientSession()
         start = time.perf_counter()
         for attempt in range(self._retries + 1):
             last = attempt == self._retries
+            if attempt:
+                headers = {**headers, "x-stainless-retry-count": str(attempt)}
             try:
                 async with self._session.post(
                     url, data=data, headers=headers, timeout=timeout
@@ -97,6 +100,18 @@ class DirectChat:
                 continue
             return _status_failure(call, status, answer, start)
         raise AssertionError("unreachable: the last attempt returns")  # pragma: no cover
+
+    def _default_headers(self, timeout: Any) -> dict[str, str]:
+        """The headers the SDK client sends with every request: its defaults (read in the
+        event loop, where they name the async library), the key, the retry count and the
+        read timeout."""
+        headers = {k: v for k, v in self._client.default_headers.items() if isinstance(v, str)}
+        headers["Authorization"] = f"Bearer {self._client.api_key}"
+        headers["x-stainless-retry-count"] = "0"
+        read = getattr(timeout, "read", timeout)
+        if read is not None:
+            headers["x-stainless-read-timeout"] = str(read)
+        return headers
 
     async def aclose(self) -> None:
         """Close the connection pool."""

@@ -3,8 +3,10 @@ same requests, retries, failures and answers as through the openai SDK."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import urllib.parse
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +91,21 @@ async def test_request_options_apply_as_create_applies_them(make, server) -> Non
     assert_request_options_applied(request)
 
 
+async def test_query_parameters_are_encoded_as_the_sdk_encodes_them(make, server) -> None:
+    server.script("gpt-4o-mini", GOOD)
+    query = {"api-version": "2024-10-01", "q": "a b&c=d/é"}
+    await make().arun("t", MSGS, extra_query=query)
+    async with server.async_client(api_key="sk-upstream") as sdk:
+        await sdk.chat.completions.create(model="gpt-4o-mini", messages=MSGS, extra_query=query)
+    direct, via_sdk = server.calls()
+    assert urllib.parse.parse_qs(direct["_path"].partition("?")[2]) == {
+        k: [v] for k, v in query.items()
+    }
+    assert urllib.parse.parse_qs(direct["_path"].partition("?")[2]) == urllib.parse.parse_qs(
+        via_sdk["_path"].partition("?")[2]
+    )
+
+
 async def test_arguments_that_are_not_plain_json_go_through_the_sdk(make, server) -> None:
     server.script("gpt-4o-mini", GOOD)
     r = await make().arun("t", MSGS, temperature=openai.omit, stop=("END",))
@@ -158,3 +175,51 @@ def test_retry_rules_follow_the_sdk() -> None:
     assert date is not None and 28 < date <= 30
     assert _backoff(0, {"retry-after": "3"}) == 3.0
     assert 0.375 <= _backoff(0, None) <= 0.5 and 6.0 <= _backoff(5, None) <= 8.0
+
+
+async def test_an_http_proxy_from_the_environment_is_used_as_the_sdk_would(
+    make, server, monkeypatch
+) -> None:
+    seen: list[bytes] = []
+
+    async def http_proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        seen.append(head.split(b"\r\n")[0])
+        body = json.dumps(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "gpt-4o-mini",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": GOOD},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+        ).encode()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+        writer.write(b"content-length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    proxy = await asyncio.start_server(http_proxy, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    try:
+        r = await make(base_url="http://upstream.invalid/v1").arun("t", MSGS)
+    finally:
+        proxy.close()
+        await proxy.wait_closed()
+    assert r.ok and r.model == "gpt-4o-mini"
+    assert seen == [b"POST http://upstream.invalid/v1/chat/completions HTTP/1.1"]

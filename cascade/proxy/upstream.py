@@ -21,6 +21,7 @@ import math
 import random
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -64,12 +65,15 @@ class DirectChat:
             if options.get("headers"):
                 headers = {**headers, **options["headers"]}
             if options.get("params"):
-                url = url + "?" + "&".join(f"{k}={v}" for k, v in options["params"].items())
+                url += ("&" if "?" in url else "?") + urlencode(options["params"], doseq=True)
             if options.get("extra_json"):
                 body = {**body, **options["extra_json"]}
         data = json.dumps(body).encode()
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            # As the SDK's httpx client: HTTP(S)_PROXY from the environment, up to 1,000
+            # connections.
+            connector = aiohttp.TCPConnector(limit=1000)
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
         start = time.perf_counter()
         for attempt in range(self._retries + 1):
             last = attempt == self._retries

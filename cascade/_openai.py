@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def call_sync(client: openai.OpenAI, call: Call) -> Completion | Failure:
     """Perform ``call`` with a sync client; provider errors come back as a Failure."""
     start = time.perf_counter()
-    post = _post_args(call)
+    post = _post_args(call) if type(client.chat.completions).create is _SDK_CREATE else None
     try:
         if post is None:
             raw = client.chat.completions.create(
@@ -29,7 +29,8 @@ def call_sync(client: openai.OpenAI, call: Call) -> Completion | Failure:
                 **call.request.params,
             )
         else:
-            raw = _parse(client, client.post(_PATH, cast_to=bytes, body=post[0], options=post[1]))
+            response = client.post(_PATH, cast_to=_HTTP_RESPONSE, body=post[0], options=post[1])
+            raw = _parse(client, response.content, response.headers.get("x-request-id"))
     except openai.OpenAIError as e:
         return failure(call.model, e, time.perf_counter() - start)
     return completion(call, raw, time.perf_counter() - start)
@@ -38,7 +39,7 @@ def call_sync(client: openai.OpenAI, call: Call) -> Completion | Failure:
 async def call_async(client: openai.AsyncOpenAI, call: Call) -> Completion | Failure:
     """Perform ``call`` with an async client; provider errors come back as a Failure."""
     start = time.perf_counter()
-    post = _post_args(call)
+    post = _post_args(call) if type(client.chat.completions).create is _SDK_ACREATE else None
     try:
         if post is None:
             raw = await client.chat.completions.create(
@@ -47,8 +48,10 @@ async def call_async(client: openai.AsyncOpenAI, call: Call) -> Completion | Fai
                 **call.request.params,
             )
         else:
-            body = await client.post(_PATH, cast_to=bytes, body=post[0], options=post[1])
-            raw = _parse(client, body)
+            response = await client.post(
+                _PATH, cast_to=_HTTP_RESPONSE, body=post[0], options=post[1]
+            )
+            raw = _parse(client, response.content, response.headers.get("x-request-id"))
     except openai.OpenAIError as e:
         return failure(call.model, e, time.perf_counter() - start)
     return completion(call, raw, time.perf_counter() - start)
@@ -60,8 +63,18 @@ async def call_async(client: openai.AsyncOpenAI, call: Call) -> Completion | Fai
 # several times faster. Together that is about half of the SDK's own time per call. ``post`` is
 # the SDK's documented way to send a request it has no method for: same client, auth, retries,
 # timeouts and errors. Anything not plain JSON (a pydantic object in the messages, a
-# ``response_format`` class, NOT_GIVEN) goes through ``create`` as before.
+# ``response_format`` class, NOT_GIVEN) goes through ``create`` as before, and so does every
+# call when ``create`` has been wrapped since this module was imported (tracing and
+# instrumentation libraries patch it to see calls).
 _PATH = "/chat/completions"
+_SDK_CREATE = openai.resources.chat.completions.Completions.create
+_SDK_ACREATE = openai.resources.chat.completions.AsyncCompletions.create
+# The HTTP library's response class the SDK hands back for ``cast_to`` (httpx2 in openai 3).
+try:
+    import httpx2 as _httpx
+except ImportError:  # pragma: no cover - openai < 3 uses httpx
+    import httpx as _httpx  # type: ignore[no-redef,import-not-found,unused-ignore]
+_HTTP_RESPONSE: Any = _httpx.Response
 # create()'s request options, by the keyword it takes them as.
 _OPTIONS = {
     "extra_headers": "headers",
@@ -89,6 +102,14 @@ def _post_args(call: Call) -> tuple[dict[str, Any], Any] | None:
     for key, value in call.request.params.items():
         option = _OPTIONS.get(key)
         if option is not None:
+            # As create() takes them: None means "none" for headers, query and body, and
+            # "no timeout" for the timeout; NOT_GIVEN (or omit) means "not given".
+            if (value is None and option != "timeout") or isinstance(value, _UNSET):
+                continue
+            if option == "extra_json" and not _plain(value):
+                return None
+            if option == "params" and not _simple_query(value):
+                return None  # lists, dicts and booleans: the SDK's own encoding
             if options is _BASE_OPTIONS:
                 options = dict(_BASE_OPTIONS)
             options[option] = value
@@ -97,6 +118,17 @@ def _post_args(call: Call) -> tuple[dict[str, Any], Any] | None:
         else:
             return None
     return body, options
+
+
+_UNSET = tuple(
+    t for t in (getattr(openai, "NotGiven", None), getattr(openai, "Omit", None)) if t is not None
+)
+
+
+def _simple_query(params: Any) -> bool:
+    return isinstance(params, dict) and all(
+        type(v) is str or type(v) is int or type(v) is float for v in params.values()
+    )
 
 
 def _plain(value: Any) -> bool:
@@ -111,12 +143,17 @@ def _plain(value: Any) -> bool:
     return False
 
 
-def _parse(client: openai.OpenAI | openai.AsyncOpenAI, body: bytes) -> Any:
-    """The ChatCompletion in a response body. A body that is not a ChatCompletion is taken as
-    leniently as ``create`` takes it (fields built as given, for servers that leave some out),
-    or refused if the client was made with strict response validation."""
+def _parse(
+    client: openai.OpenAI | openai.AsyncOpenAI, body: bytes, request_id: str | None = None
+) -> Any:
+    """The ChatCompletion in a response body, with its ``_request_id`` as ``create`` sets it.
+    A body that is not a ChatCompletion is taken as leniently as ``create`` takes it (fields
+    built as given, for servers that leave some out), or refused if the client was made with
+    strict response validation."""
     try:
-        return ChatCompletion.model_validate_json(body)
+        parsed = ChatCompletion.model_validate_json(body)
+        parsed._request_id = request_id
+        return parsed
     except pydantic.ValidationError as e:
         try:
             data = json.loads(body)
@@ -124,7 +161,9 @@ def _parse(client: openai.OpenAI | openai.AsyncOpenAI, body: bytes) -> Any:
             return NotACompletion(f"the response is not JSON: {body[:200]!r}")
         if not isinstance(data, dict) or getattr(client, "_strict_response_validation", False):
             return NotACompletion(f"the response is not a ChatCompletion: {str(e)[:300]}")
-        return ChatCompletion.construct(**data)
+        built = ChatCompletion.construct(**data)
+        built._request_id = request_id
+        return built
 
 
 @dataclass(frozen=True, slots=True)

@@ -305,6 +305,36 @@ async def test_request_options_reach_the_server_as_create_sends_them(
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])
+async def test_options_given_as_none_mean_none_as_create_takes_them(
+    make, server, asynchronous
+) -> None:
+    server.script("gpt-4o-mini", GOOD)
+    options = {"extra_headers": None, "extra_query": None, "extra_body": None}
+    c = make()
+    r = await c.arun("t", MSGS, **options) if asynchronous else c.run("t", MSGS, **options)
+    await c.aclose()
+    assert r.ok
+    assert r.completion._request_id is None  # as create() sets it: no x-request-id sent
+    (request,) = server.calls()
+    assert request["_path"].endswith("/chat/completions")
+
+
+def test_a_wrapped_create_sees_every_call(make, server, monkeypatch) -> None:
+    # Tracing and instrumentation libraries wrap create() to see calls.
+    seen: list[str] = []
+    original = openai.resources.chat.completions.Completions.create
+
+    def traced(self: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["model"])
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(openai.resources.chat.completions.Completions, "create", traced)
+    server.script("gpt-4o-mini", "no json").script("gpt-4o", GOOD)
+    r = make().run("t", MSGS)
+    assert r.ok and seen == ["gpt-4o-mini", "gpt-4o"]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
 async def test_arguments_that_are_not_plain_json_are_converted_by_the_sdk(
     make, server, asynchronous
 ) -> None:
@@ -462,7 +492,8 @@ def test_the_verification_call_keeps_who_and_how_but_not_the_answer_format(make,
     assert r.model == "gpt-4o-mini" and not r.escalated
     answer, verify = server.calls()
     assert answer["response_format"] == {"type": "json_object"}
-    assert (verify["user"], verify["metadata"]) == ("u-1", {"team": "a"})
+    assert verify["user"] == "u-1"
+    assert "metadata" not in verify  # the API refuses metadata without store
     assert verify["_headers"]["x-trace"] == "t-1"
     assert "response_format" not in verify
     assert (verify["temperature"], verify["max_tokens"], verify["logprobs"]) == (0, 1, True)

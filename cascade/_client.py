@@ -306,6 +306,9 @@ class Cascade:
         """``close`` for asyncio: also waits for running observations and closes the async
         client if the Cascade created it."""
         await self.drain()
+        close = getattr(self._async_call, "aclose", None)  # the proxy's direct upstream pool
+        if close is not None:
+            await close()
         if self._owns_async_client and self._async_client is not None:
             await self._async_client.close()
             self._async_client = None

@@ -177,49 +177,105 @@ def test_retry_rules_follow_the_sdk() -> None:
     assert 0.375 <= _backoff(0, None) <= 0.5 and 6.0 <= _backoff(5, None) <= 8.0
 
 
-async def test_an_http_proxy_from_the_environment_is_used_as_the_sdk_would(
-    make, server, monkeypatch
-) -> None:
-    seen: list[bytes] = []
+class RawUpstream:
+    """A bare HTTP/1.1 server answering every request with one ChatCompletion and an
+    ``x-request-id``; keeps each request's head as sent (header case and repeats included)."""
 
-    async def http_proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        )
-        await reader.readexactly(length)
-        seen.append(head.split(b"\r\n")[0])
-        body = json.dumps(
-            {
-                "id": "x",
-                "object": "chat.completion",
-                "created": 0,
-                "model": "gpt-4o-mini",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": GOOD},
-                        "finish_reason": "stop",
-                    }
-                ],
-            }
-        ).encode()
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
-        writer.write(b"content-length: %d\r\n\r\n%s" % (len(body), body))
-        await writer.drain()
+    def __init__(self) -> None:
+        self.heads: list[bytes] = []
+
+    async def __aenter__(self) -> RawUpstream:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,
+            )
+            await reader.readexactly(length)
+            self.heads.append(head)
+            body = json.dumps(
+                {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": "gpt-4o-mini",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": GOOD},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                }
+            ).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+            writer.write(b"x-request-id: req-42\r\n")
+            writer.write(b"content-length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
         writer.close()
 
-    proxy = await asyncio.start_server(http_proxy, "127.0.0.1", 0)
-    port = proxy.sockets[0].getsockname()[1]
+    def header_lines(self, name: bytes) -> list[bytes]:
+        """The values of header ``name`` in the last request, as many times as sent."""
+        lines = self.heads[-1].split(b"\r\n")[1:]
+        return [
+            line.partition(b":")[2].strip()
+            for line in lines
+            if line.partition(b":")[0].lower() == name
+        ]
+
+
+async def test_an_http_proxy_from_the_environment_is_used_as_the_sdk_would(
+    make, monkeypatch, tmp_path
+) -> None:
     for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
-    try:
+    netrc = tmp_path / "netrc"  # a credentials file must not change what is sent
+    netrc.write_text("default login someone password secret\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    async with RawUpstream() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
         r = await make(base_url="http://upstream.invalid/v1").arun("t", MSGS)
-    finally:
-        proxy.close()
-        await proxy.wait_closed()
     assert r.ok and r.model == "gpt-4o-mini"
-    assert seen == [b"POST http://upstream.invalid/v1/chat/completions HTTP/1.1"]
+    assert proxy.heads[0].split(b"\r\n")[0] == (
+        b"POST http://upstream.invalid/v1/chat/completions HTTP/1.1"
+    )
+    assert proxy.header_lines(b"authorization") == [b"Bearer sk-upstream"]
+
+
+async def test_request_id_and_replaced_headers_as_the_sdk_has_them(make) -> None:
+    async with RawUpstream() as upstream:
+        c = make(base_url=upstream.url + "/v1")
+        r = await c.arun("t", MSGS, extra_headers={"AUTHORIZATION": "Bearer other", "x-a": None})
+        assert r.completion._request_id == "req-42"
+        assert upstream.header_lines(b"authorization") == [b"Bearer other"]  # replaced, once
+        async with openai.AsyncOpenAI(base_url=upstream.url + "/v1", api_key="k") as sdk:
+            via_sdk = await sdk.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+        assert via_sdk._request_id == r.completion._request_id
+
+
+async def test_what_the_direct_path_does_not_reproduce_goes_through_the_sdk(make, server) -> None:
+    server.script("gpt-4o-mini", GOOD)
+    query = {"flag": True, "tags": ["a", "b"]}  # the SDK's own encoding of these
+    await make().arun("t", MSGS, extra_query=query)
+    await make(default_query={"api-version": "1"}).arun("t", MSGS)
+    async with server.async_client(api_key="sk-upstream") as sdk:
+        await sdk.chat.completions.create(model="gpt-4o-mini", messages=MSGS, extra_query=query)
+    direct, with_default_query, via_sdk = server.calls()
+    assert direct["_path"] == via_sdk["_path"]
+    assert with_default_query["_path"].endswith("?api-version=1")

@@ -21,7 +21,8 @@ import math
 import random
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 
@@ -44,14 +45,22 @@ class DirectChat:
 
     def __init__(self, client: openai.AsyncOpenAI) -> None:
         self._client = client  # for requests that are not plain JSON
+        # What this path does not reproduce goes through the SDK: a key from a provider (the
+        # SDK fetches it per request) and client-level query parameters.
+        self._direct = bool(client.api_key) and not client.default_query
         self._url = str(client.base_url).rstrip("/") + "/chat/completions"
+        # The environment's HTTP(S)_PROXY / NO_PROXY, as httpx reads them, resolved once (not
+        # aiohttp's trust_env, which also reads ~/.netrc on every request).
+        url = urlsplit(self._url)
+        proxy = None if proxy_bypass(url.hostname or "") else getproxies().get(url.scheme)
+        self._proxy = proxy or None
         self._headers: dict[str, str] = {}  # built in the event loop, as the SDK builds them
         self._timeout = _timeout(client.timeout)
         self._retries = client.max_retries
         self._session: aiohttp.ClientSession | None = None  # made in the serving event loop
 
     async def __call__(self, call: Call) -> Completion | Failure:
-        post = _openai._post_args(call)
+        post = _openai._post_args(call) if self._direct else None
         if post is None:
             return await _openai.call_async(self._client, call)
         body, options = post
@@ -63,17 +72,19 @@ class DirectChat:
                 timeout = _timeout(options["timeout"])
                 headers = self._default_headers(options["timeout"])
             if options.get("headers"):
-                headers = {**headers, **options["headers"]}
+                extra = options["headers"]
+                replaced = {k.lower() for k in extra}  # header names are case-insensitive
+                headers = {k: v for k, v in headers.items() if k.lower() not in replaced}
+                headers.update((k, v) for k, v in extra.items() if isinstance(v, str))
             if options.get("params"):
                 url += ("&" if "?" in url else "?") + urlencode(options["params"], doseq=True)
             if options.get("extra_json"):
                 body = {**body, **options["extra_json"]}
         data = json.dumps(body).encode()
         if self._session is None:
-            # As the SDK's httpx client: HTTP(S)_PROXY from the environment, up to 1,000
-            # connections.
+            # Up to 1,000 connections, as the SDK's httpx client.
             connector = aiohttp.TCPConnector(limit=1000)
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+            self._session = aiohttp.ClientSession(connector=connector)
         start = time.perf_counter()
         for attempt in range(self._retries + 1):
             last = attempt == self._retries
@@ -81,7 +92,7 @@ class DirectChat:
                 headers = {**headers, "x-stainless-retry-count": str(attempt)}
             try:
                 async with self._session.post(
-                    url, data=data, headers=headers, timeout=timeout
+                    url, data=data, headers=headers, timeout=timeout, proxy=self._proxy
                 ) as response:
                     status, answer = response.status, await response.read()
                     response_headers = response.headers
@@ -90,14 +101,14 @@ class DirectChat:
                     return _failure(call, "timeout", "Request timed out.", None, start, e)
                 await asyncio.sleep(_backoff(attempt, None))
                 continue
-            except (aiohttp.ClientError, OSError) as e:
+            except Exception as e:  # any send error, as the SDK's APIConnectionError
                 if last:
                     message = f"Connection error: {e}"
                     return _failure(call, "connection_error", message, None, start, e)
                 await asyncio.sleep(_backoff(attempt, None))
                 continue
             if 200 <= status < 300:
-                raw = _openai._parse(self._client, answer)
+                raw = _openai._parse(self._client, answer, response_headers.get("x-request-id"))
                 return _openai.completion(call, raw, time.perf_counter() - start)
             if not last and _should_retry(status, response_headers):
                 await asyncio.sleep(_backoff(attempt, response_headers))

@@ -156,4 +156,5 @@ def _restart_in_child(ref: weakref.ReferenceType[BatchWriter]) -> None:
     writer = ref()
     if writer is not None and not writer._closed:
         writer._queue = queue.Queue(maxsize=writer._queue.maxsize)
+        writer._hurry = threading.Event()  # the parent's may have been locked by its thread
         writer._start()

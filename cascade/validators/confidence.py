@@ -33,11 +33,11 @@ VERIFY_PARAMS: Mapping[str, Any] = {
 }
 # The caller's arguments a verification call keeps: who it is for and how it is sent (billing,
 # abuse monitoring, caching, routing), not what shapes an answer (formats, tools, sampling).
+# Not `metadata`: the API accepts it only with `store`, and the check is not worth storing.
 VERIFY_KEEPS = frozenset(
     {
         "user",
         "safety_identifier",
-        "metadata",
         "prompt_cache_key",
         "service_tier",
         "extra_headers",

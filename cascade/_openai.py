@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def call_sync(client: openai.OpenAI, call: Call) -> Completion | Failure:
     """Perform ``call`` with a sync client; provider errors come back as a Failure."""
     start = time.perf_counter()
-    post = _post_args(call) if type(client.chat.completions).create is _SDK_CREATE else None
+    post = post_args(client, call)
     try:
         if post is None:
             raw = client.chat.completions.create(
@@ -29,8 +29,11 @@ def call_sync(client: openai.OpenAI, call: Call) -> Completion | Failure:
                 **call.request.params,
             )
         else:
-            response = client.post(_PATH, cast_to=_HTTP_RESPONSE, body=post[0], options=post[1])
-            raw = _parse(client, response.content, response.headers.get("x-request-id"))
+            body, options = post
+            response = client.post(
+                _PATH, cast_to=_HTTP_RESPONSE, body=body, options=_with_auth(options)
+            )
+            raw = parse(client, response.content, response.headers.get("x-request-id"))
     except openai.OpenAIError as e:
         return failure(call.model, e, time.perf_counter() - start)
     return completion(call, raw, time.perf_counter() - start)
@@ -39,7 +42,7 @@ def call_sync(client: openai.OpenAI, call: Call) -> Completion | Failure:
 async def call_async(client: openai.AsyncOpenAI, call: Call) -> Completion | Failure:
     """Perform ``call`` with an async client; provider errors come back as a Failure."""
     start = time.perf_counter()
-    post = _post_args(call) if type(client.chat.completions).create is _SDK_ACREATE else None
+    post = post_args(client, call)
     try:
         if post is None:
             raw = await client.chat.completions.create(
@@ -48,10 +51,11 @@ async def call_async(client: openai.AsyncOpenAI, call: Call) -> Completion | Fai
                 **call.request.params,
             )
         else:
+            body, options = post
             response = await client.post(
-                _PATH, cast_to=_HTTP_RESPONSE, body=post[0], options=post[1]
+                _PATH, cast_to=_HTTP_RESPONSE, body=body, options=_with_auth(options)
             )
-            raw = _parse(client, response.content, response.headers.get("x-request-id"))
+            raw = parse(client, response.content, response.headers.get("x-request-id"))
     except openai.OpenAIError as e:
         return failure(call.model, e, time.perf_counter() - start)
     return completion(call, raw, time.perf_counter() - start)
@@ -60,15 +64,17 @@ async def call_async(client: openai.AsyncOpenAI, call: Call) -> Completion | Fai
 # The fast path. ``chat.completions.create`` walks every argument against the SDK's TypedDicts
 # (``maybe_transform``) and builds the response object field by field in Python; for arguments
 # that are plain JSON the walk changes nothing, and pydantic-core validates the response bytes
-# several times faster. Together that is about half of the SDK's own time per call. ``post`` is
+# several times faster: together a large part of the SDK's own time per call. ``post`` is
 # the SDK's documented way to send a request it has no method for: same client, auth, retries,
 # timeouts and errors. Anything not plain JSON (a pydantic object in the messages, a
 # ``response_format`` class, NOT_GIVEN) goes through ``create`` as before, and so does every
 # call when ``create`` has been wrapped since this module was imported (tracing and
 # instrumentation libraries patch it to see calls).
 _PATH = "/chat/completions"
-_SDK_CREATE = openai.resources.chat.completions.Completions.create
-_SDK_ACREATE = openai.resources.chat.completions.AsyncCompletions.create
+_SDK_CREATE = (
+    openai.resources.chat.completions.Completions.create,
+    openai.resources.chat.completions.AsyncCompletions.create,
+)
 # The HTTP library's response class the SDK hands back for ``cast_to`` (httpx2 in openai 3).
 try:
     import httpx2 as _httpx
@@ -85,20 +91,30 @@ _OPTIONS = {
 try:  # openai >= 3: create() asks for bearer auth only; older SDKs have no such option
     from openai._models import FinalRequestOptions
 
-    _SECURITY = "security" in FinalRequestOptions.model_fields
-    _BASE_OPTIONS: dict[str, Any] = {"security": {"bearer_auth": True}} if _SECURITY else {}
+    _HAS_SECURITY = "security" in FinalRequestOptions.model_fields
+    _SECURITY: dict[str, Any] = {"security": {"bearer_auth": True}} if _HAS_SECURITY else {}
 except (ImportError, AttributeError):  # pragma: no cover - depends on the SDK's layout
-    _BASE_OPTIONS = {}
+    _SECURITY = {}
 
 
-def _post_args(call: Call) -> tuple[dict[str, Any], Any] | None:
-    """The JSON body and request options ``create`` would send, or None when an argument is
-    not plain JSON and ``create`` must convert it."""
+def _with_auth(options: dict[str, Any]) -> Any:
+    """``client.post``'s options: the call's own, and the auth ``create`` asks for."""
+    return {**options, **_SECURITY}
+
+
+def post_args(
+    client: openai.OpenAI | openai.AsyncOpenAI, call: Call
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The JSON body ``create`` would send and the request options it would apply (as
+    ``client.post`` takes them), or None when the call must go through ``create``: an argument
+    is not plain JSON, or ``create`` has been wrapped (to trace calls)."""
+    if type(client.chat.completions).create not in _SDK_CREATE:
+        return None
     messages = call.request.messages
     if type(messages) is not list or not _plain(messages):
         return None
     body: dict[str, Any] = {"model": call.model, "messages": messages}
-    options = _BASE_OPTIONS
+    options: dict[str, Any] = {}
     for key, value in call.request.params.items():
         option = _OPTIONS.get(key)
         if option is not None:
@@ -110,8 +126,6 @@ def _post_args(call: Call) -> tuple[dict[str, Any], Any] | None:
                 return None
             if option == "params" and not _simple_query(value):
                 return None  # lists, dicts and booleans: the SDK's own encoding
-            if options is _BASE_OPTIONS:
-                options = dict(_BASE_OPTIONS)
             options[option] = value
         elif _plain(value):
             body[key] = value
@@ -143,7 +157,7 @@ def _plain(value: Any) -> bool:
     return False
 
 
-def _parse(
+def parse(
     client: openai.OpenAI | openai.AsyncOpenAI, body: bytes, request_id: str | None = None
 ) -> Any:
     """The ChatCompletion in a response body, with its ``_request_id`` as ``create`` sets it.

@@ -279,3 +279,17 @@ async def test_what_the_direct_path_does_not_reproduce_goes_through_the_sdk(make
     direct, with_default_query, via_sdk = server.calls()
     assert direct["_path"] == via_sdk["_path"]
     assert with_default_query["_path"].endswith("?api-version=1")
+
+
+async def test_a_wrapped_create_sees_the_proxys_calls_too(make, server, monkeypatch) -> None:
+    seen: list[str] = []
+    original = openai.resources.chat.completions.AsyncCompletions.create
+
+    async def traced(self: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["model"])
+        return await original(self, **kwargs)
+
+    monkeypatch.setattr(openai.resources.chat.completions.AsyncCompletions, "create", traced)
+    server.script("gpt-4o-mini", GOOD)
+    r = await make().arun("t", MSGS)
+    assert r.ok and seen == ["gpt-4o-mini"]

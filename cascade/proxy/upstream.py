@@ -2,14 +2,14 @@
 
 ``cascade serve`` owns its upstream client and only ever sends one kind of request, so it can
 skip what the openai SDK does for every request of every kind: parsing the URL, merging
-headers, building option models, and running httpx's client over the transport. That is four
-fifths of the SDK's CPU per call, and half of the proxy's own. ``DirectChat`` sends the same
+headers, building option models, and running httpx's client over the transport: most of the
+SDK's CPU per call, and half of the proxy's own. ``DirectChat`` sends the same
 request (the body ``create`` would send, the client's base URL, key, organization, project,
 default headers and timeout) on one aiohttp session, retries as the SDK does (408, 409, 429,
 5xx and connection errors; ``x-should-retry``; ``retry-after`` up to a minute; else
 exponential backoff from 0.5 s to 8 s with jitter), and reads the answer with the same
-``_openai`` functions as every other call. A request whose arguments are not plain JSON goes
-through the SDK client as before.
+``_openai`` functions as every other call. A request the fast path of ``_openai`` would not
+take (arguments that are not plain JSON, a wrapped ``create``) goes through the SDK client.
 """
 
 from __future__ import annotations
@@ -60,14 +60,14 @@ class DirectChat:
         self._session: aiohttp.ClientSession | None = None  # made in the serving event loop
 
     async def __call__(self, call: Call) -> Completion | Failure:
-        post = _openai._post_args(call) if self._direct else None
+        post = _openai.post_args(self._client, call) if self._direct else None
         if post is None:
             return await _openai.call_async(self._client, call)
         body, options = post
         if not self._headers:
             self._headers = self._default_headers(self._client.timeout)
         url, headers, timeout = self._url, self._headers, self._timeout
-        if options is not _openai._BASE_OPTIONS:  # request options, as create() applies them
+        if options:  # request options, as create() applies them
             if "timeout" in options:
                 timeout = _timeout(options["timeout"])
                 headers = self._default_headers(options["timeout"])
@@ -96,19 +96,16 @@ class DirectChat:
                 ) as response:
                     status, answer = response.status, await response.read()
                     response_headers = response.headers
-            except TimeoutError as e:  # aiohttp's timeouts are TimeoutErrors
-                if last:
-                    return _failure(call, "timeout", "Request timed out.", None, start, e)
-                await asyncio.sleep(_backoff(attempt, None))
-                continue
             except Exception as e:  # any send error, as the SDK's APIConnectionError
                 if last:
+                    if isinstance(e, TimeoutError):  # aiohttp's timeouts are TimeoutErrors
+                        return _failure(call, "timeout", "Request timed out.", None, start, e)
                     message = f"Connection error: {e}"
                     return _failure(call, "connection_error", message, None, start, e)
                 await asyncio.sleep(_backoff(attempt, None))
                 continue
             if 200 <= status < 300:
-                raw = _openai._parse(self._client, answer, response_headers.get("x-request-id"))
+                raw = _openai.parse(self._client, answer, response_headers.get("x-request-id"))
                 return _openai.completion(call, raw, time.perf_counter() - start)
             if not last and _should_retry(status, response_headers):
                 await asyncio.sleep(_backoff(attempt, response_headers))

@@ -9,6 +9,7 @@ import threading
 import time
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import openai
@@ -83,16 +84,11 @@ class Cascade:
             return done.value  # type: ignore[no-any-return]
 
     async def _adrive(self, flow: Generator[_engine.Call, _engine.Reply, _T]) -> _T:
-        perform = self._async_call
-        client = self.async_client if perform is None else None
+        perform = self._async_call or partial(_openai.call_async, self.async_client)
         try:
             call = next(flow)
             while True:
-                if perform is None:
-                    reply = await _openai.call_async(client, call)  # type: ignore[arg-type]
-                else:
-                    reply = await perform(call)
-                call = flow.send(reply)
+                call = flow.send(await perform(call))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 

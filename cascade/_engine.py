@@ -303,25 +303,31 @@ def _result(
     policy: Policy,
     attempts: list[Attempt],
     costs: list[Decimal | None],
-    completion: Completion,
+    completion: Completion | None,
     verdicts: tuple[Verdict, ...],
     *,
     ok: bool,
 ) -> Result:
+    """The Result of a call; with no ``completion`` (no model answered), the call as the store
+    records it: no output, the last model tried."""
     parsed = next((v.parsed for v in verdicts if v.parsed is not None), None)
     total = None if any(c is None for c in costs) else _spent(costs)
     first = ladder(policy)[0]
+    if completion is not None:
+        output, model, raw = completion.text, completion.model, completion.raw
+    else:
+        output, model, raw = "", attempts[-1].model if attempts else first, None
     return Result(
         task=policy.task,
-        output=completion.text,
+        output=output,
         parsed=parsed,
-        model=completion.model,
+        model=model,
         escalated=any(a.model != first for a in attempts),
         ok=ok,
         attempts=tuple(attempts),
         cost_usd=usd(total),
         baseline_cost_usd=usd(_baseline(policy, attempts)),
-        completion=completion.raw,
+        completion=raw,
         mode=policy.spec.mode,
     )
 
@@ -339,28 +345,13 @@ def _exhausted(policy: Policy, out: Outcome) -> Result:
             f"{policy.task}: {out.why} ({reasons})",
             attempts=out.attempts,
             result=result,
-            unanswered=_unanswered(policy, out) if result is None else None,
+            unanswered=(
+                _result(policy, out.attempts, out.costs, None, (), ok=False)
+                if result is None
+                else None
+            ),
         )
     return result
-
-
-def _unanswered(policy: Policy, out: Outcome) -> Result:
-    """A call no model answered, as the store records it: no output, not ok."""
-    total = None if any(c is None for c in out.costs) else _spent(out.costs)
-    first = ladder(policy)[0]
-    last = out.attempts[-1].model if out.attempts else first
-    return Result(
-        task=policy.task,
-        output="",
-        parsed=None,
-        model=last,
-        escalated=any(a.model != first for a in out.attempts),
-        ok=False,
-        attempts=tuple(out.attempts),
-        cost_usd=usd(total),
-        baseline_cost_usd=usd(_baseline(policy, out.attempts)),
-        mode=policy.spec.mode,
-    )
 
 
 __all__ = ["Call", "Flow", "Outcome", "Reply", "climb", "observation", "run", "shadow"]

@@ -5,7 +5,8 @@ Three kinds of process share the machine's cores, unpinned:
 - the upstream: raw asyncio, a fixed ChatCompletion for any request (~30 us of CPU each);
 - the proxy: ``cascade serve`` itself, started as a user starts it (``python -m cascade.cli
   serve --workers N``, memory store unless ``--store``, a json_schema + structure policy whose
-  cheap answer passes: exactly one upstream call per request, made with the openai SDK);
+  cheap answer passes: exactly one upstream call per request, sent as ``--upstream-http``
+  says, by default directly on aiohttp);
 - this script, the load generator: raw HTTP/1.1 keep-alive connections, far cheaper than an
   SDK client, so the proxy is what is measured. The CPU each process used is printed.
 

@@ -51,13 +51,21 @@ import structlog
 import yaml
 
 from cascade import Cascade, Policy, PolicySet, Result, register_validator
-from cascade._cli_eval import samples_from_records, write_threshold
-from cascade._replay import ROUTELLM_CHEAP, ROUTELLM_STRONG
-from cascade.calibrate import Calibration, Counts, Sample, calibrate, fixed_sequence
 from cascade.cli import main as cli
-from cascade.evaluate import Example, run_mode
+from cascade.evals import (
+    Calibration,
+    Counts,
+    Example,
+    Sample,
+    calibrate,
+    fixed_sequence,
+    run_mode,
+    samples_from_records,
+    write_threshold,
+)
 from cascade.stores import store_from_url
 from cascade.testing import ReplayServer, load_recorded, load_routellm, record_tag, request_of
+from cascade.testing.replay import ROUTELLM_CHEAP, ROUTELLM_STRONG
 from cascade.validators import build_validator
 
 if TYPE_CHECKING:

@@ -9,24 +9,26 @@ import threading
 import time
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import replace
-from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import openai
 import structlog
 
-from . import _engine, _openai
+from . import _engine
 from ._request import make_request
 from .exceptions import EscalationExhausted
 from .policy import Policy, PolicySet
 from .recording import build_record
 from .stores import Store, store_from_url
+from .transports import OpenAITransport, Transport
+from .transports.sdk import accepted
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+    from collections.abc import Generator, Mapping, Sequence
     from pathlib import Path
 
-    from .events import Request, Result
+    import openai
+
+    from .events import Observation, Request, Result
 
 _log = structlog.get_logger("cascade")
 _T = TypeVar("_T")
@@ -40,6 +42,9 @@ class Cascade:
             ``./policies``) or a ``PolicySet``.
         client / async_client: openai clients; created from the environment on first use
             when not given (an async client is derived from ``client`` when only it is given).
+        transport: how model calls are made (a ``cascade.transports.Transport``), instead of
+            ``client``/``async_client``: ``DirectTransport``, or your own. Closed with the
+            Cascade.
         store: a store URL (``memory://``, ``sqlite:///path``, ``redis://...``) or a Store;
             default ``$CASCADE_STORE``, else the embedded SQLite file.
         validators: extra validator types by name, for these policies only.
@@ -53,44 +58,45 @@ class Cascade:
         async_client: openai.AsyncOpenAI | None = None,
         store: str | Store | None = None,
         validators: Mapping[str, Any] | None = None,
+        transport: Transport | None = None,
     ) -> None:
         if isinstance(policies, PolicySet):
             self.policies = policies
         else:
             where = policies or os.environ.get("CASCADE_POLICIES") or "policies"
             self.policies = PolicySet(where, validators=validators)
-        self._client = client
-        self._async_client = async_client
-        self._owns_client = client is None
-        self._owns_async_client = async_client is None
+        if transport is not None and (client is not None or async_client is not None):
+            raise TypeError("give Cascade a transport or clients, not both")
+        self.transport: Transport = transport or OpenAITransport(client, async_client)
         self._store_spec = store
         self._store: Store | None = store if not isinstance(store, (str, type(None))) else None
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
-        # How async calls are performed when not by the openai SDK client (cascade serve's
-        # DirectChat); set by the package, not a public option.
-        self._async_call: Callable[[_engine.Call], Awaitable[_engine.Reply]] | None = None
 
     # -- the drivers: perform the engine's calls, nothing else ---------------------------
 
     def _drive(self, flow: Generator[_engine.Call, _engine.Reply, _T]) -> _T:
-        client = self.client
+        perform = self.transport.call
         try:
             call = next(flow)
             while True:
-                call = flow.send(_openai.call_sync(client, call))
+                call = flow.send(perform(call))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+        finally:
+            flow.close()  # a call that raised leaves the engine suspended: end it here
 
     async def _adrive(self, flow: Generator[_engine.Call, _engine.Reply, _T]) -> _T:
-        perform = self._async_call or partial(_openai.call_async, self.async_client)
+        perform = self.transport.acall
         try:
             call = next(flow)
             while True:
                 call = flow.send(await perform(call))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+        finally:
+            flow.close()
 
     def run(self, task: str, messages: Sequence[Mapping[str, Any]], **params: Any) -> Result:
         """Answer ``messages`` for ``task``; other ``chat.completions.create`` args pass through.
@@ -211,20 +217,17 @@ class Cascade:
         cheap: _engine.Outcome,
         start: float,
     ) -> None:
-        combined, info = _engine.observation(policy, strong, cheap)
-        limit = policy.spec.stored_output_chars
-        info["cheap_output"] = info["cheap_output"][:limit]
-        info["strong_output"] = info["strong_output"][:limit]
+        combined, seen = _engine.observation(policy, strong, cheap)
         latency = time.perf_counter() - start
-        self._record(policy, request, combined, latency, extra={"observe": info})
+        self._record(policy, request, combined, latency, observation=seen)
         _log.info(
             "cascade.observed",
             task=policy.task,
-            decision=info["decision"],
-            agree=info["agree"],
-            reasons=info["reasons"],
-            projected_cost_usd=info["projected_cost_usd"],
-            strong_cost_usd=info["strong_cost_usd"],
+            decision=seen.decision,
+            agree=seen.agree,
+            reasons=list(seen.reasons),
+            projected_cost_usd=seen.projected_cost_usd,
+            strong_cost_usd=seen.strong_cost_usd,
         )
 
     def _record(
@@ -233,7 +236,7 @@ class Cascade:
         request: Request,
         result: Result,
         latency: float,
-        extra: Mapping[str, Any] | None = None,
+        observation: Observation | None = None,
     ) -> None:
         spec = policy.spec
         record = build_record(
@@ -241,10 +244,10 @@ class Cascade:
             request.messages,
             latency_s=latency,
             store_inputs=spec.store_inputs,
-            sample_passes=1.0 if extra else spec.sample_passes,
+            sample_passes=1.0 if observation else spec.sample_passes,
             stored_output_chars=spec.stored_output_chars,
         )
-        self.store.add(replace(record, extra=extra) if extra else record)
+        self.store.add(replace(record, observation=observation) if observation else record)
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -254,27 +257,6 @@ class Cascade:
         return self._pool
 
     # -- lazily built parts --------------------------------------------------------------
-
-    @property
-    def client(self) -> openai.OpenAI:
-        """The sync openai client (from the environment unless one was given)."""
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = openai.OpenAI()
-        return self._client
-
-    @property
-    def async_client(self) -> openai.AsyncOpenAI:
-        """The async openai client; derived from the sync one's settings when only it was given."""
-        if self._async_client is None:
-            with self._lock:
-                if self._async_client is None:
-                    c = self._client
-                    self._async_client = (
-                        openai.AsyncOpenAI() if c is None else _openai.async_twin(c)
-                    )
-        return self._async_client
 
     @property
     def store(self) -> Store:
@@ -287,27 +269,20 @@ class Cascade:
         return self._store
 
     def close(self) -> None:
-        """Finish running observations, flush and release the store, and close the sync
-        client if the Cascade created it. Async users call ``aclose`` instead."""
+        """Finish running observations, flush and release the store, and close the
+        transport's sync side (clients the Cascade created). Async users call ``aclose``."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
         if self._store is not None:
             self._store.close()
-        if self._owns_client and self._client is not None:
-            self._client.close()
-            self._client = None
+        self.transport.close()
 
     async def aclose(self) -> None:
-        """``close`` for asyncio: also waits for running observations and closes the async
-        client if the Cascade created it."""
+        """``close`` for asyncio: also waits for running observations and closes the
+        transport's async side."""
         await self.drain()
-        close = getattr(self._async_call, "aclose", None)  # the proxy's direct upstream pool
-        if close is not None:
-            await close()
-        if self._owns_async_client and self._async_client is not None:
-            await self._async_client.close()
-            self._async_client = None
+        await self.transport.aclose()
         self.close()
 
     def __enter__(self) -> Cascade:
@@ -326,7 +301,7 @@ class Cascade:
 def _accepted(result: Result) -> Result:
     raw = result.completion
     if raw is not None:
-        fixed = _openai.accepted(raw, result.output)
+        fixed = accepted(raw, result.output)
         if fixed is not raw:
             return replace(result, completion=fixed)
     return result
@@ -341,9 +316,7 @@ def _log_result(result: Result, latency: float) -> None:
                 task=result.task,
                 from_model=prev.model,
                 to_model=a.model,
-                reasons=[prev.error]
-                if prev.error
-                else [f"{v.validator}: {v.reason}" for v in prev.verdicts if not v.passed],
+                reasons=prev.reasons,
             )
         if a.purpose != "verify":
             prev = a

@@ -19,11 +19,22 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .events import Attempt, Completion, Failure, Purpose, Request, Result, Verdict
+from .events import (
+    Attempt,
+    Completion,
+    Failure,
+    Observation,
+    Purpose,
+    Request,
+    Result,
+    Verdict,
+    failed_lines,
+)
 from .exceptions import EscalationExhausted, ProviderError
 from .pricing import usd
+from .validators import name_of
 
 if TYPE_CHECKING:
     from .policy import Policy
@@ -145,22 +156,14 @@ def shadow(policy: Policy, request: Request) -> Generator[Call, Reply, Outcome]:
         )
 
 
-def observation(policy: Policy, strong: Result, cheap: Outcome) -> tuple[Result, dict[str, Any]]:
+def observation(policy: Policy, strong: Result, cheap: Outcome) -> tuple[Result, Observation]:
     """Combine the answer the caller got with the shadow run: the Result to record (both
     models' attempts, what was really spent) and the would-be decision for the report."""
     from .compare import agree
 
     accepted = cheap.accepted is not None
     judged = cheap.accepted or cheap.last
-    reasons = [
-        reason
-        for a in cheap.attempts
-        for reason in (
-            [a.error]
-            if a.error
-            else [f"{v.validator}: {v.reason}" for v in a.verdicts if not v.passed]
-        )
-    ]
+    reasons = tuple(reason for a in cheap.attempts for reason in a.reasons)
     scores = {v.validator: v.score for v in (judged[1] if judged else ()) if v.score is not None}
     cheap_cost = None if any(c is None for c in cheap.costs) else _spent(cheap.costs)
     strong_cost = strong.cost_usd
@@ -189,48 +192,45 @@ def observation(policy: Policy, strong: Result, cheap: Outcome) -> tuple[Result,
         completion=strong.completion,
         mode="observe",
     )
-    return combined, {
-        "decision": "accept" if accepted else "escalate",
-        "reasons": reasons,
-        "scores": scores,
-        "agree": agreed,
-        "comparator": policy.spec.agreement.comparator,
-        "cheap_output": judged[0].text if judged else "",
-        "strong_output": strong.output,
-        "cheap_cost_usd": usd(cheap_cost),
-        "strong_cost_usd": strong_cost,
-        "projected_cost_usd": projected,
-    }
+    limit = policy.spec.stored_output_chars
+    return combined, Observation(
+        decision="accept" if accepted else "escalate",
+        reasons=reasons,
+        scores=scores,
+        agree=agreed,
+        comparator=policy.spec.agreement.comparator,
+        cheap_output=(judged[0].text if judged else "")[:limit],
+        strong_output=strong.output[:limit],
+        cheap_cost_usd=usd(cheap_cost),
+        strong_cost_usd=strong_cost,
+        projected_cost_usd=projected,
+    )
 
 
 def _judge(
     policy: Policy, completion: Completion, *, verify: bool
 ) -> Generator[Call, Reply, tuple[Completion, tuple[Verdict, ...], list[Completion]]]:
     verdicts: list[Verdict] = []
-    for v in policy.cleaners:
-        verdicts.append(v(completion))
-        completion = v.clean(completion)  # type: ignore[attr-defined]
-    verdicts.extend(v(completion) for v in policy.checks)
+    for cleaner in policy.cleaners:
+        verdicts.append(cleaner(completion))
+        completion = cleaner.clean(completion)
+    verdicts.extend(check(completion) for check in policy.checks)
     extra: list[Completion] = []
     if verify and policy.follow_ups and all(v.passed for v in verdicts):
-        for v in policy.follow_ups:
-            reply = yield Call(completion.model, v.follow_up(completion), "verify")  # type: ignore[attr-defined]
+        for f in policy.follow_ups:
+            reply = yield Call(completion.model, f.follow_up(completion), "verify")
             if isinstance(reply, Failure):
                 verdicts.append(
-                    Verdict(_name(v), False, f"verification call failed: {reply.reason}")
+                    Verdict(name_of(f), False, f"verification call failed: {reply.reason}")
                 )
                 continue
             extra.append(reply)
-            verdicts.append(v.judge(completion, reply))  # type: ignore[attr-defined]
+            verdicts.append(f.judge(completion, reply))
     return completion, tuple(verdicts), extra
 
 
-def _name(v: Any) -> str:
-    return str(getattr(v, "name", type(v).__name__))
-
-
 def _reask(request: Request, completion: Completion, verdicts: tuple[Verdict, ...]) -> Request:
-    reasons = "\n".join(f"- {v.validator}: {v.reason}" for v in verdicts if not v.passed)
+    reasons = "\n".join(f"- {line}" for line in failed_lines(verdicts))
     return request.replace(
         messages=[
             *request.messages,
@@ -337,10 +337,7 @@ def _exhausted(policy: Policy, out: Outcome) -> Result:
         None if out.last is None else _result(policy, out.attempts, out.costs, *out.last, ok=False)
     )
     if result is None or (policy.spec.on_exhausted == "raise" and policy.spec.mode == "cascade"):
-        reasons = "; ".join(
-            a.error or ", ".join(f"{v.validator}: {v.reason}" for v in a.verdicts if not v.passed)
-            for a in out.attempts
-        )
+        reasons = "; ".join(", ".join(a.reasons) for a in out.attempts)
         raise EscalationExhausted(
             f"{policy.task}: {out.why} ({reasons})",
             attempts=out.attempts,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
 Purpose = Literal["answer", "reask", "verify"]
 
@@ -119,6 +119,16 @@ class Verdict:
     score: float | None = None
     parsed: Any = field(default=None, compare=False, repr=False)
 
+    @property
+    def line(self) -> str:
+        """``validator: reason``, as escalation reasons are shown everywhere."""
+        return f"{self.validator}: {self.reason}"
+
+
+def failed_lines(verdicts: Iterable[Verdict]) -> list[str]:
+    """``validator: reason`` of each failed verdict, in order."""
+    return [v.line for v in verdicts if not v.passed]
+
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
@@ -140,6 +150,11 @@ class Attempt:
     def passed(self) -> bool:
         """True when the call answered and every validator run on it passed."""
         return self.error is None and all(v.passed for v in self.verdicts)
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why this attempt was rejected: its provider error, or its failed verdicts."""
+        return [self.error] if self.error else failed_lines(self.verdicts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,12 +180,7 @@ class Result:
     @property
     def reasons(self) -> tuple[str, ...]:
         """Why each rung was rejected: ``validator: reason`` or the provider error."""
-        out: list[str] = []
-        for a in self.attempts:
-            if a.error is not None:
-                out.append(a.error)
-            out.extend(f"{v.validator}: {v.reason}" for v in a.verdicts if not v.passed)
-        return tuple(out)
+        return tuple(reason for a in self.attempts for reason in a.reasons)
 
 
 # Upper bounds, in milliseconds, of the latency histogram kept in the daily counters.
@@ -193,6 +203,79 @@ LATENCY_BUCKETS_MS: tuple[float, ...] = (
 
 
 @dataclass(frozen=True, slots=True)
+class Observation:
+    """What observe mode learnt from one call: the cheap model's would-be answer beside the
+    strong answer the caller got.
+
+    ``decision`` is what the cascade would have done with the cheap answer (``accept`` or
+    ``escalate``), ``reasons`` why it would have escalated, ``scores`` the validators'
+    scores of the cheap answer, ``agree`` whether the two answers agree by ``comparator``
+    (None: unknown, an answer errored). Costs are None where a price is unknown;
+    ``projected_cost_usd`` is what the cascade would have spent.
+    """
+
+    decision: Literal["accept", "escalate"]
+    reasons: tuple[str, ...] = ()
+    scores: Mapping[str, float] = field(default_factory=dict)
+    agree: bool | None = None
+    comparator: str = "normalized"
+    cheap_output: str = ""
+    strong_output: str = ""
+    cheap_cost_usd: float | None = None
+    strong_cost_usd: float | None = None
+    projected_cost_usd: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form (JSON types only); ``from_dict`` reads it back."""
+        return {
+            "decision": self.decision,
+            "reasons": list(self.reasons),
+            "scores": dict(self.scores),
+            "agree": self.agree,
+            "comparator": self.comparator,
+            "cheap_output": self.cheap_output,
+            "strong_output": self.strong_output,
+            "cheap_cost_usd": self.cheap_cost_usd,
+            "strong_cost_usd": self.strong_cost_usd,
+            "projected_cost_usd": self.projected_cost_usd,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Observation:
+        """Read the stored form. Raises ``ValueError`` or ``TypeError`` naming a bad field."""
+
+        def num(key: str) -> float | None:
+            value = data.get(key)
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"observation field {key!r}: expected a number, got {value!r}")
+            return float(value)
+
+        decision = data.get("decision")
+        if decision not in ("accept", "escalate"):
+            raise ValueError(f"observation field 'decision': {decision!r}")
+        agree = data.get("agree")
+        if agree is not None and not isinstance(agree, bool):
+            raise TypeError(f"observation field 'agree': expected a bool, got {agree!r}")
+        scores = data.get("scores") or {}
+        if not isinstance(scores, dict):
+            raise TypeError(f"observation field 'scores': expected a mapping, got {scores!r}")
+        return cls(
+            decision=decision,
+            reasons=tuple(str(r) for r in data.get("reasons") or ()),
+            scores={str(k): float(v) for k, v in scores.items() if v is not None},
+            agree=agree,
+            comparator=str(data.get("comparator") or "normalized"),
+            cheap_output=str(data.get("cheap_output") or ""),
+            strong_output=str(data.get("strong_output") or ""),
+            cheap_cost_usd=num("cheap_cost_usd"),
+            strong_cost_usd=num("strong_cost_usd"),
+            projected_cost_usd=num("projected_cost_usd"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class CallRecord:
     """What the store keeps of one call (the store schema).
 
@@ -201,7 +284,7 @@ class CallRecord:
     unsampled record only updates the daily counters. ``input`` is the input as the
     policy's ``store_inputs`` says (full text, redacted text, a sha256, or None);
     attempt outputs are truncated to the policy's ``max_output_chars`` and kept only for
-    sampled records.
+    sampled records. ``observation`` is set for observe-mode calls.
     """
 
     id: str
@@ -222,6 +305,7 @@ class CallRecord:
     input: str | None
     sampled: bool
     extra: Mapping[str, Any] = field(default_factory=dict)
+    observation: Observation | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from . import validators as _validators  # registers the built-in validator type
 from .events import Request  # noqa: TC001  # used by the hook signatures at runtime
 from .exceptions import PolicyError, UnknownTaskError
 from .pricing import Price, price_of
-from .validators import Validator, build_validator
+from .validators import Cleaner, FollowUp, Preparer, Validator, build_validator
 
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SUFFIXES = (".yaml", ".yml", ".json")
@@ -128,10 +128,12 @@ class Policy:
     path: Path | None = None
     # Derived once so the per-call path does no look-ups:
     preparers: tuple[Callable[[Request], Request], ...] = field(default=())
-    cleaners: tuple[Validator, ...] = field(default=())
+    cleaners: tuple[Cleaner, ...] = field(default=())
     checks: tuple[Validator, ...] = field(default=())
-    follow_ups: tuple[Validator, ...] = field(default=())
+    follow_ups: tuple[FollowUp, ...] = field(default=())
     fatal_status: frozenset[int] = field(default=frozenset())
+    # The extra validator types it was compiled with, so that a changed copy compiles too.
+    extra_validators: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def strongest(self) -> str:
@@ -170,13 +172,22 @@ class Policy:
             prices={m: price_of(m, overrides) for m in spec.models},
             spec=spec,
             path=path,
-            preparers=tuple(v.prepare for v in built if hasattr(v, "prepare")),
-            cleaners=tuple(v for v in built if hasattr(v, "clean")),
+            preparers=tuple(v.prepare for v in built if isinstance(v, Preparer)),
+            cleaners=tuple(v for v in built if isinstance(v, Cleaner)),
             checks=tuple(
-                v for v in built if not hasattr(v, "clean") and not hasattr(v, "follow_up")
+                v for v in built if not isinstance(v, Cleaner) and not isinstance(v, FollowUp)
             ),
-            follow_ups=tuple(v for v in built if hasattr(v, "follow_up")),
+            follow_ups=tuple(v for v in built if isinstance(v, FollowUp)),
             fatal_status=frozenset(spec.fatal_status),
+            extra_validators=dict(validators or {}),
+        )
+
+    def with_changes(self, **fields: Any) -> Policy:
+        """A copy whose policy fields are changed as given (``mode="strong"``), compiled with
+        the same extra validator types. Raises ``PolicyError`` for invalid values."""
+        data = {**self.spec.model_dump(exclude_none=True), **fields}
+        return Policy.from_dict(
+            data, task=self.task, path=self.path, validators=self.extra_validators
         )
 
     @classmethod

@@ -30,7 +30,7 @@ import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from ._client import Cascade
-from .proxy.sse import chunks
+from ._stream import chunks
 
 if TYPE_CHECKING:
     from .events import Result

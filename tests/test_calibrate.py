@@ -8,10 +8,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from cascade import _cli_eval
-from cascade import _exact as exact
-from cascade.calibrate import Counts, Sample, calibrate, fixed_sequence, p_value, quality_at
 from cascade.cli import main
+from cascade.evals import (
+    Counts,
+    Sample,
+    calibrate,
+    edit,
+    exact,
+    fixed_sequence,
+    p_value,
+    quality_at,
+)
+from cascade.events import Observation
 from cascade.stores import store_from_url
 
 if TYPE_CHECKING:
@@ -210,14 +218,14 @@ agreement: {comparator: normalized}
 def test_write_changes_only_the_min_value(tmp_path: Path) -> None:
     path = tmp_path / "tickets.yaml"
     path.write_text(POLICY)
-    _cli_eval.write_threshold(path, 1, 0.9731)
+    edit.write_threshold(path, 1, 0.9731)
     assert path.read_text() == POLICY.replace("min: 0.9", "min: 0.9731")
 
 
 def test_write_adds_min_when_absent(tmp_path: Path) -> None:
     path = tmp_path / "tickets.yaml"
     path.write_text(POLICY.replace("    min: 0.9              # tuned by hand\n", ""))
-    _cli_eval.write_threshold(path, 1, 0.5)
+    edit.write_threshold(path, 1, 0.5)
     assert "  - type: confidence\n    min: 0.5\n    source: logprobs\n" in path.read_text()
 
 
@@ -229,8 +237,8 @@ def observe_record(
         task="tickets",
         mode="observe",
         escalated=False,
-        extra={
-            "observe": {
+        observation=Observation.from_dict(
+            {
                 "decision": "accept" if structure_ok and score >= 0.9 else "escalate",
                 "reasons": reasons,
                 "scores": {"confidence": score},
@@ -242,7 +250,7 @@ def observe_record(
                 "strong_cost_usd": 0.0016,
                 "projected_cost_usd": 0.0001,
             }
-        },
+        ),
     )
 
 

@@ -89,7 +89,7 @@ def test_batch_in_observe_mode_gathers_observation_records(
     assert "(mode observe)" in capsys.readouterr().out
     records = list(store_from_url(store).records(task="inv"))
     assert len(records) == 4
-    assert all(r.model == "gpt-4o" and r.extra["observe"]["agree"] is True for r in records)
+    assert all(r.model == "gpt-4o" and r.observation.to_dict()["agree"] is True for r in records)
 
 
 def test_batch_reports_failed_requests_and_exits_1(

@@ -12,7 +12,7 @@ import yaml
 
 from cascade import Cascade, Policy
 from cascade.cli import main
-from cascade.evaluate import evaluate, load_examples, with_mode
+from cascade.evals import evaluate, load_examples, with_mode
 from cascade.testing import Reply, ScriptedServer
 
 if TYPE_CHECKING:

@@ -54,7 +54,7 @@ def test_cheap_mode_never_escalates_and_records_verdicts(make, server) -> None:
 
 def observed(c: cascade.Cascade) -> list[cascade.CallRecord]:
     c.close()  # waits for observation threads and flushes the store (idempotent)
-    return [r for r in c.store.records(task="t") if "observe" in r.extra]
+    return [r for r in c.store.records(task="t") if r.observation is not None]
 
 
 def test_observe_answers_with_the_strong_model_and_records_the_would_be_decision(
@@ -66,7 +66,7 @@ def test_observe_answers_with_the_strong_model_and_records_the_would_be_decision
     r = c.run("t", MSGS)
     assert r.model == "gpt-4o" and r.output == GOOD and not r.escalated
     (rec,) = observed(c)
-    info = rec.extra["observe"]
+    info = rec.observation.to_dict()
     assert info["decision"] == "accept" and info["agree"] is True
     assert [a.model for a in rec.attempts] == ["gpt-4o", "gpt-4o-mini"]
     assert info["strong_cost_usd"] == (100 * 2.5 + 10 * 10) / 1e6
@@ -81,7 +81,7 @@ def test_observe_records_an_escalation_the_cascade_would_have_made(make, server)
     c = make(mode="observe")
     assert c.run("t", MSGS).output == GOOD
     (rec,) = observed(c)
-    info = rec.extra["observe"]
+    info = rec.observation.to_dict()
     assert info["decision"] == "escalate" and info["reasons"][0].startswith("json_schema:")
     assert info["agree"] is False
 
@@ -96,7 +96,7 @@ def test_observe_compares_with_the_strong_answer_even_when_it_fails_a_validator(
     result = c.run("t", MSGS)
     assert result.output == "the total is ten" and not result.ok
     (rec,) = observed(c)
-    assert rec.extra["observe"]["agree"] is True
+    assert rec.observation.to_dict()["agree"] is True
 
 
 def test_observe_never_fails_the_caller_when_the_cheap_model_errors(make, server) -> None:
@@ -105,7 +105,7 @@ def test_observe_never_fails_the_caller_when_the_cheap_model_errors(make, server
     c = make(mode="observe")
     assert c.run("t", MSGS).output == GOOD
     (rec,) = observed(c)
-    assert rec.extra["observe"]["decision"] == "escalate"
+    assert rec.observation.to_dict()["decision"] == "escalate"
 
 
 def test_observe_sample_zero_observes_nothing(make, server) -> None:
@@ -133,4 +133,4 @@ async def test_async_observe_runs_the_cheap_model_concurrently(make, server) -> 
     await c.aclose()
     assert r.model == "gpt-4o" and r.ok
     (rec,) = observed(c)
-    assert rec.extra["observe"]["decision"] == "accept"
+    assert rec.observation.to_dict()["decision"] == "accept"

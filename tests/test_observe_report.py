@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -9,17 +10,15 @@ import pytest
 import yaml
 
 import cascade
-from cascade import _render
-from cascade._observe_report import (
-    Observation,
+from cascade.events import Attempt, CallRecord, Observation
+from cascade.report import aggregate, build_report, render
+from cascade.report.observation import (
     ObservationCollector,
+    ObservationSummary,
     observation_of,
     observation_to_dict,
     wilson_interval,
 )
-from cascade._render import render
-from cascade.events import Attempt, CallRecord
-from cascade.report import aggregate, build_report
 from cascade.testing import ScriptedServer
 
 if TYPE_CHECKING:
@@ -55,7 +54,7 @@ def observed(
         models=("gpt-4o", "gpt-4o-mini"), model="gpt-4o", escalated=False, ok=True,
         attempts=(strong, cheap), cost_usd=STRONG + CHEAP, baseline_cost_usd=STRONG,
         latency_s=0.9, prompt_tokens=200, completion_tokens=20, features={},
-        input=f"user: message {n}", sampled=True, extra={"observe": info},
+        input=f"user: message {n}", sampled=True, observation=Observation.from_dict(info),
     )  # fmt: skip
 
 
@@ -75,7 +74,7 @@ def batch(
     return out
 
 
-def of(records: list[CallRecord], **kw: Any) -> Observation:
+def of(records: list[CallRecord], **kw: Any) -> ObservationSummary:
     c = ObservationCollector()
     for r in records:
         c.add(r)
@@ -193,7 +192,8 @@ def test_json_has_the_documented_observation_keys() -> None:
     assert obs == observation_to_dict(report.tasks[0].observation)
     assert obs["agreement_ci95"] == list(wilson_interval(98, 99) or ())
     assert obs["action"] == "keep_observing"
-    doc = (_render.__doc__ or "").split('"observation"', 1)[1]
+    schema = importlib.import_module("cascade.report.render").__doc__ or ""
+    doc = schema.split('"observation"', 1)[1]
     assert all(f'"{key}"' in doc for key in obs)
     assert all(f'"{key}"' in doc for key in obs["top_reasons"][0])
 
@@ -251,7 +251,7 @@ def test_end_to_end_observe_mode_report(tmp_path: Path, server: ScriptedServer) 
     o = task.observation
     assert o is not None
     assert (o.calls, o.escalations, o.accepted, o.compared, o.agreed) == (4, 1, 3, 3, 3)
-    infos = [r.extra["observe"] for r in c.store.records(task="t")]
+    infos = [r.observation.to_dict() for r in c.store.records(task="t")]
     assert o.strong_cost_usd == pytest.approx(sum(i["strong_cost_usd"] for i in infos))
     assert o.projected_cost_usd == pytest.approx(sum(i["projected_cost_usd"] for i in infos))
     assert o.savings_usd == pytest.approx(o.strong_cost_usd - o.projected_cost_usd)

@@ -9,17 +9,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from cascade._collect import PatternCollector
-from cascade._patterns import Totals, normalise_reason, patterns_of
-from cascade._text_patterns import duplicate_groups, signature, terms_of
 from cascade.events import Attempt, CallRecord, TaskDay, Verdict
-from cascade.recording import day_delta, day_of, merge_day
 from cascade.report import aggregate
+from cascade.report.collect import PatternCollector
+from cascade.report.patterns import Totals, normalise_reason, patterns_of
+from cascade.report.text import duplicate_groups, signature, terms_of
+from cascade.stores.counters import day_delta, day_of, merge_day
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from cascade._patterns import Patterns
+    from cascade.report.patterns import Patterns
 
 DAY0 = 1_714_521_600.0  # 2024-05-01T00:00:00Z
 _ids = iter(range(10**9))

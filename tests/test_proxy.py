@@ -508,7 +508,7 @@ def test_observation_mode_through_the_proxy(start, upstream, policies) -> None:
     proxy.server.stop()  # drains the observation, then closes the store
     (record,) = proxy.cascade.store.records(task="watched")
     assert record.mode == "observe"
-    assert record.extra["observe"]["decision"] == "escalate"
+    assert record.observation.to_dict()["decision"] == "escalate"
 
 
 def test_shutdown_flushes_a_file_store(start, upstream, tmp_path) -> None:

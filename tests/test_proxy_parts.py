@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
+from cascade.cli.serve import add_parser, run
 from cascade.events import Result
 from cascade.proxy import ConfigError, ProxyConfig, Route, build, load_config
-from cascade.proxy.cli import add_parser, run
 from cascade.proxy.config import KeyChecker, check_exposure, is_loopback
 from cascade.proxy.metrics import Metrics
 from cascade.proxy.server import listening_socket, serve, workers_socket

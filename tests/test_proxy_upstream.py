@@ -1,4 +1,4 @@
-"""``cascade serve``'s direct upstream calls (``DirectChat``) against a ``ScriptedServer``: the
+"""``cascade serve``'s direct upstream calls (``DirectTransport``) against a ``ScriptedServer``: the
 same requests, retries, failures and answers as through the openai SDK."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from conftest import REQUEST_OPTIONS, assert_request_options_applied, wire
 
 from cascade.proxy import ProxyConfig
 from cascade.proxy.server import proxy_cascade
-from cascade.proxy.upstream import DirectChat, _backoff, _retry_after, _should_retry
 from cascade.testing import Reply, ScriptedServer
+from cascade.transports.direct import DirectTransport, _backoff, _retry_after, _should_retry
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -57,13 +57,12 @@ async def make(tmp_path: Path, server: ScriptedServer) -> AsyncIterator[Callable
             api_key="sk-upstream",
             **client,
         )
-        assert isinstance(c._async_call, DirectChat)
+        assert isinstance(c.transport, DirectTransport)  # the public seam
         made.append((c, up))
         return c
 
     yield factory
     for c, up in made:  # as the proxy's shutdown closes them
-        await c._async_call.aclose()  # type: ignore[union-attr]
         await up.close()
         await c.aclose()
 

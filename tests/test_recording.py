@@ -12,18 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cascade.events import Attempt, Result, TaskDay, Verdict
-from cascade.recording import (
-    build_record,
-    day_delta,
-    day_of,
-    features,
-    flat_counters,
-    language,
-    latency_label,
-    merge_day,
-    redact,
-    render_input,
-)
+from cascade.recording import build_record, features, language, redact, render_input
+from cascade.stores.counters import day_delta, day_of, flat_counters, latency_label, merge_day
 
 
 def attempt(model: str = "gpt-4o-mini", *, passed: bool = True, **fields: Any) -> Attempt:

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from cascade._render import CSV_COLUMNS, render
 from cascade.events import Attempt, CallRecord, TaskDay, Verdict
-from cascade.recording import day_delta, day_of, merge_day
 from cascade.report import Report, aggregate
+from cascade.report.render import CSV_COLUMNS, render
+from cascade.stores.counters import day_delta, day_of, merge_day
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

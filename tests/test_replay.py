@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import openai
 import pytest
 
-from cascade._replay import ReplayServer, load_recorded, load_routellm
+from cascade.testing.replay import ReplayServer, load_recorded, load_routellm
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -198,13 +198,13 @@ def test_routellm_loader_drops_contaminated_prompts_and_estimates_tokens(tmp_pat
 
 
 def test_the_replay_module_imports_on_its_own() -> None:
-    """``cascade._replay`` builds on ``cascade.testing``, which re-exports it: either can be
-    imported first, in a fresh interpreter."""
+    """``cascade.testing.replay`` builds on ``cascade.testing.scripted``; the package
+    re-exports both: either can be imported first, in a fresh interpreter."""
     import subprocess
     import sys
 
-    for first in ("cascade._replay", "cascade.testing"):
+    for first in ("cascade.testing.replay", "cascade.testing"):
         code = f"import {first}; from cascade.testing import ReplayServer; print(ReplayServer)"
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
-        assert "cascade._replay.ReplayServer" in done.stdout
+        assert "cascade.testing.replay.ReplayServer" in done.stdout

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from cascade._cli_report import add_parser, parse_time
+from cascade.cli.report import add_parser, parse_time
 from cascade.events import Attempt, CallRecord, TaskDay, Verdict
-from cascade.recording import day_delta, day_of, merge_day
 from cascade.report import aggregate, build_report, latency_quantile
 from cascade.stores import store_from_url
+from cascade.stores.counters import day_delta, day_of, merge_day
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from cascade.events import CallRecord, TaskDay
 from cascade.exceptions import StoreError
-from cascade.recording import day_of
 from cascade.stores import (
     CorruptRecordError,
     MemoryStore,
@@ -28,6 +27,7 @@ from cascade.stores import (
 )
 from cascade.stores._codec import decode, encode
 from cascade.stores._writer import BatchWriter
+from cascade.stores.counters import day_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

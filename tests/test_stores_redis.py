@@ -14,9 +14,9 @@ from redis.connection import SSLConnection
 from structlog.testing import capture_logs
 
 from cascade.exceptions import StoreError
-from cascade.recording import day_of
 from cascade.stores import RedisStore
 from cascade.stores._spool import Spool
+from cascade.stores.counters import day_of
 from cascade.stores.redis import mask_url, parse_duration
 
 if TYPE_CHECKING:

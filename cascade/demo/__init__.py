@@ -106,7 +106,6 @@ def run_demo(
 ) -> int:
     """Run the workload through the cascade and print each call and the report."""
     from .. import report as report_mod
-    from .._render import render
     from ..stores import store_from_url
 
     items = workload()
@@ -149,7 +148,7 @@ def run_demo(
     )
     print(f"Records are in {the_store.url}; the report of this run:\n", file=out)
     rep = report_mod.build_report(the_store, since=started - 1)
-    print(render(rep, "table"), file=out)
+    print(report_mod.render(rep, "table"), file=out)
     if not live:
         print("\n" + NOT_LIVE, file=out)
     the_store.close()

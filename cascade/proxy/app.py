@@ -230,9 +230,7 @@ class Proxy:
         finally:
             await self.cascade.drain()
             await self.forward.aclose()
-            close = getattr(self.cascade._async_call, "aclose", None)  # DirectChat's pool
-            if close is not None:
-                await close()
+            await self.cascade.transport.aclose()  # the direct upstream's pool
             await self.upstream.close()
             # Closing flushes the store, which may block on a server: not on the event loop.
             await anyio.to_thread.run_sync(self.cascade.close)

@@ -9,7 +9,7 @@
     proxy_keys: [sk-proxy-1]        # client keys; CASCADE_PROXY_KEYS (comma-separated) adds more
     max_body_bytes: 4194304         # larger request bodies are refused with 413
     upstream_http: null             # direct | aiohttp | httpx; null: direct when aiohttp is
-                                    # installed, else httpx (see cascade.proxy.upstream)
+                                    # installed, else httpx (see cascade.transports.direct)
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from ..exceptions import (
     ProviderError,
     UnknownTaskError,
 )
+from ..transports import UpstreamStatusError
 
 _TYPES = {
     400: "invalid_request_error",
@@ -62,16 +63,6 @@ def error_response(
     return Response(
         json.dumps(body), status_code=status, headers=headers, media_type="application/json"
     )
-
-
-class UpstreamStatusError(Exception):
-    """An upstream answer with an error status (``DirectChat``); ``body`` is its ``error``
-    object (or the whole body), as the SDK's ``APIStatusError.body`` holds it."""
-
-    def __init__(self, message: str, status: int, body: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = body
 
 
 def from_exception(e: CascadeError, *, task_from_header: bool) -> tuple[int, Response]:
@@ -119,4 +110,4 @@ def _provider(e: ProviderError) -> tuple[int, Response]:
     return status, error_response(status, str(e), code="upstream_error")
 
 
-__all__ = ["UpstreamStatusError", "error_response", "from_exception"]
+__all__ = ["error_response", "from_exception"]

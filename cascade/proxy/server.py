@@ -22,6 +22,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from .._client import Cascade
+from ..transports import OpenAITransport
 from .app import create_app
 from .config import ConfigError, ProxyConfig, check_exposure, load_config
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from ..stores import Store
+    from ..transports import Transport
 
 _log = structlog.get_logger("cascade")
 
@@ -74,12 +76,13 @@ def proxy_cascade(
         http_client=openai.DefaultAioHttpClient() if choice != "httpx" else None,
         **client_options,
     )
-    cascade = Cascade(policies, async_client=upstream, store=store)
     if choice == "direct":
-        from .upstream import DirectChat
+        from ..transports import DirectTransport
 
-        cascade._async_call = DirectChat(upstream)
-    return cascade, upstream
+        transport: Transport = DirectTransport(upstream)  # the app closes upstream
+    else:
+        transport = OpenAITransport(async_client=upstream)
+    return Cascade(policies, store=store, transport=transport), upstream
 
 
 def upstream_choice(choice: str | None) -> str:
@@ -120,9 +123,9 @@ def worker_app() -> Starlette:
     """
     verbose = os.environ.get("CASCADE_PROXY_VERBOSE")
     if verbose is not None:
-        from ..cli import _configure_logging
+        from .._logging import configure_logging
 
-        _configure_logging(verbose == "1")
+        configure_logging(verbose == "1")
     return from_environment()
 
 

@@ -1,68 +1,17 @@
-"""A finished ChatCompletion replayed as the ``chat.completion.chunk`` objects of a stream.
-
-The cascade can only judge a whole answer, so a "streamed" answer is validated first and then
-replayed: a role chunk, the content (in pieces of ``piece_chars``), the tool calls, a finish
-chunk, a usage chunk when asked for (``stream_options.include_usage``), then ``[DONE]``.
-Used by the proxy (as server-sent events) and by ``cascade.wrap`` (as chunk objects).
-"""
+"""A finished ChatCompletion as the server-sent events of a stream, then ``[DONE]``
+(the chunks are ``cascade._stream.chunks``)."""
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
 
+from .._stream import chunks
+
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Mapping
 
 DONE = b"data: [DONE]\n\n"
-
-
-def chunks(
-    completion: Mapping[str, Any], *, include_usage: bool = False, piece_chars: int = 512
-) -> Iterator[dict[str, Any]]:
-    """The chunk objects of ``completion`` (a ChatCompletion as a dict), in stream order."""
-    base = {
-        "id": completion.get("id", ""),
-        "object": "chat.completion.chunk",
-        "created": completion.get("created", 0),
-        "model": completion.get("model", ""),
-    }
-    for key in ("system_fingerprint", "service_tier"):
-        if completion.get(key) is not None:
-            base[key] = completion[key]
-
-    def chunk(choices: list[dict[str, Any]], **more: Any) -> dict[str, Any]:
-        return {**base, "choices": choices, **more}
-
-    for choice in completion.get("choices") or ():
-        index = choice.get("index", 0)
-        message = choice.get("message") or {}
-
-        def delta(d: dict[str, Any], index: int = index) -> dict[str, Any]:
-            return chunk([{"index": index, "delta": d, "finish_reason": None}])
-
-        yield delta({"role": message.get("role") or "assistant", "content": ""})
-        content = message.get("content") or ""
-        for start in range(0, len(content), piece_chars):
-            yield delta({"content": content[start : start + piece_chars]})
-        if message.get("refusal"):
-            yield delta({"refusal": message["refusal"]})
-        for i, call in enumerate(message.get("tool_calls") or ()):
-            yield delta(
-                {
-                    "tool_calls": [
-                        {
-                            "index": i,
-                            "id": call.get("id"),
-                            "type": call.get("type", "function"),
-                            "function": call.get("function") or {},
-                        }
-                    ]
-                }
-            )
-        yield chunk([{"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}])
-    if include_usage:
-        yield chunk([], usage=completion.get("usage"))
 
 
 def sse(completion: Mapping[str, Any], *, include_usage: bool = False) -> bytes:

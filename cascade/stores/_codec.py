@@ -2,6 +2,8 @@
 
 Records are positional JSON arrays led by a format version, so a stored record costs little
 more than its text. Python's ``json`` writes floats with ``repr``, which reads back exactly.
+A record's ``Observation`` is kept under ``"observe"`` in its ``extra`` object (where format 1
+has always kept it), through ``Observation.to_dict``/``from_dict``.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
-from ..events import Attempt, CallRecord, Verdict
+from ..events import Attempt, CallRecord, Observation, Verdict
 
 VERSION = 1
 _T = TypeVar("_T")
@@ -41,11 +43,20 @@ def encode(record: CallRecord) -> str:
             record.features,
             record.input,
             record.sampled,
-            record.extra,
+            _extra(record),
         ],
         separators=(",", ":"),
         ensure_ascii=False,
     )
+
+
+def _extra(record: CallRecord) -> Any:
+    if record.observation is None:
+        return record.extra
+    return {**record.extra, _OBSERVE: record.observation.to_dict()}
+
+
+_OBSERVE = "observe"
 
 
 def _attempt(a: Attempt) -> list[Any]:
@@ -93,6 +104,8 @@ def decode(data: str | bytes) -> CallRecord:
         ) = json.loads(data)
         if version != VERSION:
             raise CorruptRecordError(f"unknown record format version {version!r}")
+        extra = dict(_check(extra, dict))
+        seen = extra.pop(_OBSERVE, None)
         record = CallRecord(
             id=_check(id_, str),
             time=_num(time),
@@ -111,7 +124,8 @@ def decode(data: str | bytes) -> CallRecord:
             features=_check(features, dict),
             input=None if input_ is None else _check(input_, str),
             sampled=_check(sampled, bool),
-            extra=_check(extra, dict),
+            extra=extra,
+            observation=None if seen is None else Observation.from_dict(_check(seen, dict)),
         )
     except CorruptRecordError:
         raise

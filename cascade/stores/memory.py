@@ -6,7 +6,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from ..events import CallRecord, TaskDay
-from ..recording import day_delta, day_of, merge_day
+from .counters import day_delta, day_of, merge_day
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

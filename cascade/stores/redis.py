@@ -43,10 +43,10 @@ from redis.retry import Retry
 
 from ..events import CallRecord, TaskDay
 from ..exceptions import StoreError
-from ..recording import FLOAT_COUNTERS, day_delta, day_of, merge_day
 from ._codec import CorruptRecordError, decode, encode
 from ._spool import Spool
 from ._writer import BatchWriter
+from .counters import FLOAT_COUNTERS, day_delta, day_of, merge_day
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

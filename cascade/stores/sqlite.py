@@ -21,9 +21,9 @@ import structlog
 
 from ..events import CallRecord, TaskDay
 from ..exceptions import StoreError
-from ..recording import day_delta, day_of, flat_counters, merge_day
 from ._codec import CorruptRecordError, decode, encode
 from ._writer import BatchWriter
+from .counters import day_delta, day_of, flat_counters, merge_day
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator

@@ -4,7 +4,17 @@ Built-in ``type:`` names: ``json_schema``, ``pydantic``, ``structure``, ``tool_c
 ``confidence``. Register your own with ``register_validator``.
 """
 
-from ._base import BaseValidator, Validator, build_validator, register_validator, registered
+from ._base import (
+    BaseValidator,
+    Cleaner,
+    FollowUp,
+    Preparer,
+    Validator,
+    build_validator,
+    name_of,
+    register_validator,
+    registered,
+)
 from .confidence import Confidence, LogprobConfidence, SelfRatedConfidence, VerifyConfidence
 from .schema import JsonSchema, PydanticModel
 from .structure import Structure
@@ -16,9 +26,12 @@ del _builtin
 
 __all__ = [
     "BaseValidator",
+    "Cleaner",
     "Confidence",
+    "FollowUp",
     "JsonSchema",
     "LogprobConfidence",
+    "Preparer",
     "PydanticModel",
     "SelfRatedConfidence",
     "Structure",
@@ -26,6 +39,7 @@ __all__ = [
     "Validator",
     "VerifyConfidence",
     "build_validator",
+    "name_of",
     "register_validator",
     "registered",
 ]

@@ -1,15 +1,16 @@
 """The validator protocol, the base class of the built-ins, and the registry by name.
 
 A validator is any callable ``(Completion) -> Verdict``. It says "no" with a failed
-Verdict and never raises to do so. Three optional hooks let a validator take part in the
-call itself; the engine looks for them once, when the policy is compiled:
+Verdict and never raises to do so. Three optional hooks, each declared by a protocol below,
+let a validator take part in the call itself; the engine looks for them once, when the
+policy is compiled:
 
-``prepare(request) -> Request``
+``Preparer.prepare(request) -> Request``
     adjust the outgoing request (ask for logprobs, add an instruction).
-``clean(completion) -> Completion``
+``Cleaner.clean(completion) -> Completion``
     remove what ``prepare`` asked for from the answer (a self-rating line) before any
     validator sees it and before it reaches the caller.
-``follow_up(completion) -> Request`` and ``judge(completion, reply) -> Verdict``
+``FollowUp.follow_up(completion) -> Request`` and ``FollowUp.judge(completion, reply)``
     the verdict needs a second call to the same model (self-verification); the engine
     makes it, counts its cost, and passes its reply to ``judge``.
 """
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
-from ..events import Completion, Verdict
+from ..events import Completion, Request, Verdict
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -32,6 +33,36 @@ class Validator(Protocol):
     """Judges one completion."""
 
     def __call__(self, completion: Completion, /) -> Verdict: ...
+
+
+@runtime_checkable
+class Preparer(Protocol):
+    """A validator that adjusts the request before the model is called."""
+
+    def prepare(self, request: Request, /) -> Request: ...
+
+
+@runtime_checkable
+class Cleaner(Protocol):
+    """A validator that removes what it asked for from the answer, after judging it."""
+
+    def __call__(self, completion: Completion, /) -> Verdict: ...
+
+    def clean(self, completion: Completion, /) -> Completion: ...
+
+
+@runtime_checkable
+class FollowUp(Protocol):
+    """A validator whose verdict needs a second call to the same model."""
+
+    def follow_up(self, completion: Completion, /) -> Request: ...
+
+    def judge(self, completion: Completion, reply: Completion, /) -> Verdict: ...
+
+
+def name_of(validator: object) -> str:
+    """The name a validator's verdicts carry."""
+    return str(getattr(validator, "name", type(validator).__name__))
 
 
 class BaseValidator(BaseModel):
@@ -149,9 +180,13 @@ def build_validator(
 
 __all__ = [
     "BaseValidator",
+    "Cleaner",
+    "FollowUp",
+    "Preparer",
     "Validator",
     "ValidationError",
     "build_validator",
+    "name_of",
     "register_validator",
     "registered",
 ]

@@ -1,0 +1,148 @@
+"""``cascade calibrate --task T --target 0.97 (--from-store | --data DATA.jsonl)``: the
+confidence threshold certified to keep the target quality at the least cost (see
+``cascade.evals.calibrate``), and which validators matter. ``--write`` sets it in the policy."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ..evals import (
+    calibrate,
+    confidence_validator,
+    load_examples,
+    run_mode,
+    samples_from_records,
+    samples_from_runs,
+    scorer_of,
+    write_threshold,
+)
+from ..exceptions import CascadeError, PolicyError
+from ._common import cascade_of, policies_default, progress
+
+if TYPE_CHECKING:
+    import argparse
+
+    from ..evals import Calibration
+    from ..events import Result
+
+__all__ = ["add_parser", "render_calibration", "run_calibrate"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add ``calibrate`` to the ``cascade`` command's sub-parsers."""
+    policies = policies_default()
+    cal = subparsers.add_parser("calibrate", help="choose the confidence threshold")
+    cal.add_argument("--task", required=True)
+    cal.add_argument("--target", type=float, required=True, help="e.g. 0.97")
+    cal.add_argument("--policies", default=policies, help="policy directory")
+    src = cal.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from-store", action="store_true", help="use observation records")
+    src.add_argument("--data", help="JSONL of {messages, reference[, id]}")
+    cal.add_argument("--store", default=None, help="store URL (default: $CASCADE_STORE)")
+    cal.add_argument("--validator", default=None, help="which confidence validator")
+    cal.add_argument("--delta", type=float, default=0.05, help="allowed failure probability")
+    cal.add_argument("--scorer", default=None, help="a registered comparator name (--data)")
+    cal.add_argument("--concurrency", type=int, default=8)
+    cal.add_argument("--write", action="store_true", help="set min: in the policy file")
+    cal.set_defaults(func=run_calibrate)
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """``cascade calibrate``: prints the calibration; exit 1 when nothing could be certified."""
+    cascade = cascade_of(args) if args.data else None
+    from ..policy import PolicySet
+
+    policy = (cascade.policies if cascade else PolicySet(args.policies)).get(args.task)
+    index, name = confidence_validator(policy, args.validator)
+    if cascade is not None:
+        examples = load_examples(args.data)
+        score, spec = scorer_of(policy, args.scorer)
+
+        async def both() -> list[list[Result | CascadeError]]:
+            show = progress(sys.stderr)
+            return [
+                await run_mode(
+                    cascade, policy, examples, m, concurrency=args.concurrency, progress=show
+                )
+                for m in ("cheap", "strong")
+            ]
+
+        cheap, strong = asyncio.run(both())
+        samples = samples_from_runs(
+            examples, cheap, strong, name, lambda text, ex: score(text, ex.reference, spec)
+        )
+        measure = "accuracy"
+    else:
+        from ..stores import store_from_url
+
+        store = store_from_url(args.store or os.environ.get("CASCADE_STORE"))
+        try:
+            samples = samples_from_records(store.records(task=args.task), name)
+        finally:
+            store.close()
+        measure = "agreement"
+        if not samples:
+            print(
+                f"error: no observation records of {args.task} in the store; run it with "
+                "mode: observe first",
+                file=sys.stderr,
+            )
+            return 2
+    cal = calibrate(samples, target=args.target, delta=args.delta, measure=measure)
+    print(render_calibration(cal, name))
+    if args.write and cal.short_threshold is not None:
+        if policy.path is None:
+            raise PolicyError("the policy has no file to write to")
+        write_threshold(policy.path, index, cal.short_threshold)
+        print(f"wrote min: {cal.short_threshold:g} to {policy.path}")
+    return 0 if cal.threshold is not None else 1
+
+
+def render_calibration(cal: Calibration, validator: str) -> str:
+    """The ``cascade calibrate`` report."""
+
+    def per_1k(cost: float) -> str:
+        return f"${cost * 1000:,.4f}"
+
+    c, nv = cal.chosen, cal.naive
+    if cal.measure == "agreement":
+        head = f"cheap model agrees with the strong one on {cal.cheap_quality:.1%}"
+    else:
+        head = (
+            f"strong model accuracy {cal.strong_quality:.1%}, cheap model {cal.cheap_quality:.1%}"
+        )
+    lines = [f"{cal.n} calibration examples; {head}"]
+    if cal.threshold is None:
+        lines.append(
+            f"no threshold of {validator} could be certified at delta {cal.delta:g}: keep the "
+            "strong model (more calibration examples, or a lower --target, may certify one)"
+        )
+    else:
+        lines += [
+            f"chosen   {validator} min: {cal.short_threshold:g}  (sample quality "
+            f"{c.quality:.1%}, escalation {c.escalation_rate:.1%}, "
+            f"{per_1k(c.cost)} per 1,000 calls, saves {cal.savings:.1%} vs the strong model)",
+            f"guarantee: {cal.guarantee}",
+        ]
+    lines.append(f"method: {cal.method}; delta {cal.delta:g}")
+    naive_t = "-" if cal.naive_threshold is None else f"{cal.naive_threshold:.6g}"
+    lines.append(
+        f"naive    {validator} min: {naive_t}  (sample quality {nv.quality:.1%}, escalation "
+        f"{nv.escalation_rate:.1%}, {per_1k(nv.cost)} per 1,000 calls; no guarantee: tuned to "
+        "the sample, it tends to under-deliver on new traffic)"
+    )
+    lines.append(f"strong model alone: {per_1k(cal.strong_cost)} per 1,000 calls")
+    if cal.validators:
+        lines += [
+            "",
+            f"{'validator':<24} {'fails':>7} {'quality without':>16} {'cost/1k without':>16}",
+        ]
+        lines += [
+            f"{v.name:<24} {v.fail_rate:>7.1%} {v.quality_without:>16.1%} "
+            f"{per_1k(v.cost_without):>16}"
+            for v in cal.validators
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,44 @@
+"""``cascade check``: compile every policy file of a directory and say which fail."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import CascadeError
+from ._common import policies_default
+
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add ``check`` to the ``cascade`` command's sub-parsers."""
+    check = subparsers.add_parser("check", help="validate every policy file in a directory")
+    check.add_argument("--policies", default=policies_default(), help="policy directory")
+    check.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit 0 when every policy compiles, 1 when one does not or there are none."""
+    from ..policy import PolicySet
+    from ..validators import name_of
+
+    policies = PolicySet(args.policies)
+    tasks = policies.tasks()
+    if not tasks:
+        print(f"no policy files in {policies.directory}", file=sys.stderr)
+        return 1
+    failed = 0
+    for task in tasks:
+        try:
+            p = policies.get(task)
+        except CascadeError as e:
+            failed += 1
+            print(f"FAIL {e}", file=sys.stderr)
+        else:
+            names = ", ".join(name_of(v) for v in p.validators)
+            print(f"ok   {task}: {' -> '.join(p.models)} [{names}]")
+    return 1 if failed else 0

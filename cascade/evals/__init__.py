@@ -1,0 +1,65 @@
+"""Evaluation and calibration: deciding on evidence whether a task may use the cheap model.
+
+``evaluate`` runs the cheap model, the strong model and the cascade on labelled examples;
+``calibrate`` certifies the confidence threshold that keeps a quality target (``exact`` holds
+the exact tests); ``samples`` turns observation records or runs into calibration samples;
+``edit`` writes a certified threshold into a policy file.
+"""
+
+from __future__ import annotations
+
+from .calibrate import (
+    Calibration,
+    Counts,
+    Point,
+    Sample,
+    ValidatorEffect,
+    calibrate,
+    fixed_sequence,
+    p_value,
+    quality_at,
+)
+from .edit import write_threshold
+from .evaluate import (
+    EvalReport,
+    Example,
+    ModeSummary,
+    Outcome,
+    Progress,
+    aevaluate,
+    evaluate,
+    load_examples,
+    run_each,
+    run_mode,
+    scorer_of,
+    with_mode,
+)
+from .samples import confidence_validator, samples_from_records, samples_from_runs
+
+__all__ = [
+    "Calibration",
+    "Counts",
+    "EvalReport",
+    "Example",
+    "ModeSummary",
+    "Outcome",
+    "Point",
+    "Progress",
+    "Sample",
+    "ValidatorEffect",
+    "aevaluate",
+    "calibrate",
+    "confidence_validator",
+    "evaluate",
+    "fixed_sequence",
+    "load_examples",
+    "p_value",
+    "quality_at",
+    "run_each",
+    "run_mode",
+    "samples_from_records",
+    "samples_from_runs",
+    "scorer_of",
+    "with_mode",
+    "write_threshold",
+]

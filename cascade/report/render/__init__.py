@@ -1,0 +1,99 @@
+"""Renderers of a ``Report``: ``table`` (80 columns), ``json``, ``csv`` and ``html``.
+
+JSON schema, version 1 (``cascade report --format json``). Fields are only ever added
+within a version; a removal or a change of meaning bumps ``schema_version``::
+
+    {
+      "schema_version": 1,
+      "generated_at": "2024-05-08T10:00:00Z",    # ISO 8601, UTC
+      "since": "2024-05-01T00:00:00Z" | null,     # the span reported (null: open)
+      "until": "2024-05-08T00:00:00Z" | null,
+      "corrupt_records": 0,                        # stored records skipped as unreadable
+      "tasks": [TASK, ...],                        # one per task, sorted by name
+      "overall": TASK                              # every task together, "task": "*"
+    }
+
+    TASK = {
+      "task": "extract",
+      "calls": 100, "escalations": 23, "escalation_rate": 0.23, "not_ok": 1,
+      "cost_usd": 0.033, "baseline_cost_usd": 0.1,  # baseline: the strong model alone
+      "savings_usd": 0.067, "savings_pct": 0.67,     # savings_pct: null without a baseline
+      "latency_p50_ms": 250, "latency_p95_ms": 1000, # bucket upper bounds; null: no calls,
+                                                     # or beyond the last finite bound
+      "prompt_tokens": 12000, "completion_tokens": 3000,
+      "validators": {"schema": 23},                  # failures per validator or provider:<kind>
+      "top_reasons": {"schema": [{"reason": "confidence # < #", "calls": 12,
+                                  "example": "confidence 0.62 < 0.8"}]},
+      "daily": [{"day": "2024-05-01", "calls": 100, "escalations": 23,
+                 "cost_usd": 0.033, "baseline_cost_usd": 0.1}],
+      "patterns": {
+        "sampled_records": 30,
+        "pass_sampling_rate": 0.1 | null,            # null: no passing call was sampled
+        "size_buckets": [{"label": "2k-4k", "calls": 200.0, "escalations": 170, "rate": 0.85}],
+        "features": [{"feature": "language", "value": "de", "calls": 40.0,
+                      "escalations": 30, "rate": 0.75}],
+        "terms": [{"term": "refund", "z": 5.2, "escalated": 40, "passing": 12.0}],
+        "terms_by_validator": {"json_schema": [TERM, ...]},
+        "reasons": [{"validator": "schema", "reason": "...", "calls": 12, "example": "..."}],
+        "duplicates": [{"size": 5, "example": "user: ..."}],
+        "suggestions": [{"kind": "route_by_size", "message": "...",
+                         "projected_savings_usd_per_1k_calls": 0.12 | null,
+                         "evidence": {...}}]
+      },
+      "observation": {                               # only where calls were observed
+        "calls": 120, "escalations": 30,             # observed; the cascade would escalate
+        "escalation_rate": 0.25, "costed_calls": 120, # costed: both costs known
+        "strong_cost_usd": 0.12, "projected_cost_usd": 0.05,  # real strong vs cascade cost
+        "savings_usd": 0.07, "savings_pct": 0.58 | null,
+        "savings_usd_per_1k_calls": 0.58 | null,
+        "accepted": 90, "compared": 88, "agreed": 86,  # would-be-accepted answers compared
+        "agreement": 0.977 | null, "agreement_ci95": [0.92, 0.994] | null,  # Wilson
+        "top_reasons": [{"reason": "json_schema: ...", "calls": 12, "example": "..."}],
+        "action": "switch" | "keep_observing" | "do_not_switch",
+        "recommendation": "switch to cascade: projected savings 58% (...), agreement ..."
+      }
+    }
+
+Size-bucket and feature ``calls`` are estimates (sampled passing calls re-weighted by the
+sampling rate). CSV: one row per task per day, columns ``CSV_COLUMNS``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from .csv import CSV_COLUMNS, render_csv
+from .html import render_html
+from .json import SCHEMA_VERSION, render_json, report_to_dict
+from .table import render_table
+
+if TYPE_CHECKING:
+    from ..build import Report
+
+__all__ = [
+    "CSV_COLUMNS",
+    "SCHEMA_VERSION",
+    "Format",
+    "render",
+    "render_csv",
+    "render_html",
+    "render_json",
+    "render_table",
+    "report_to_dict",
+]
+
+Format = Literal["table", "json", "csv", "html"]
+_RENDERERS = {
+    "table": render_table,
+    "json": render_json,
+    "csv": render_csv,
+    "html": render_html,
+}
+
+
+def render(report: Report, fmt: Format) -> str:
+    """The report as text in format ``fmt``; raises ValueError for an unknown format."""
+    renderer = _RENDERERS.get(fmt)
+    if renderer is None:
+        raise ValueError(f"unknown report format {fmt!r}; use table, json, csv or html")
+    return renderer(report)

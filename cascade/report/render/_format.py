@@ -1,0 +1,50 @@
+"""Formatting shared by the renderers: times, money, latencies, clipped and wrapped text."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from datetime import UTC, datetime
+
+__all__ = ["WIDTH", "clip", "finite", "iso", "money", "ms", "wrap"]
+
+WIDTH = 80
+
+
+def iso(ts: float | None) -> str | None:
+    """A unix time as ISO 8601 UTC text (None stays None)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def wrap(text: str, indent: int, hang: int = 2) -> list[str]:
+    """``text`` wrapped to WIDTH, indented; continuation lines ``hang`` further in."""
+    return textwrap.wrap(
+        text,
+        WIDTH,
+        initial_indent=" " * indent,
+        subsequent_indent=" " * (indent + hang),
+        break_on_hyphens=False,
+    ) or [""]
+
+
+def clip(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def money(x: float) -> str:
+    """Dollars with enough decimals for sub-cent costs."""
+    return f"${x:,.2f}" if abs(x) >= 100 else f"${x:,.4f}"
+
+
+def ms(x: float | None) -> str:
+    """A latency bound in milliseconds as text ('-' for none, '>60000' past the last)."""
+    if x is None:
+        return "-"
+    return f"{x:,.0f} ms" if math.isfinite(x) else ">60,000 ms"

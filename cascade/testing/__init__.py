@@ -1,0 +1,30 @@
+"""Test doubles: a local OpenAI-compatible server that answers from scripted replies.
+
+Point the real ``openai`` SDK at it (``server.client()``, or ``base_url=server.base_url``)
+to test code that calls chat completions without calling any API::
+
+    with ScriptedServer() as server:
+        server.script("gpt-4o-mini", "not json").script("gpt-4o", '{"total": 10}')
+        server.fail("gpt-4o-mini", 429)           # the next call to gpt-4o-mini is rate limited
+        client = server.client()
+        ...
+        assert [r["model"] for r in server.calls()] == [...]
+
+It serves ``POST /v1/chat/completions`` (whole answers or SSE streams, with usage and
+logprobs) and ``GET /v1/models``; anything else is a 404 with OpenAI's error JSON.
+"""
+
+from __future__ import annotations
+
+from .replay import ReplayServer, load_recorded, load_routellm, record_tag, request_of
+from .scripted import Reply, ScriptedServer
+
+__all__ = [
+    "ReplayServer",
+    "Reply",
+    "ScriptedServer",
+    "load_recorded",
+    "load_routellm",
+    "record_tag",
+    "request_of",
+]

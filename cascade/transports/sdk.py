@@ -1,0 +1,376 @@
+"""``OpenAITransport``: the engine's calls made with the openai SDK's clients.
+
+The one module that speaks to the openai SDK: a Call in, a Completion or a Failure out.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import openai
+import pydantic
+from openai.types.chat import ChatCompletion
+
+from ..events import Completion, Failure, TokenLogprob, ToolCall
+
+if TYPE_CHECKING:
+    from .._engine import Call
+
+
+class OpenAITransport:
+    """A ``Transport`` over openai SDK clients (the default of ``Cascade``).
+
+    Args:
+        client / async_client: the clients to call with; made from the environment
+            (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``) on first use when not given. When only
+            ``client`` is given, the async client is a twin with its settings.
+        owned: close the given clients too. Clients the transport made are always closed by
+            ``close``/``aclose``; given ones are left open unless ``owned``.
+    """
+
+    def __init__(
+        self,
+        client: openai.OpenAI | None = None,
+        async_client: openai.AsyncOpenAI | None = None,
+        *,
+        owned: bool = False,
+    ) -> None:
+        self._client = client
+        self._async_client = async_client
+        self._owns_client = owned or client is None
+        self._owns_async_client = owned or async_client is None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> openai.OpenAI:
+        """The sync client (from the environment unless one was given)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    a = self._async_client
+                    self._client = openai.OpenAI() if a is None else sync_twin(a)
+        return self._client
+
+    @property
+    def async_client(self) -> openai.AsyncOpenAI:
+        """The async client; a twin of the sync one's settings when only it was given."""
+        if self._async_client is None:
+            with self._lock:
+                if self._async_client is None:
+                    c = self._client
+                    self._async_client = openai.AsyncOpenAI() if c is None else async_twin(c)
+        return self._async_client
+
+    def call(self, call: Call) -> Completion | Failure:
+        """Perform ``call`` with the sync client."""
+        return call_sync(self.client, call)
+
+    async def acall(self, call: Call) -> Completion | Failure:
+        """Perform ``call`` with the async client."""
+        return await call_async(self.async_client, call)
+
+    def close(self) -> None:
+        """Close the sync client if this transport made it."""
+        if self._owns_client and self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        """Close the async client (and the sync one) if this transport made them."""
+        if self._owns_async_client and self._async_client is not None:
+            await self._async_client.close()
+            self._async_client = None
+        self.close()
+
+
+def call_sync(client: openai.OpenAI, call: Call) -> Completion | Failure:
+    """Perform ``call`` with a sync client; provider errors come back as a Failure."""
+    start = time.perf_counter()
+    post = post_args(client, call)
+    try:
+        if post is None:
+            raw = client.chat.completions.create(
+                model=call.model,
+                messages=call.request.messages,  # type: ignore[arg-type]  # checked by make_request
+                **call.request.params,
+            )
+        else:
+            body, options = post
+            response = client.post(
+                _PATH, cast_to=_HTTP_RESPONSE, body=body, options=_with_auth(options)
+            )
+            raw = parse(client, response.content, response.headers.get("x-request-id"))
+    except openai.OpenAIError as e:
+        return failure(call.model, e, time.perf_counter() - start)
+    return completion(call, raw, time.perf_counter() - start)
+
+
+async def call_async(client: openai.AsyncOpenAI, call: Call) -> Completion | Failure:
+    """Perform ``call`` with an async client; provider errors come back as a Failure."""
+    start = time.perf_counter()
+    post = post_args(client, call)
+    try:
+        if post is None:
+            raw = await client.chat.completions.create(
+                model=call.model,
+                messages=call.request.messages,  # type: ignore[arg-type]  # checked by make_request
+                **call.request.params,
+            )
+        else:
+            body, options = post
+            response = await client.post(
+                _PATH, cast_to=_HTTP_RESPONSE, body=body, options=_with_auth(options)
+            )
+            raw = parse(client, response.content, response.headers.get("x-request-id"))
+    except openai.OpenAIError as e:
+        return failure(call.model, e, time.perf_counter() - start)
+    return completion(call, raw, time.perf_counter() - start)
+
+
+# The fast path. ``chat.completions.create`` walks every argument against the SDK's TypedDicts
+# (``maybe_transform``) and builds the response object field by field in Python; for arguments
+# that are plain JSON the walk changes nothing, and pydantic-core validates the response bytes
+# several times faster: together a large part of the SDK's own time per call. ``post`` is
+# the SDK's documented way to send a request it has no method for: same client, auth, retries,
+# timeouts and errors. Anything not plain JSON (a pydantic object in the messages, a
+# ``response_format`` class, NOT_GIVEN) goes through ``create`` as before, and so does every
+# call when ``create`` has been wrapped since this module was imported (tracing and
+# instrumentation libraries patch it to see calls).
+_PATH = "/chat/completions"
+_SDK_CREATE = (
+    openai.resources.chat.completions.Completions.create,
+    openai.resources.chat.completions.AsyncCompletions.create,
+)
+# The HTTP library's response class the SDK hands back for ``cast_to`` (httpx2 in openai 3).
+try:
+    import httpx2 as _httpx
+except ImportError:  # pragma: no cover - openai < 3 uses httpx
+    import httpx as _httpx  # type: ignore[no-redef,import-not-found,unused-ignore]
+_HTTP_RESPONSE: Any = _httpx.Response
+# create()'s request options, by the keyword it takes them as.
+_OPTIONS = {
+    "extra_headers": "headers",
+    "extra_query": "params",
+    "extra_body": "extra_json",
+    "timeout": "timeout",
+}
+try:  # openai >= 3: create() asks for bearer auth only; older SDKs have no such option
+    from openai._models import FinalRequestOptions
+
+    _HAS_SECURITY = "security" in FinalRequestOptions.model_fields
+    _SECURITY: dict[str, Any] = {"security": {"bearer_auth": True}} if _HAS_SECURITY else {}
+except (ImportError, AttributeError):  # pragma: no cover - depends on the SDK's layout
+    _SECURITY = {}
+
+
+def _with_auth(options: dict[str, Any]) -> Any:
+    """``client.post``'s options: the call's own, and the auth ``create`` asks for."""
+    return {**options, **_SECURITY}
+
+
+def post_args(
+    client: openai.OpenAI | openai.AsyncOpenAI, call: Call
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The JSON body ``create`` would send and the request options it would apply (as
+    ``client.post`` takes them), or None when the call must go through ``create``: an argument
+    is not plain JSON, or ``create`` has been wrapped (to trace calls)."""
+    if type(client.chat.completions).create not in _SDK_CREATE:
+        return None
+    messages = call.request.messages
+    if type(messages) is not list or not _plain(messages):
+        return None
+    body: dict[str, Any] = {"model": call.model, "messages": messages}
+    options: dict[str, Any] = {}
+    for key, value in call.request.params.items():
+        option = _OPTIONS.get(key)
+        if option is not None:
+            # As create() takes them: None means "none" for headers, query and body, and
+            # "no timeout" for the timeout; NOT_GIVEN (or omit) means "not given".
+            if (value is None and option != "timeout") or isinstance(value, _UNSET):
+                continue
+            if option == "extra_json" and not _plain(value):
+                return None
+            if option == "params" and not _simple_query(value):
+                return None  # lists, dicts and booleans: the SDK's own encoding
+            options[option] = value
+        elif _plain(value):
+            body[key] = value
+        else:
+            return None
+    return body, options
+
+
+_UNSET = tuple(
+    t for t in (getattr(openai, "NotGiven", None), getattr(openai, "Omit", None)) if t is not None
+)
+
+
+def _simple_query(params: Any) -> bool:
+    return isinstance(params, dict) and all(
+        type(v) is str or type(v) is int or type(v) is float for v in params.values()
+    )
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is made of JSON's own types only (exact types: no subclasses)."""
+    t = type(value)
+    if t is str or t is int or t is float or t is bool or value is None:
+        return True
+    if t is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if t is list:
+        return all(_plain(v) for v in value)
+    return False
+
+
+def parse(
+    client: openai.OpenAI | openai.AsyncOpenAI, body: bytes, request_id: str | None = None
+) -> Any:
+    """The ChatCompletion in a response body, with its ``_request_id`` as ``create`` sets it.
+    A body that is not a ChatCompletion is taken as leniently as ``create`` takes it (fields
+    built as given, for servers that leave some out), or refused if the client was made with
+    strict response validation."""
+    try:
+        parsed = ChatCompletion.model_validate_json(body)
+        parsed._request_id = request_id
+        return parsed
+    except pydantic.ValidationError as e:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return NotACompletion(f"the response is not JSON: {body[:200]!r}")
+        if not isinstance(data, dict) or getattr(client, "_strict_response_validation", False):
+            return NotACompletion(f"the response is not a ChatCompletion: {str(e)[:300]}")
+        built = ChatCompletion.construct(**data)
+        built._request_id = request_id
+        return built
+
+
+@dataclass(frozen=True, slots=True)
+class NotACompletion:
+    """A response body that held no ChatCompletion, and why; ``completion`` reports it."""
+
+    reason: str
+
+
+def async_twin(client: openai.OpenAI | openai.AsyncOpenAI) -> openai.AsyncOpenAI:
+    """A new AsyncOpenAI with ``client``'s settings and a connection pool of its own."""
+    return openai.AsyncOpenAI(
+        api_key=client.api_key,
+        organization=client.organization,
+        project=client.project,
+        base_url=client.base_url,
+        timeout=client.timeout,
+        max_retries=client.max_retries,
+    )
+
+
+def sync_twin(client: openai.OpenAI | openai.AsyncOpenAI) -> openai.OpenAI:
+    """A new OpenAI (sync) client with ``client``'s settings."""
+    return openai.OpenAI(
+        api_key=client.api_key,
+        organization=client.organization,
+        project=client.project,
+        base_url=client.base_url,
+        timeout=client.timeout,
+        max_retries=client.max_retries,
+    )
+
+
+def failure(model: str, e: openai.OpenAIError, latency_s: float) -> Failure:
+    """Map an SDK error to the escalation reason it stands for."""
+    status = getattr(e, "status_code", None)
+    if isinstance(e, openai.APITimeoutError):
+        kind = "connection_error" if _refused(e) else "timeout"
+    elif isinstance(e, openai.APIConnectionError):
+        kind = "connection_error"
+    elif isinstance(e, openai.RateLimitError):
+        kind = "rate_limited"
+    elif isinstance(e, openai.APIStatusError):
+        kind = "server_error" if e.status_code >= 500 else "client_error"
+    else:  # APIResponseValidationError and friends: the body was not a ChatCompletion
+        kind = "malformed_response"
+    message = getattr(e, "message", None) or str(e) or type(e).__name__
+    return Failure(model, kind, message[:500], status, latency_s, e)
+
+
+def _refused(e: BaseException) -> bool:
+    """Whether a "timeout" was a connection refused or reset: the SDK's aiohttp transport
+    reports every connection error as a connect timeout, its cause says what happened."""
+    cause = e.__cause__ or e.__context__
+    for _ in range(8):  # the chain is short; a bound keeps a cyclic one from looping
+        if cause is None:
+            return False
+        if isinstance(cause, ConnectionError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def completion(call: Call, raw: Any, latency_s: float) -> Completion | Failure:
+    """Reduce a ChatCompletion to a Completion; a response without an answer is a Failure."""
+    if isinstance(raw, NotACompletion):
+        return Failure(call.model, "malformed_response", raw.reason, None, latency_s)
+    choices = getattr(raw, "choices", None)
+    if not choices:
+        return Failure(
+            call.model,
+            "malformed_response",
+            f"no choices in the response: {str(raw)[:200]}",
+            None,
+            latency_s,
+        )
+    choice = choices[0]
+    message = choice.message
+    if message is None:
+        return Failure(
+            call.model, "malformed_response", "choice without a message", None, latency_s
+        )
+    usage = raw.usage
+    details = getattr(usage, "prompt_tokens_details", None) if usage is not None else None
+    logprobs = None
+    if choice.logprobs is not None and choice.logprobs.content is not None:
+        logprobs = tuple(
+            TokenLogprob(
+                t.token,
+                t.logprob,
+                tuple((a.token, a.logprob) for a in (t.top_logprobs or ())),
+            )
+            for t in choice.logprobs.content
+        )
+    tool_calls: tuple[ToolCall, ...] = ()
+    if message.tool_calls:
+        tool_calls = tuple(
+            ToolCall(tc.id, tc.function.name, tc.function.arguments)
+            for tc in message.tool_calls
+            if getattr(tc, "function", None) is not None
+        )
+    return Completion(
+        model=call.model,
+        text=message.content or "",
+        request=call.request,
+        finish_reason=choice.finish_reason,
+        tool_calls=tool_calls,
+        logprobs=logprobs,
+        refusal=getattr(message, "refusal", None),
+        prompt_tokens=usage.prompt_tokens if usage is not None else 0,
+        completion_tokens=usage.completion_tokens if usage is not None else 0,
+        cached_tokens=(getattr(details, "cached_tokens", None) or 0) if details else 0,
+        usage_known=usage is not None,
+        latency_s=latency_s,
+        raw=raw,
+    )
+
+
+def accepted(raw: Any, output: str) -> Any:
+    """The ChatCompletion to hand back: a copy with the cleaned text when validators
+    stripped something (a self-rating) from the model's answer, else ``raw`` itself."""
+    if raw is None or not raw.choices or raw.choices[0].message.content == output:
+        return raw
+    copy = raw.model_copy(deep=True)
+    copy.choices[0].message.content = output
+    return copy

@@ -84,6 +84,33 @@ def test_with_mode_round_trips_the_policy(setup: Path) -> None:
     assert copy.spec.model_dump(exclude={"mode"}) == policy.spec.model_dump(exclude={"mode"})
 
 
+def test_evaluate_keeps_the_validators_given_to_the_cascade(
+    tmp_path: Path, server: ScriptedServer
+) -> None:
+    """A policy using a validator type given as ``Cascade(validators=...)`` runs in every
+    mode (it failed with "unknown validator type" when a mode copy was compiled without it)."""
+    seen: list[str] = []
+
+    def starts_with_a(completion: Any) -> bool:
+        seen.append(completion.model)
+        return completion.text.startswith("a")
+
+    policy = {**POLICY, "validators": [{"type": "starts_with_a"}]}
+    (tmp_path / "qa.yaml").write_text(yaml.safe_dump(policy))
+    data = tmp_path / "data.jsonl"
+    example = {"messages": [{"role": "user", "content": "q0"}], "reference": "a0"}
+    data.write_text(json.dumps(example))
+    c = Cascade(
+        tmp_path,
+        client=server.client(),
+        store="memory://",
+        validators={"starts_with_a": starts_with_a},
+    )
+    report = evaluate(c, "qa", load_examples(data))
+    assert report.summaries["cascade"].quality == 1.0
+    assert set(seen) == {"gpt-4o-mini", "gpt-4o"}  # the cheap, strong and cascade runs
+
+
 def test_evaluate_scores_each_mode_against_references(setup: Path, server: ScriptedServer) -> None:
     c = Cascade(setup, client=server.client(), store="memory://")
     report = evaluate(c, "qa", load_examples(setup / "data.jsonl"))

@@ -146,13 +146,8 @@ class Proxy:
             self.metrics.error(task, status)
             response.headers["x-cascade-task"] = _header_safe(task, 200)
             if isinstance(e, EscalationExhausted):
-                reasons = [a.error or "" for a in e.attempts] + [
-                    f"{v.validator}: {v.reason}"
-                    for a in e.attempts
-                    for v in a.verdicts
-                    if not v.passed
-                ]
-                response.headers["x-cascade-reasons"] = self._reasons([r for r in reasons if r])
+                reasons = [r for a in e.attempts for r in a.reasons]
+                response.headers["x-cascade-reasons"] = self._reasons(reasons)
             return response
         self.metrics.observe(result, time.perf_counter() - start)
         headers = self._headers(result)

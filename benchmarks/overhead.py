@@ -12,6 +12,10 @@ validators, costing, the record handed to the store, the log event).
     python benchmarks/overhead.py                 # memory store
     python benchmarks/overhead.py --store redis   # a redis-server started for the run
     python benchmarks/overhead.py --store sqlite
+    python benchmarks/overhead.py --compare-language --text-chars 600
+
+``--compare-language`` alternates, call by call, the per-call language detection (CLD2) with
+the stop-word guess it replaced (``_stopword_language.py``) and prints both sides' own time.
 
 Logging is configured as a production application would (structlog at WARNING), so the
 per-call INFO event is built and filtered, not printed.
@@ -64,11 +68,66 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
+def compare_language(n: int, messages: list[dict[str, str]]) -> int:
+    """Own time per call with each language guess, alternating call by call."""
+    import _stopword_language
+
+    import cascade.recording as recording
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    tmp = Path(tempfile.mkdtemp())
+    (tmp / "invoice.yaml").write_text(yaml.safe_dump(POLICY))
+    guesses = {"cld2": recording.language, "stop words": _stopword_language.language}
+    own: dict[str, list[float]] = {name: [] for name in guesses}
+    alone: dict[str, list[float]] = {name: [] for name in guesses}
+    text = messages[-1]["content"]
+    with ScriptedServer() as server:
+        server.script("gpt-4o-mini", ANSWER)
+        c = cascade.Cascade(tmp, client=server.client(), store="memory://")
+        for i in range(2 * (n + 200)):
+            name = "cld2" if i % 2 else "stop words"
+            recording.language = guesses[name]  # type: ignore[assignment]  # benchmark only
+            t1 = time.perf_counter()
+            r = c.run("invoice", messages)
+            t2 = time.perf_counter()
+            guesses[name](text)
+            t3 = time.perf_counter()
+            if i >= 400:
+                own[name].append(t2 - t1 - sum(a.latency_s for a in r.attempts))
+                alone[name].append(t3 - t2)
+        c.close()
+    print(f"calls per side: {n}   user message: {len(text)} chars   python {sys.version[:6]}")
+    print("| language guess | own time p50 | own time p99 | the guess alone p50 |")
+    print("|---|---|---|---|")
+    for name in guesses:
+        print(
+            f"| {name} | {statistics.median(own[name]) * 1e3:.3f} ms"
+            f" | {pct(own[name], 0.99) * 1e3:.3f} ms"
+            f" | {statistics.median(alone[name]) * 1e6:.1f} µs |"
+        )
+    ratio = statistics.median(own["cld2"]) / statistics.median(own["stop words"])
+    print(f"own time p50, cld2 / stop words: {ratio:.3f}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=3000, help="calls per side and mode")
     ap.add_argument("--store", choices=["memory", "sqlite", "redis"], default="memory")
+    ap.add_argument(
+        "--compare-language", action="store_true",
+        help="alternate CLD2 and the old stop-word language guess, call by call (sync only)",
+    )  # fmt: skip
+    ap.add_argument("--text-chars", type=int, default=0, help="pad the user message to N chars")
     args = ap.parse_args()
+    messages = MESSAGES
+    if args.text_chars:
+        pad = " Please check the line items against the purchase order before you answer."
+        text = MESSAGES[1]["content"]
+        text = (text + pad * (args.text_chars // len(pad) + 1))[: args.text_chars]
+        messages = [MESSAGES[0], {"role": "user", "content": text}]
+    if args.compare_language:
+        return compare_language(args.n, messages)
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     tmp = Path(tempfile.mkdtemp())
@@ -90,9 +149,9 @@ def main() -> int:
         bare_s, casc_s, own_s = [], [], []
         for i in range(args.n + 200):
             t0 = time.perf_counter()
-            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            client.chat.completions.create(model="gpt-4o-mini", messages=messages)
             t1 = time.perf_counter()
-            r = c.run("invoice", MESSAGES)
+            r = c.run("invoice", messages)
             t2 = time.perf_counter()
             assert r.ok and not r.escalated
             if i >= 200:  # warm-up: connections, caches, first-use imports
@@ -107,9 +166,9 @@ def main() -> int:
             bare, casc, own = [], [], []
             for i in range(args.n + 200):
                 t0 = time.perf_counter()
-                await aclient.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+                await aclient.chat.completions.create(model="gpt-4o-mini", messages=messages)
                 t1 = time.perf_counter()
-                r = await ac.arun("invoice", MESSAGES)
+                r = await ac.arun("invoice", messages)
                 t2 = time.perf_counter()
                 assert r.ok
                 if i >= 200:

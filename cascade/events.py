@@ -285,6 +285,11 @@ class CallRecord:
     policy's ``store_inputs`` says (full text, redacted text, a sha256, or None);
     attempt outputs are truncated to the policy's ``max_output_chars`` and kept only for
     sampled records. ``observation`` is set for observe-mode calls.
+
+    ``inclusion_probability`` is the probability this call had of being kept whole: 1 for
+    the always-kept calls, ``sample_passes`` for a passing one, so ``1 / inclusion_probability``
+    is how many calls a stored record stands for. None on records stored before it was kept
+    (readers then estimate it from the daily counters).
     """
 
     id: str
@@ -306,6 +311,7 @@ class CallRecord:
     sampled: bool
     extra: Mapping[str, Any] = field(default_factory=dict)
     observation: Observation | None = None
+    inclusion_probability: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
+import pycld2
+
 from .events import Attempt, CallRecord, Result
 
 StoreInputs = Literal["full", "redacted", "hash", "none"]
@@ -35,16 +37,13 @@ def build_record(
     """Turn a finished call into the record the store keeps.
 
     Escalated, failed and errored calls are always sampled (kept whole); passing calls with
-    probability ``sample_passes``. Unsampled records keep verdicts, tokens and costs but no
+    probability ``sample_passes``, which the record carries as its ``inclusion_probability``
+    (1 for the always-kept ones). Unsampled records keep verdicts, tokens and costs but no
     outputs and no input. Returns a new ``CallRecord`` with a fresh uuid4 hex id.
     """
     attempts = result.attempts
-    sampled = (
-        result.escalated
-        or not result.ok
-        or any(a.error is not None for a in attempts)
-        or rng() < sample_passes
-    )
+    kept_always = result.escalated or not result.ok or any(a.error is not None for a in attempts)
+    sampled = kept_always or rng() < sample_passes
     if sampled:
         kept = tuple(_truncated(a, stored_output_chars) for a in attempts)
         stored_input = render_input(messages, store_inputs)
@@ -69,6 +68,7 @@ def build_record(
         features=features(messages, attempts),
         input=stored_input,
         sampled=sampled,
+        inclusion_probability=1.0 if kept_always else sample_passes,
     )
 
 
@@ -189,34 +189,35 @@ _SCRIPTS = (
     ("thai", re.compile(r"[\u0e00-\u0e7f]")),
     ("latin", re.compile(r"[A-Za-z\u00c0-\u024f]")),
 )
-_STOP_WORDS = {
-    code: frozenset(words.split())
-    for code, words in (
-        ("en", "the and is are of to in that what with for this how"),
-        ("es", "el la los las que es y de en por para una con cómo"),
-        ("fr", "le la les est et de des que une pour dans avec qui"),
-        ("de", "der die das und ist nicht ein eine mit für ich wie"),
-        ("pt", "o os que não uma com para do da em são como você"),
-        ("it", "il lo gli che è e di una per con non sono come"),
-    )
-}
 _SAMPLE = 600  # characters of the last user message the language guess looks at
 
 
+def _cld2(sample: str) -> tuple[bool, str]:
+    try:
+        reliable, _, found = pycld2.detect(sample)
+    except UnicodeEncodeError:  # lone surrogates: CLD2 reads UTF-8 only
+        return _cld2(sample.encode("utf-8", "replace").decode("utf-8"))
+    except pycld2.error:  # control bytes CLD2 will not read: the script still says something
+        return False, "un"
+    return reliable, found[0][1]
+
+
 def language(text: str) -> str:
-    """A cheap guess: a language code for latin text with clear stop words, else the script."""
+    """The input's language: an ISO 639-1 code where CLD2 is sure of it, else its script.
+
+    CLD2 (``pycld2``, Google's compact language detector, its model compiled in) takes about
+    16 µs for 600 characters; below its reliability bar (a few words, code, numbers) the
+    answer is the script (``latin``, ``cyrillic``, ...) or ``none``, never a guess.
+    """
     sample = text[:_SAMPLE]
+    reliable, found = _cld2(sample)
+    if reliable and found != "un":
+        return found.lower()
     if sample.isascii():
-        script = "latin" if any(c.isalpha() for c in sample) else "none"
-    else:
-        counts = [(len(rx.findall(sample)), name) for name, rx in _SCRIPTS]
-        best, script = max(counts)
-        script = script if best else "none"
-    if script != "latin":
-        return script
-    words = sample.lower().split()
-    hits = max((len(_STOP_WORDS[code].intersection(words)), code) for code in _STOP_WORDS)
-    return hits[1] if hits[0] >= 2 else "latin"
+        return "latin" if any(c.isalpha() for c in sample) else "none"
+    counts = [(len(rx.findall(sample)), name) for name, rx in _SCRIPTS]
+    best, script = max(counts)
+    return script if best else "none"
 
 
 def _has_code(text: str) -> bool:

@@ -64,6 +64,7 @@ def record(res: Result = PASSING, **kw: Any) -> Any:
 def test_passing_call_sampled_when_rng_below_rate() -> None:
     r = record(rng=lambda: 0.01, sample_passes=0.05)
     assert r.sampled
+    assert r.inclusion_probability == 0.05  # one stored pass stands for 20 calls
     assert r.attempts[0].output == "answer of gpt-4o-mini"
     assert r.input == "system: You extract fields.\nuser: Write to [EMAIL] about the order?\n"
 
@@ -87,7 +88,9 @@ def test_unsampled_call_keeps_counts_but_no_text() -> None:
     ids=["escalated", "not-ok", "provider-error"],
 )
 def test_escalated_failed_and_errored_calls_always_sampled(res: Result) -> None:
-    assert record(res, rng=lambda: 0.99, sample_passes=0.0).sampled
+    r = record(res, rng=lambda: 0.99, sample_passes=0.0)
+    assert r.sampled
+    assert r.inclusion_probability == 1.0
 
 
 def test_record_fields() -> None:
@@ -195,7 +198,7 @@ def test_features_of_the_last_user_message() -> None:
         "user_chars": 48,
         "has_code": True,
         "has_json": True,
-        "language": "latin",
+        "language": "en",
         "lines": 4,
         "question": False,
     }
@@ -218,9 +221,13 @@ def test_features_without_code_or_json() -> None:
         ("¿Cuál es el nombre de la ciudad que tiene más habitantes?", "es"),
         ("Quelle est la capitale de la France et pour qui?", "fr"),
         ("Wie heißt die Hauptstadt und ist das nicht klar?", "de"),
-        ("Какая столица России?", "cyrillic"),
-        ("日本の首都はどこですか", "cjk"),
-        ("ما هي عاصمة مصر؟", "arabic"),
+        ("Какая столица России?", "ru"),
+        ("日本の首都はどこですか", "ja"),
+        ("ما هي عاصمة مصر؟", "ar"),
+        ("Привет, как дела?", "cyrillic"),  # too short for CLD2 to be sure: the script
+        ("Frage: Welche Aussage über die Lieferung ist richtig?", "de"),
+        ("\ud800 Wie heißt die Hauptstadt und ist das nicht klar?", "de"),  # a lone surrogate
+        ("\x00\x01 control bytes", "latin"),
         ("Zyx qwv", "latin"),
         ("12345 ?!", "none"),
     ],

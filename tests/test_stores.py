@@ -302,6 +302,31 @@ def test_codec_round_trips_exactly(make_record: MakeRecord) -> None:
     assert "\n" not in encode(r)  # one record per line in a spool file
 
 
+def test_codec_keeps_the_inclusion_probability(make_record: MakeRecord) -> None:
+    r = make_record(escalated=False, inclusion_probability=0.05)
+    assert decode(encode(r)).inclusion_probability == 0.05
+
+
+def test_codec_reads_records_written_before_the_inclusion_probability(
+    make_record: MakeRecord,
+) -> None:
+    r = make_record(inclusion_probability=None)
+    fields = json.loads(encode(r))
+    assert len(fields) == 20
+    back = decode(json.dumps(fields[:19]))  # as format 1 wrote records before it
+    assert back == r
+    assert back.inclusion_probability is None
+
+
+@pytest.mark.parametrize("p", [0, -0.5, 1.5, "0.5"])
+def test_codec_rejects_an_impossible_inclusion_probability(
+    make_record: MakeRecord, p: object
+) -> None:
+    fields = json.loads(encode(make_record()))
+    with pytest.raises(CorruptRecordError):
+        decode(json.dumps([*fields[:19], p]))
+
+
 @given(st.floats(allow_nan=False), st.floats(min_value=0, allow_infinity=False))
 def test_codec_floats_exact(cost: float, latency: float) -> None:
     r = CallRecord(

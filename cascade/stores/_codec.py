@@ -3,7 +3,9 @@
 Records are positional JSON arrays led by a format version, so a stored record costs little
 more than its text. Python's ``json`` writes floats with ``repr``, which reads back exactly.
 A record's ``Observation`` is kept under ``"observe"`` in its ``extra`` object (where format 1
-has always kept it), through ``Observation.to_dict``/``from_dict``.
+has always kept it), through ``Observation.to_dict``/``from_dict``. The inclusion
+probability was appended within format 1 as a 20th field: records written before it have 19
+and decode with ``inclusion_probability=None``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def encode(record: CallRecord) -> str:
             record.input,
             record.sampled,
             _extra(record),
+            record.inclusion_probability,
         ],
         separators=(",", ":"),
         ensure_ascii=False,
@@ -101,7 +104,12 @@ def decode(data: str | bytes) -> CallRecord:
             input_,
             sampled,
             extra,
+            *rest,
         ) = json.loads(data)
+        if len(rest) > 1:
+            raise CorruptRecordError(f"a record of {19 + len(rest)} fields")
+        # The inclusion probability came later within format 1: older records end before it.
+        inclusion = rest[0] if rest else None
         if version != VERSION:
             raise CorruptRecordError(f"unknown record format version {version!r}")
         extra = dict(_check(extra, dict))
@@ -126,6 +134,7 @@ def decode(data: str | bytes) -> CallRecord:
             sampled=_check(sampled, bool),
             extra=extra,
             observation=None if seen is None else Observation.from_dict(_check(seen, dict)),
+            inclusion_probability=None if inclusion is None else _probability(inclusion),
         )
     except CorruptRecordError:
         raise
@@ -163,6 +172,13 @@ def _check(value: Any, kind: type[_T]) -> _T:
     if not isinstance(value, kind):
         raise CorruptRecordError(f"expected {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+def _probability(value: Any) -> float:
+    p = _num(value)
+    if not 0.0 < p <= 1.0:
+        raise CorruptRecordError(f"inclusion probability {p!r} outside (0, 1]")
+    return p
 
 
 def _num(value: Any) -> float:

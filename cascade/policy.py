@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import validators as _validators  # registers the built-in validator types
 from .events import Request  # noqa: TC001  # used by the hook signatures at runtime
@@ -51,6 +51,72 @@ class AgreementSpec(BaseModel):
     fields: list[str] | None = Field(default=None, description="json: compare only these keys.")
 
 
+class AzureSpec(BaseModel):
+    """An Azure OpenAI resource, called through the openai SDK's ``AzureOpenAI`` client."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    endpoint: str = Field(description="https://RESOURCE.openai.azure.com")
+    api_version: str = Field(description="The API version, as Azure names it: 2024-10-21.")
+    deployment: str | None = Field(
+        default=None, description="The deployment; default: the rung's model name."
+    )
+
+
+class Endpoint(BaseModel):
+    """Where a rung's calls go: an OpenAI-compatible ``base_url``, an ``azure`` deployment, or
+    (neither) the OpenAI API with another key. Only the key's variable name is kept: the key
+    is read from the environment when the endpoint's client is made."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    base_url: str | None = Field(default=None, description="http://127.0.0.1:8000/v1")
+    azure: AzureSpec | None = None
+    api_key_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="The environment variable holding the key. Default: none for a base_url "
+        "(local servers), AZURE_OPENAI_API_KEY for azure, else OPENAI_API_KEY.",
+    )
+    timeout: float | None = Field(default=None, gt=0, description="Seconds per call.")
+    max_retries: int | None = Field(default=None, ge=0, description="The SDK's retries.")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> Endpoint:
+        if self.base_url is not None and self.azure is not None:
+            raise ValueError("give `base_url` or `azure`, not both")
+        return self
+
+
+_ENDPOINT_FIELDS = tuple(Endpoint.model_fields)
+
+
+class Rung(Endpoint):
+    """One rung of a ladder: a model, where it is served (inline, or a ``provider`` named in
+    ``_providers.yaml``), and its price. Without either it is served by the default client."""
+
+    name: str = Field(min_length=1, description="The model, as the endpoint names it.")
+    provider: str | None = Field(default=None, description="A name from `providers:`.")
+    price: PriceSpec | None = Field(default=None, description="USD per million tokens.")
+
+    @model_validator(mode="after")
+    def _provider_or_inline(self) -> Rung:
+        if self.provider is not None and self.endpoint() is not None:
+            raise ValueError("give `provider` or the endpoint's own fields, not both")
+        return self
+
+    def endpoint(self) -> Endpoint | None:
+        """The inline endpoint, or None when the rung sets none of its fields."""
+        given = {k: getattr(self, k) for k in _ENDPOINT_FIELDS if getattr(self, k) is not None}
+        return Endpoint(**given) if given else None
+
+
+class ProvidersFile(BaseModel):
+    """``policies/_providers.yaml`` (and the proxy config's ``providers:``): endpoints named
+    once for every policy, ``{name: gpt-4o, provider: NAME}`` in a ladder."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    providers: dict[str, Endpoint] = Field(default_factory=dict)
+
+
 class PolicyFile(BaseModel):
     """The policy file format. ``cascade schema`` prints its JSON schema for editors."""
 
@@ -58,8 +124,10 @@ class PolicyFile(BaseModel):
 
     task: str | None = Field(default=None, description="Task name; must match the file name.")
     description: str = ""
-    models: list[str] = Field(
-        min_length=2, description="Cheapest first; each later model is one escalation step."
+    models: list[str | Rung] = Field(
+        min_length=2,
+        description="Cheapest first; each later model is one escalation step. A name is served "
+        "by the default client; a rung may name its endpoint and price.",
     )
     retries: int = Field(
         default=0,
@@ -100,11 +168,12 @@ class PolicyFile(BaseModel):
 
     @field_validator("models")
     @classmethod
-    def _distinct(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"models must be distinct, got {v}")
-        if not all(isinstance(m, str) and m for m in v):
+    def _distinct(cls, v: list[str | Rung]) -> list[str | Rung]:
+        if not all(isinstance(m, Rung) or m for m in v):
             raise ValueError("every model must be a non-empty name")
+        names = [m if isinstance(m, str) else m.name for m in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"models must be distinct, got {names}")
         return v
 
     @field_validator("params")
@@ -134,6 +203,10 @@ class Policy:
     fatal_status: frozenset[int] = field(default=frozenset())
     # The extra validator types it was compiled with, so that a changed copy compiles too.
     extra_validators: Mapping[str, Any] = field(default_factory=dict)
+    # The endpoint of each rung not served by the default client (empty for a ladder of
+    # names), and the named providers it was compiled with.
+    endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
+    providers: Mapping[str, Endpoint] = field(default_factory=dict)
 
     @property
     def strongest(self) -> str:
@@ -147,8 +220,10 @@ class Policy:
         task: str | None = None,
         path: Path | None = None,
         validators: Mapping[str, Any] | None = None,
+        providers: Mapping[str, Endpoint] | None = None,
     ) -> Policy:
-        """Validate and compile a policy given as a mapping. Raises ``PolicyError``."""
+        """Validate and compile a policy given as a mapping; ``providers`` are the endpoints
+        its rungs may name. Raises ``PolicyError``."""
         try:
             spec = PolicyFile.model_validate(data)
         except ValidationError as e:
@@ -164,12 +239,18 @@ class Policy:
             _build(i, entry, spec.validators, path, validators)
             for i, entry in enumerate(spec.validators)
         )
-        overrides = {m: Price(p.input, p.output, p.cached_input) for m, p in spec.prices.items()}
+        providers = dict(providers or {})
+        endpoints, rung_prices = _rungs(spec, providers, path)
+        overrides = {
+            m: Price(p.input, p.output, p.cached_input)
+            for m, p in {**spec.prices, **rung_prices}.items()
+        }
+        models = tuple(m if isinstance(m, str) else m.name for m in spec.models)
         return cls(
             task=name,
-            models=tuple(spec.models),
+            models=models,
             validators=built,
-            prices={m: price_of(m, overrides) for m in spec.models},
+            prices={m: price_of(m, overrides) for m in models},
             spec=spec,
             path=path,
             preparers=tuple(v.prepare for v in built if isinstance(v, Preparer)),
@@ -180,6 +261,8 @@ class Policy:
             follow_ups=tuple(v for v in built if isinstance(v, FollowUp)),
             fatal_status=frozenset(spec.fatal_status),
             extra_validators=dict(validators or {}),
+            endpoints=endpoints,
+            providers=providers,
         )
 
     def with_changes(self, **fields: Any) -> Policy:
@@ -187,11 +270,21 @@ class Policy:
         the same extra validator types. Raises ``PolicyError`` for invalid values."""
         data = {**self.spec.model_dump(exclude_none=True), **fields}
         return Policy.from_dict(
-            data, task=self.task, path=self.path, validators=self.extra_validators
+            data,
+            task=self.task,
+            path=self.path,
+            validators=self.extra_validators,
+            providers=self.providers,
         )
 
     @classmethod
-    def load(cls, path: Path | str, *, validators: Mapping[str, Any] | None = None) -> Policy:
+    def load(
+        cls,
+        path: Path | str,
+        *,
+        validators: Mapping[str, Any] | None = None,
+        providers: Mapping[str, Endpoint] | None = None,
+    ) -> Policy:
         """Read, validate and compile one policy file. Raises ``PolicyError``."""
         path = Path(path)
         try:
@@ -203,7 +296,53 @@ class Policy:
             raise PolicyError(
                 f"expected a mapping of policy fields, got {type(data).__name__}", path=path
             )
-        return cls.from_dict(data, task=path.stem, path=path, validators=validators)
+        return cls.from_dict(
+            data, task=path.stem, path=path, validators=validators, providers=providers
+        )
+
+
+def _rungs(
+    spec: PolicyFile, providers: Mapping[str, Endpoint], path: Path | None
+) -> tuple[dict[str, Endpoint], dict[str, PriceSpec]]:
+    """Each rung's endpoint (its provider's, or its own) and price, by model name."""
+    endpoints: dict[str, Endpoint] = {}
+    prices: dict[str, PriceSpec] = {}
+    for i, rung in enumerate(spec.models):
+        if isinstance(rung, str):
+            continue
+        if rung.provider is not None:
+            if rung.provider not in providers:
+                known = ", ".join(sorted(providers)) or "none: see policies/_providers.yaml"
+                raise PolicyError(
+                    f"unknown provider {rung.provider!r} (known: {known})",
+                    path=path,
+                    field=f"models[{i}].provider",
+                )
+            endpoints[rung.name] = providers[rung.provider]
+        elif (own := rung.endpoint()) is not None:
+            endpoints[rung.name] = own
+        if rung.price is not None:
+            if rung.name in spec.prices:
+                raise PolicyError(
+                    f"{rung.name!r} is priced twice, here and in `prices:`",
+                    path=path,
+                    field=f"models[{i}].price",
+                )
+            prices[rung.name] = rung.price
+    return endpoints, prices
+
+
+def load_providers(path: Path | str) -> dict[str, Endpoint]:
+    """The endpoints named in a providers file (``policies/_providers.yaml``); none when it
+    does not exist. Raises ``PolicyError`` naming the file and the field."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    data = _parse(path.read_text(encoding="utf-8"), path) or {}
+    try:
+        return dict(ProvidersFile.model_validate(data).providers)
+    except ValidationError as e:
+        raise _policy_error(e, path) from None
 
 
 def _parse(text: str, path: Path) -> Any:
@@ -232,14 +371,16 @@ def _loc(parts: Sequence[int | str]) -> str:
 def _policy_error(
     e: ValidationError, path: Path | None, prefix: Sequence[int | str] = ()
 ) -> PolicyError:
-    first = e.errors()[0]
-    loc = _loc([*prefix, *first["loc"]])
+    # A rung is a name or a mapping: of the union's two errors, the one of what was written.
+    errors = [x for x in e.errors() if x["loc"][-1:] != ("str",)] or e.errors()
+    first = errors[0]
+    loc = _loc([*prefix, *(p for p in first["loc"] if p != "Rung")])
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown field"
     elif first["type"] != "missing" and "input" in first:
         msg += f" (got {first['input']!r})"
-    more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return PolicyError(msg + more, path=path, field=loc or None)
 
 
@@ -278,23 +419,49 @@ def _build(
 class PolicySet:
     """The policies of one directory, loaded on first use of each task and then cached.
 
-    ``validators`` maps extra validator type names to factories for this set only.
+    ``validators`` maps extra validator type names to factories for this set only;
+    ``providers`` names endpoints for the rungs (``cascade serve``'s config), beside those of
+    the directory's ``_providers.yaml``; a name may be given in only one of the two.
     """
 
     def __init__(
-        self, directory: Path | str, *, validators: Mapping[str, Any] | None = None
+        self,
+        directory: Path | str,
+        *,
+        validators: Mapping[str, Any] | None = None,
+        providers: Mapping[str, Endpoint] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self._validators = dict(validators or {})
+        self._given = dict(providers or {})
+        self._providers: dict[str, Endpoint] | None = None
         self._cache: dict[str, Policy] = {}
         self._lock = threading.Lock()
+
+    @property
+    def providers(self) -> Mapping[str, Endpoint]:
+        """The named endpoints: the given ones and the directory's ``_providers.yaml``."""
+        if self._providers is None:
+            path = self.directory / "_providers.yaml"
+            named = load_providers(path)
+            clash = sorted(named.keys() & self._given.keys())
+            if clash:
+                raise PolicyError(
+                    f"provider {clash[0]!r} is also named in the proxy's config",
+                    path=path,
+                    field=f"providers.{clash[0]}",
+                )
+            self._providers = {**self._given, **named}
+        return self._providers
 
     def tasks(self) -> list[str]:
         """Task names of the policy files in the directory, sorted."""
         if not self.directory.is_dir():
             return []
-        return sorted(
-            p.stem for p in self.directory.iterdir() if p.suffix in _SUFFIXES and p.is_file()
+        return sorted(  # _providers.yaml and other `_` files are not tasks
+            p.stem
+            for p in self.directory.iterdir()
+            if p.suffix in _SUFFIXES and p.is_file() and not p.name.startswith("_")
         )
 
     def add(self, policy: Policy) -> None:
@@ -310,7 +477,9 @@ class PolicySet:
         with self._lock:
             if task in self._cache:
                 return self._cache[task]
-            policy = Policy.load(self._find(task), validators=self._validators)
+            policy = Policy.load(
+                self._find(task), validators=self._validators, providers=self.providers
+            )
             self._cache[task] = policy
             return policy
 
@@ -346,4 +515,22 @@ def policy_json_schema() -> dict[str, Any]:
     return schema
 
 
-__all__ = ["Policy", "PolicyFile", "PolicySet", "policy_json_schema"]
+def providers_json_schema() -> dict[str, Any]:
+    """The JSON schema of ``policies/_providers.yaml``."""
+    schema = ProvidersFile.model_json_schema()
+    schema["title"] = "cascade providers"
+    return schema
+
+
+__all__ = [
+    "AzureSpec",
+    "Endpoint",
+    "Policy",
+    "PolicyFile",
+    "PolicySet",
+    "ProvidersFile",
+    "Rung",
+    "load_providers",
+    "policy_json_schema",
+    "providers_json_schema",
+]

@@ -82,7 +82,7 @@ def price_of(model: str, overrides: Mapping[str, Price] | None = None) -> Price 
             return table[base]
     warnings.warn(
         f"no price known for model {model!r}: its calls will have cost None; add it to the "
-        "policy's `prices:` or to the file named by CASCADE_PRICES",
+        "policy's `prices:` (or its rung's `price:`) or to the file named by CASCADE_PRICES",
         UnknownPriceWarning,
         stacklevel=2,
     )

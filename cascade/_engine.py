@@ -37,16 +37,21 @@ from .pricing import usd
 from .validators import name_of
 
 if TYPE_CHECKING:
-    from .policy import Policy
+    from .policy import Endpoint, Policy
 
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """Effect: call ``model`` with ``request``; send back a Completion or a Failure."""
+    """Effect: call ``model`` with ``request``; send back a Completion or a Failure.
+
+    ``endpoint`` is where the rung is served (its policy's ``base_url``, ``azure`` or
+    ``provider``); None: the transport's default client.
+    """
 
     model: str
     request: Request
     purpose: Purpose
+    endpoint: Endpoint | None = None
 
 
 Reply = Completion | Failure
@@ -104,7 +109,9 @@ def climb(
     answers = 0
     max_attempts = policy.spec.max_attempts
     max_cost = policy.spec.max_cost_usd
+    endpoints = policy.endpoints
     for model in models:
+        endpoint = endpoints.get(model) if endpoints else None
         ask = request
         for k in range(policy.spec.retries + 1):
             if (max_attempts is not None and answers >= max_attempts) or (
@@ -113,7 +120,7 @@ def climb(
                 out.why = "attempt or cost limit reached"
                 return out
             purpose: Purpose = "answer" if k == 0 else "reask"
-            reply = yield Call(model, ask, purpose)
+            reply = yield Call(model, ask, purpose, endpoint)
             answers += 1
             if isinstance(reply, Failure):
                 if reply.status in policy.fatal_status:
@@ -218,7 +225,8 @@ def _judge(
     extra: list[Completion] = []
     if verify and policy.follow_ups and all(v.passed for v in verdicts):
         for f in policy.follow_ups:
-            reply = yield Call(completion.model, f.follow_up(completion), "verify")
+            where = policy.endpoints.get(completion.model)
+            reply = yield Call(completion.model, f.follow_up(completion), "verify", where)
             if isinstance(reply, Failure):
                 verdicts.append(
                     Verdict(name_of(f), False, f"verification call failed: {reply.reason}")

@@ -10,6 +10,8 @@
     max_body_bytes: 4194304         # larger request bodies are refused with 413
     upstream_http: null             # direct | aiohttp | httpx; null: direct when aiohttp is
                                     # installed, else httpx (see cascade.transports.direct)
+    providers:                      # endpoints the policies' rungs name ({provider: local}),
+      local: {base_url: "http://127.0.0.1:8000/v1", api_key_env: VLLM_API_KEY}
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..exceptions import CascadeError
+from ..policy import Endpoint
 
 
 class ConfigError(CascadeError, ValueError):
@@ -73,6 +76,11 @@ class ProxyConfig(BaseModel):
         description="Upstream chat calls: direct (aiohttp, no SDK request building), or the "
         "openai SDK on its aiohttp or httpx transport; None: direct when aiohttp is installed "
         "(the proxy extra), else httpx.",
+    )
+
+    providers: dict[str, Endpoint] = Field(
+        default_factory=dict,
+        description="Endpoints named for every policy's rungs, as in policies/_providers.yaml.",
     )
 
     def task_for(self, body: Mapping[str, Any]) -> str | None:

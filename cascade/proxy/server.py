@@ -22,6 +22,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from .._client import Cascade
+from ..policy import PolicySet
 from ..transports import OpenAITransport
 from .app import create_app
 from .config import ConfigError, ProxyConfig, check_exposure, load_config
@@ -70,7 +71,8 @@ def proxy_cascade(
 ) -> tuple[Cascade, openai.AsyncOpenAI]:
     """The proxy's Cascade and upstream client, calling upstream as ``config.upstream_http``
     says. The client is made from the environment (the proxy's own credentials, never the
-    client's) and ``client_options`` (``openai.AsyncOpenAI``'s arguments)."""
+    client's) and ``client_options`` (``openai.AsyncOpenAI``'s arguments); rungs that name
+    an endpoint (``config.providers`` among them) get clients of their own."""
     choice = upstream_choice(config.upstream_http)
     upstream = openai.AsyncOpenAI(
         http_client=openai.DefaultAioHttpClient() if choice != "httpx" else None,
@@ -82,7 +84,9 @@ def proxy_cascade(
         transport: Transport = DirectTransport(upstream)  # the app closes upstream
     else:
         transport = OpenAITransport(async_client=upstream)
-    return Cascade(policies, store=store, transport=transport), upstream
+    where = policies or os.environ.get("CASCADE_POLICIES") or "policies"
+    named = PolicySet(where, providers=config.providers)
+    return Cascade(named, store=store, transport=transport), upstream
 
 
 def upstream_choice(choice: str | None) -> str:

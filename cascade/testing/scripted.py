@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 __all__ = ["Reply", "ScriptedServer"]
 
 _CLIP = 80  # characters of the user message quoted in "no scripted reply" errors
+# Azure OpenAI's path for a deployment's chat completions (``azure_endpoint=server.url``).
+_AZURE_CHAT = re.compile(r"^/openai/deployments/[^/]+/chat/completions$")
 
 
 @dataclass(frozen=True)
@@ -231,9 +233,15 @@ class ScriptedServer:
         return self._http.port
 
     @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` (once started): an ``AzureOpenAI`` client's ``azure_endpoint``
+        (the server also answers Azure's ``/openai/deployments/NAME/chat/completions``)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
     def base_url(self) -> str:
         """The SDK's ``base_url`` for this server, ``http://HOST:PORT/v1`` (once started)."""
-        return f"http://{self.host}:{self.port}/v1"
+        return f"{self.url}/v1"
 
     def start(self) -> Self:
         """Listen and serve from a daemon thread (no-op when started). Returns the server."""
@@ -303,7 +311,8 @@ class ScriptedServer:
         request["_headers"] = http.headers
         self._record(request)
         endpoint = http.path.split("?", 1)[0].removeprefix("/v1")
-        if endpoint == "/chat/completions" and http.method == "POST":
+        chat = endpoint == "/chat/completions" or _AZURE_CHAT.match(endpoint) is not None
+        if chat and http.method == "POST":
             return self._chat(request)
         if endpoint == "/models" and http.method == "GET":
             with self._lock:

@@ -11,6 +11,10 @@ exponential backoff from 0.5 s to 8 s with jitter), and reads the answer with th
 ``sdk`` functions as every other call. A request the fast path of ``sdk`` would not take
 (arguments that are not plain JSON, a wrapped ``create``) goes through the SDK client, and so
 does every sync call (a sync client with the same settings, made on first use).
+
+A call whose rung names an endpoint (``Call.endpoint``: a ``base_url`` or a provider) is sent
+the same way on a session of that endpoint's own, made on first use with its key and reused;
+an Azure endpoint (its ``api-version`` query and ``api-key`` header) goes through its SDK client.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 import math
 import random
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 from urllib.request import getproxies, proxy_bypass
@@ -30,6 +35,7 @@ import aiohttp
 from ..events import Completion, Failure
 from . import sdk
 from ._base import UpstreamStatusError
+from .endpoints import EndpointClients, MissingKeyError, key_failure
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
     import openai
 
     from .._engine import Call
+    from ..policy import Endpoint
 
 _MAX_RETRY_AFTER = 60.0  # seconds: a longer server-directed wait is not retried (as the SDK)
 
@@ -67,15 +74,33 @@ class DirectTransport:
         self._timeout = _timeout(client.timeout)
         self._retries = client.max_retries
         self._session: aiohttp.ClientSession | None = None  # made in the serving event loop
+        # Rungs served elsewhere: their SDK clients, and a DirectTransport (a session) for each.
+        self.endpoints = EndpointClients(http_client=_aiohttp_client)
+        self._elsewhere: dict[Endpoint, DirectTransport] = {}
 
     def call(self, call: Call) -> Completion | Failure:
-        """A sync call: through a sync SDK client with the async client's settings."""
+        """A sync call: through a sync SDK client with the async client's settings (or the
+        endpoint's own sync client)."""
+        if call.endpoint is not None:
+            try:
+                return sdk.call_sync(self.endpoints.sync(call.endpoint), call)
+            except MissingKeyError as e:
+                return key_failure(call.model, e)
         if self._sync is None:
             self._sync = sdk.sync_twin(self._client)
         return sdk.call_sync(self._sync, call)
 
     async def acall(self, call: Call) -> Completion | Failure:
         """Perform ``call`` on the aiohttp session (the SDK client for what it cannot send)."""
+        if call.endpoint is not None:
+            there = self._elsewhere.get(call.endpoint)
+            if there is None:
+                try:
+                    client = self.endpoints.async_(call.endpoint)
+                except MissingKeyError as e:
+                    return key_failure(call.model, e)
+                there = self._elsewhere.setdefault(call.endpoint, DirectTransport(client))
+            return await there.acall(replace(call, endpoint=None))
         post = sdk.post_args(self._client, call) if self._direct else None
         if post is None:
             return await sdk.call_async(self._client, call)
@@ -142,19 +167,31 @@ class DirectTransport:
         return headers
 
     def close(self) -> None:
-        """Close the sync client, if one was made."""
+        """Close the sync clients, if any were made."""
         if self._sync is not None:
             self._sync.close()
             self._sync = None
+        self.endpoints.close()
 
     async def aclose(self) -> None:
-        """Close the connection pool (and the SDK client, if this transport owns it)."""
+        """Close the connection pools (and the SDK client, if this transport owns it)."""
         if self._session is not None:
             await self._session.close()
             self._session = None
+        elsewhere, self._elsewhere = list(self._elsewhere.values()), {}
+        for there in elsewhere:
+            await there.aclose()
+        await self.endpoints.aclose()
         if self._owns_client:
             await self._client.close()
         self.close()
+
+
+def _aiohttp_client() -> Any:
+    """The SDK's aiohttp transport, for the SDK clients of rungs served elsewhere."""
+    import openai
+
+    return openai.DefaultAioHttpClient()
 
 
 def _timeout(value: Any) -> aiohttp.ClientTimeout:

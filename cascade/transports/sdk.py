@@ -16,6 +16,7 @@ import pydantic
 from openai.types.chat import ChatCompletion
 
 from ..events import Completion, Failure, TokenLogprob, ToolCall
+from .endpoints import EndpointClients, MissingKeyError, key_failure
 
 if TYPE_CHECKING:
     from .._engine import Call
@@ -30,6 +31,9 @@ class OpenAITransport:
             ``client`` is given, the async client is a twin with its settings.
         owned: close the given clients too. Clients the transport made are always closed by
             ``close``/``aclose``; given ones are left open unless ``owned``.
+
+    A call whose rung names an endpoint (``Call.endpoint``) goes to that endpoint's clients,
+    made once per endpoint by the transport's ``endpoints`` registry and closed with it.
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class OpenAITransport:
         self._owns_client = owned or client is None
         self._owns_async_client = owned or async_client is None
         self._lock = threading.Lock()
+        self.endpoints = EndpointClients()
 
     @property
     def client(self) -> openai.OpenAI:
@@ -66,24 +71,39 @@ class OpenAITransport:
         return self._async_client
 
     def call(self, call: Call) -> Completion | Failure:
-        """Perform ``call`` with the sync client."""
-        return call_sync(self.client, call)
+        """Perform ``call`` with the sync client (its endpoint's, if it names one)."""
+        if call.endpoint is None:
+            return call_sync(self.client, call)
+        try:
+            client = self.endpoints.sync(call.endpoint)
+        except MissingKeyError as e:
+            return key_failure(call.model, e)
+        return call_sync(client, call)
 
     async def acall(self, call: Call) -> Completion | Failure:
-        """Perform ``call`` with the async client."""
-        return await call_async(self.async_client, call)
+        """Perform ``call`` with the async client (its endpoint's, if it names one)."""
+        if call.endpoint is None:
+            return await call_async(self.async_client, call)
+        try:
+            client = self.endpoints.async_(call.endpoint)
+        except MissingKeyError as e:
+            return key_failure(call.model, e)
+        return await call_async(client, call)
 
     def close(self) -> None:
-        """Close the sync client if this transport made it."""
+        """Close the sync client if this transport made it, and the endpoints' clients."""
         if self._owns_client and self._client is not None:
             self._client.close()
             self._client = None
+        self.endpoints.close()
 
     async def aclose(self) -> None:
-        """Close the async client (and the sync one) if this transport made them."""
+        """Close the async client (and the sync one) if this transport made them, and the
+        endpoints' clients."""
         if self._owns_async_client and self._async_client is not None:
             await self._async_client.close()
             self._async_client = None
+        await self.endpoints.aclose()
         self.close()
 
 

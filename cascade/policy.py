@@ -17,25 +17,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import validators as _validators  # registers the built-in validator types
 from .events import Request  # noqa: TC001  # used by the hook signatures at runtime
 from .exceptions import PolicyError, UnknownTaskError
-from .pricing import Price, price_of
+from .pricing import Price, PriceSpec, price_of
+from .transports.endpoints import Endpoint, Rung, load_providers, rung_endpoints
 from .validators import Cleaner, FollowUp, Preparer, Validator, build_validator
 
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SUFFIXES = (".yaml", ".yml", ".json")
-
-
-class PriceSpec(BaseModel):
-    """USD per million tokens for one model."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    input: Decimal = Field(ge=0)
-    output: Decimal = Field(ge=0)
-    cached_input: Decimal | None = Field(default=None, ge=0)
 
 
 class AgreementSpec(BaseModel):
@@ -49,72 +41,6 @@ class AgreementSpec(BaseModel):
     )
     tolerance: float = Field(default=1e-6, ge=0, description="Relative tolerance (numeric, json).")
     fields: list[str] | None = Field(default=None, description="json: compare only these keys.")
-
-
-class AzureSpec(BaseModel):
-    """An Azure OpenAI resource, called through the openai SDK's ``AzureOpenAI`` client."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    endpoint: str = Field(description="https://RESOURCE.openai.azure.com")
-    api_version: str = Field(description="The API version, as Azure names it: 2024-10-21.")
-    deployment: str | None = Field(
-        default=None, description="The deployment; default: the rung's model name."
-    )
-
-
-class Endpoint(BaseModel):
-    """Where a rung's calls go: an OpenAI-compatible ``base_url``, an ``azure`` deployment, or
-    (neither) the OpenAI API with another key. Only the key's variable name is kept: the key
-    is read from the environment when the endpoint's client is made."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    base_url: str | None = Field(default=None, description="http://127.0.0.1:8000/v1")
-    azure: AzureSpec | None = None
-    api_key_env: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="The environment variable holding the key. Default: none for a base_url "
-        "(local servers), AZURE_OPENAI_API_KEY for azure, else OPENAI_API_KEY.",
-    )
-    timeout: float | None = Field(default=None, gt=0, description="Seconds per call.")
-    max_retries: int | None = Field(default=None, ge=0, description="The SDK's retries.")
-
-    @model_validator(mode="after")
-    def _one_place(self) -> Endpoint:
-        if self.base_url is not None and self.azure is not None:
-            raise ValueError("give `base_url` or `azure`, not both")
-        return self
-
-
-_ENDPOINT_FIELDS = tuple(Endpoint.model_fields)
-
-
-class Rung(Endpoint):
-    """One rung of a ladder: a model, where it is served (inline, or a ``provider`` named in
-    ``_providers.yaml``), and its price. Without either it is served by the default client."""
-
-    name: str = Field(min_length=1, description="The model, as the endpoint names it.")
-    provider: str | None = Field(default=None, description="A name from `providers:`.")
-    price: PriceSpec | None = Field(default=None, description="USD per million tokens.")
-
-    @model_validator(mode="after")
-    def _provider_or_inline(self) -> Rung:
-        if self.provider is not None and self.endpoint() is not None:
-            raise ValueError("give `provider` or the endpoint's own fields, not both")
-        return self
-
-    def endpoint(self) -> Endpoint | None:
-        """The inline endpoint, or None when the rung sets none of its fields."""
-        given = {k: getattr(self, k) for k in _ENDPOINT_FIELDS if getattr(self, k) is not None}
-        return Endpoint(**given) if given else None
-
-
-class ProvidersFile(BaseModel):
-    """``policies/_providers.yaml`` (and the proxy config's ``providers:``): endpoints named
-    once for every policy, ``{name: gpt-4o, provider: NAME}`` in a ladder."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    providers: dict[str, Endpoint] = Field(default_factory=dict)
 
 
 class PolicyFile(BaseModel):
@@ -240,7 +166,7 @@ class Policy:
             for i, entry in enumerate(spec.validators)
         )
         providers = dict(providers or {})
-        endpoints, rung_prices = _rungs(spec, providers, path)
+        endpoints, rung_prices = rung_endpoints(spec.models, spec.prices, providers, path)
         overrides = {
             m: Price(p.input, p.output, p.cached_input)
             for m, p in {**spec.prices, **rung_prices}.items()
@@ -299,50 +225,6 @@ class Policy:
         return cls.from_dict(
             data, task=path.stem, path=path, validators=validators, providers=providers
         )
-
-
-def _rungs(
-    spec: PolicyFile, providers: Mapping[str, Endpoint], path: Path | None
-) -> tuple[dict[str, Endpoint], dict[str, PriceSpec]]:
-    """Each rung's endpoint (its provider's, or its own) and price, by model name."""
-    endpoints: dict[str, Endpoint] = {}
-    prices: dict[str, PriceSpec] = {}
-    for i, rung in enumerate(spec.models):
-        if isinstance(rung, str):
-            continue
-        if rung.provider is not None:
-            if rung.provider not in providers:
-                known = ", ".join(sorted(providers)) or "none: see policies/_providers.yaml"
-                raise PolicyError(
-                    f"unknown provider {rung.provider!r} (known: {known})",
-                    path=path,
-                    field=f"models[{i}].provider",
-                )
-            endpoints[rung.name] = providers[rung.provider]
-        elif (own := rung.endpoint()) is not None:
-            endpoints[rung.name] = own
-        if rung.price is not None:
-            if rung.name in spec.prices:
-                raise PolicyError(
-                    f"{rung.name!r} is priced twice, here and in `prices:`",
-                    path=path,
-                    field=f"models[{i}].price",
-                )
-            prices[rung.name] = rung.price
-    return endpoints, prices
-
-
-def load_providers(path: Path | str) -> dict[str, Endpoint]:
-    """The endpoints named in a providers file (``policies/_providers.yaml``); none when it
-    does not exist. Raises ``PolicyError`` naming the file and the field."""
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    data = _parse(path.read_text(encoding="utf-8"), path) or {}
-    try:
-        return dict(ProvidersFile.model_validate(data).providers)
-    except ValidationError as e:
-        raise _policy_error(e, path) from None
 
 
 def _parse(text: str, path: Path) -> Any:
@@ -442,16 +324,7 @@ class PolicySet:
     def providers(self) -> Mapping[str, Endpoint]:
         """The named endpoints: the given ones and the directory's ``_providers.yaml``."""
         if self._providers is None:
-            path = self.directory / "_providers.yaml"
-            named = load_providers(path)
-            clash = sorted(named.keys() & self._given.keys())
-            if clash:
-                raise PolicyError(
-                    f"provider {clash[0]!r} is also named in the proxy's config",
-                    path=path,
-                    field=f"providers.{clash[0]}",
-                )
-            self._providers = {**self._given, **named}
+            self._providers = load_providers(self.directory, self._given)
         return self._providers
 
     def tasks(self) -> list[str]:
@@ -515,22 +388,4 @@ def policy_json_schema() -> dict[str, Any]:
     return schema
 
 
-def providers_json_schema() -> dict[str, Any]:
-    """The JSON schema of ``policies/_providers.yaml``."""
-    schema = ProvidersFile.model_json_schema()
-    schema["title"] = "cascade providers"
-    return schema
-
-
-__all__ = [
-    "AzureSpec",
-    "Endpoint",
-    "Policy",
-    "PolicyFile",
-    "PolicySet",
-    "ProvidersFile",
-    "Rung",
-    "load_providers",
-    "policy_json_schema",
-    "providers_json_schema",
-]
+__all__ = ["Endpoint", "Policy", "PolicyFile", "PolicySet", "Rung", "policy_json_schema"]

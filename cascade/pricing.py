@@ -18,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -52,6 +54,15 @@ class Price:
             + cached * cached_price
             + completion_tokens * self.output
         ) / _MILLION
+
+
+class PriceSpec(BaseModel):
+    """USD per million tokens for one model, as policy files write it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    input: Decimal = Field(ge=0)
+    output: Decimal = Field(ge=0)
+    cached_input: Decimal | None = Field(default=None, ge=0)
 
 
 def _read(path: Path | str) -> dict[str, Price]:

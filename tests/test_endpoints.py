@@ -15,10 +15,11 @@ import yaml
 
 import cascade
 from cascade.evals import Example, aevaluate
-from cascade.policy import Endpoint, Policy, PolicySet, providers_json_schema
+from cascade.policy import Endpoint, Policy, PolicySet
 from cascade.proxy import ProxyConfig, ProxyServer, create_app
 from cascade.proxy.server import proxy_cascade
 from cascade.testing import Reply, ScriptedServer
+from cascade.transports.endpoints import providers_json_schema
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -22,7 +22,8 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the schema."""
-    from ..policy import policy_json_schema, providers_json_schema
+    from ..policy import policy_json_schema
+    from ..transports.endpoints import providers_json_schema
 
     schema = providers_json_schema() if args.providers else policy_json_schema()
     print(json.dumps(schema, indent=2))

@@ -1,11 +1,14 @@
-"""Clients per endpoint: the rungs a policy serves elsewhere than the default client.
+"""Endpoints: where a rung is served, as policy files write it, and the clients made for it.
 
 A policy's rung may name its endpoint (``base_url``, ``azure``, or a ``provider`` from
-``_providers.yaml``); the engine puts that ``Endpoint`` in its ``Call``. ``EndpointClients``
-makes one openai client (and so one connection pool) per endpoint on first use and reuses it
-for every later call, from any policy. The key is read from the environment variable the
-endpoint names when its client is made; it is never part of an ``Endpoint``, a record, a log
-event or an error message (which name the variable, not its value).
+``_providers.yaml``): ``Rung``, ``Endpoint`` and ``ProvidersFile`` are those file formats
+(frozen pydantic models, unknown keys refused; ``cascade.policy`` re-exports them and compiles
+them with ``rung_endpoints``). The engine puts a rung's ``Endpoint`` in its ``Call``.
+``EndpointClients`` makes one openai client (and so one connection pool) per endpoint on
+first use and reuses it for every later call, from any policy. The key is read from the
+environment variable the endpoint names when its client is made; it is never part of an
+``Endpoint``, a record, a log event or an error message (which name the variable, not its
+value).
 """
 
 from __future__ import annotations
@@ -15,22 +18,167 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import openai
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..events import Failure
+from ..exceptions import PolicyError
+from ..pricing import PriceSpec
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
-
-    from ..policy import Endpoint
+    from collections.abc import Callable, Mapping, Sequence
+    from pathlib import Path
 
 __all__ = [
+    "AzureSpec",
+    "Endpoint",
     "EndpointClients",
+    "ProvidersFile",
+    "Rung",
+    "rung_endpoints",
     "MissingKeyError",
     "key_failure",
+    "load_providers",
     "make_client",
     "provider_name",
+    "providers_json_schema",
     "where",
 ]
+
+
+class AzureSpec(BaseModel):
+    """An Azure OpenAI resource, called through the openai SDK's ``AzureOpenAI`` client."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    endpoint: str = Field(description="https://RESOURCE.openai.azure.com")
+    api_version: str = Field(description="The API version, as Azure names it: 2024-10-21.")
+    deployment: str | None = Field(
+        default=None, description="The deployment; default: the rung's model name."
+    )
+
+
+class Endpoint(BaseModel):
+    """Where a rung's calls go: an OpenAI-compatible ``base_url``, an ``azure`` deployment, or
+    (neither) the OpenAI API with another key. Only the key's variable name is kept: the key
+    is read from the environment when the endpoint's client is made."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    base_url: str | None = Field(default=None, description="http://127.0.0.1:8000/v1")
+    azure: AzureSpec | None = None
+    api_key_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="The environment variable holding the key. Default: none for a base_url "
+        "(local servers), AZURE_OPENAI_API_KEY for azure, else OPENAI_API_KEY.",
+    )
+    timeout: float | None = Field(default=None, gt=0, description="Seconds per call.")
+    max_retries: int | None = Field(default=None, ge=0, description="The SDK's retries.")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> Endpoint:
+        if self.base_url is not None and self.azure is not None:
+            raise ValueError("give `base_url` or `azure`, not both")
+        return self
+
+
+_ENDPOINT_FIELDS = tuple(Endpoint.model_fields)
+
+
+class Rung(Endpoint):
+    """One rung of a ladder: a model, where it is served (inline, or a ``provider`` named in
+    ``_providers.yaml``), and its price. Without either it is served by the default client."""
+
+    name: str = Field(min_length=1, description="The model, as the endpoint names it.")
+    provider: str | None = Field(default=None, description="A name from `providers:`.")
+    price: PriceSpec | None = Field(default=None, description="USD per million tokens.")
+
+    @model_validator(mode="after")
+    def _provider_or_inline(self) -> Rung:
+        if self.provider is not None and self.endpoint() is not None:
+            raise ValueError("give `provider` or the endpoint's own fields, not both")
+        return self
+
+    def endpoint(self) -> Endpoint | None:
+        """The inline endpoint, or None when the rung sets none of its fields."""
+        given = {k: getattr(self, k) for k in _ENDPOINT_FIELDS if getattr(self, k) is not None}
+        return Endpoint(**given) if given else None
+
+
+class ProvidersFile(BaseModel):
+    """``policies/_providers.yaml`` (and the proxy config's ``providers:``): endpoints named
+    once for every policy, ``{name: gpt-4o, provider: NAME}`` in a ladder."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    providers: dict[str, Endpoint] = Field(default_factory=dict)
+
+
+def rung_endpoints(
+    models: Sequence[str | Rung],
+    prices: Mapping[str, PriceSpec],
+    providers: Mapping[str, Endpoint],
+    path: Path | None,
+) -> tuple[dict[str, Endpoint], dict[str, PriceSpec]]:
+    """Each rung's endpoint (its provider's, or its own) and price, by model name; ``prices``
+    is the policy's ``prices:``. Raises ``PolicyError`` naming the file and the field."""
+    endpoints: dict[str, Endpoint] = {}
+    priced: dict[str, PriceSpec] = {}
+    for i, rung in enumerate(models):
+        if isinstance(rung, str):
+            continue
+        if rung.provider is not None:
+            if rung.provider not in providers:
+                known = ", ".join(sorted(providers)) or "none: see policies/_providers.yaml"
+                raise PolicyError(
+                    f"unknown provider {rung.provider!r} (known: {known})",
+                    path=path,
+                    field=f"models[{i}].provider",
+                )
+            endpoints[rung.name] = providers[rung.provider]
+        elif (own := rung.endpoint()) is not None:
+            endpoints[rung.name] = own
+        if rung.price is not None:
+            if rung.name in prices:
+                raise PolicyError(
+                    f"{rung.name!r} is priced twice, here and in `prices:`",
+                    path=path,
+                    field=f"models[{i}].price",
+                )
+            priced[rung.name] = rung.price
+    return endpoints, priced
+
+
+def load_providers(directory: Path, given: Mapping[str, Endpoint]) -> dict[str, Endpoint]:
+    """The endpoints named in ``directory/_providers.yaml`` (none when there is no such file)
+    and the ``given`` ones (``cascade serve``'s config); a name may be in only one of them.
+    Raises ``PolicyError`` naming the file and the field."""
+    path = directory / "_providers.yaml"
+    if not path.is_file():
+        return dict(given)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        named = ProvidersFile.model_validate(data).providers
+    except yaml.YAMLError as e:
+        raise PolicyError(f"invalid YAML: {e}", path=path) from None
+    except ValidationError as e:
+        first = e.errors()[0]
+        msg = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        field = ".".join(str(part) for part in first["loc"])
+        raise PolicyError(msg, path=path, field=field) from None
+    clash = sorted(named.keys() & given.keys())
+    if clash:
+        raise PolicyError(
+            f"provider {clash[0]!r} is also named in the proxy's config",
+            path=path,
+            field=f"providers.{clash[0]}",
+        )
+    return {**given, **named}
+
+
+def providers_json_schema() -> dict[str, Any]:
+    """The JSON schema of ``policies/_providers.yaml``."""
+    schema = ProvidersFile.model_json_schema()
+    schema["title"] = "cascade providers"
+    return schema
 
 
 class MissingKeyError(LookupError):

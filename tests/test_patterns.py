@@ -209,11 +209,12 @@ def test_the_planted_topic_words_are_at_the_top(support: Patterns) -> None:
 
 
 def test_terms_per_validator_point_at_its_inputs(support: Patterns) -> None:
-    json_terms = {t.term for t in support.terms_by_validator["json_schema"]}
-    assert json_terms <= set(GERMAN) | {f"{a} {b}" for a in GERMAN for b in GERMAN}
-    assert len(json_terms) >= 3
     confidence = support.terms_by_validator["confidence"]
     assert confidence[0].term == "refund"
+    # The German words escalate with json_schema, but no more than other German inputs do:
+    # tested within language strata, they are the language, not words of their own.
+    assert "json_schema" not in support.terms_by_validator
+    assert not set(GERMAN) & {m for t in support.terms for m in t.members}
 
 
 def test_long_inputs_stand_out_by_size(support: Patterns) -> None:
@@ -238,15 +239,13 @@ def test_near_duplicates_are_grouped(support: Patterns) -> None:
 def test_suggestions_follow_the_planted_causes(support: Patterns) -> None:
     kinds = {s.kind: s for s in support.suggestions}
     size = kinds["route_by_size"]
-    assert "inputs over 2,000 prompt tokens escalate" in size.message
-    assert "gpt-4o" in size.message
-    # 95 escalations waste two cheap attempts each; 5 passes (1 sampled, weight 805/81)
-    # would cost the strong model instead of the cheap one.
-    wasted = 95 * 2 * 0.0004
-    extra = (0.004 - 0.0004) * 805 / 81
-    expected = (wasted - extra) * 1000 / 1066
-    assert size.projected_savings_usd_per_1k_calls == pytest.approx(expected, rel=1e-4)
-    assert f"${expected:.4f}" in size.message
+    # Every cut from 250 tokens on holds the same 100 long inputs: the highest is named. One
+    # stored pass of five leaves the rate between 47% and 100% at the level the selection
+    # needs, so the report does not claim routing pays (it would above 50%).
+    assert "inputs of 2,000 prompt tokens or more escalate 47\u2013100% of the time" in size.message
+    assert "give the cheap model guidance" in size.message
+    assert size.projected_savings_usd_per_1k_calls is None
+    assert size.evidence["inputs"] == pytest.approx(95 + 805 / 81, rel=1e-3)
 
     dominant = kinds["dominant_reason"]
     assert "json_schema" in dominant.message
@@ -255,7 +254,8 @@ def test_suggestions_follow_the_planted_causes(support: Patterns) -> None:
 
     feature = kinds["feature"]
     assert "language 'de'" in feature.message
-    assert "70%" in feature.message
+    assert "31\u201399% of the time (100 inputs" in feature.message  # 3 stored passes of 30
+    assert feature.evidence["escalation_rate"] == pytest.approx(0.70, abs=0.01)
 
     topic = kinds["topic"]
     assert "'refund'" in topic.message
@@ -354,7 +354,7 @@ def test_the_collector_keeps_bounded_samples_over_200k_records() -> None:
     for i, r in enumerate(stream(200_000)):
         c.add(r)
         if i % 5000 == 0:
-            sizes = [len(t) for t in (*c.terms, *c.terms_by_validator.values())]
+            sizes = [len(t) for t in (*c.term_counts.values(), *c.terms_by_validator.values())]
             biggest = max(biggest, *sizes)
             assert len(c.dup_sample) <= 100
     assert c.sampled == 200_000

@@ -83,7 +83,7 @@ def test_table_shows_the_figures(report: Report) -> None:
 
 def test_json_has_the_documented_stable_schema(report: Report) -> None:
     data = json.loads(render(report, "json"))
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert set(data) == {
         "schema_version", "generated_at", "since", "until", "corrupt_records", "tasks", "overall",
     }  # fmt: skip
@@ -97,7 +97,7 @@ def test_json_has_the_documented_stable_schema(report: Report) -> None:
         assert set(t) == task_keys
     assert set(data["overall"]["patterns"]) == {
         "sampled_records", "pass_sampling_rate", "size_buckets", "features", "terms",
-        "terms_by_validator", "reasons", "duplicates", "suggestions",
+        "terms_by_validator", "reasons", "duplicates", "suggestions", "tested", "window_rate",
     }  # fmt: skip
     extract = next(t for t in data["tasks"] if t["task"] == "extract")
     assert (extract["calls"], extract["escalations"]) == (80, 72)

@@ -228,14 +228,21 @@ def aggregate(
     reports = []
     for task in sorted(counters):
         cs = [collectors[task]] if task in collectors else []
-        p = patterns_of([(c, counters[task].totals()) for c in cs], top=top, min_count=min_count)
         seen = observation_of([observers[task]] if task in observers else [])
+        p = patterns_of(
+            [(c, counters[task].totals()) for c in cs], top=top, min_count=min_count,
+            observed_action=None if seen is None else seen.action,
+        )  # fmt: skip
         reports.append(counters[task].report(task, cs, p, top, seen))
     everything = [(collectors[t], counters[t].totals()) for t in sorted(collectors)]
     if len(reports) == 1:  # the overall patterns are the task's: do not search twice
         overall_patterns = reports[0].patterns
     else:
-        overall_patterns = patterns_of(everything, top=top, min_count=min_count)
+        seen_all = observation_of(observers.values())
+        overall_patterns = patterns_of(
+            everything, top=top, min_count=min_count,
+            observed_action=None if seen_all is None else seen_all.action,
+        )  # fmt: skip
     all_observed = observers.values()
     return Report(
         generated_at=time.time() if now is None else now,

@@ -1,13 +1,16 @@
-"""Streaming over sampled records: the counters and bounded samples patterns are made of.
+"""Streaming over stored records: the counters and bounded samples patterns are made of.
 
-``PatternCollector`` reads one task's sampled records once. Memory does not grow with the
-number of records: tables are pruned to their most frequent entries, samples are capped.
+``PatternCollector`` reads one task's stored records once. Each record stands for
+``1 / inclusion_probability`` calls, so every estimate is over exactly the records read.
+Memory does not grow with the number of records: tables are pruned to their most frequent
+entries, samples are capped.
 """
 
 from __future__ import annotations
 
 import heapq
 import re
+from array import array
 from collections import Counter
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -22,9 +25,11 @@ if TYPE_CHECKING:
     from .values import Totals
 
 __all__ = [
+    "ALL",
     "CATEGORICAL",
     "SIZE_BUCKETS",
     "Bin",
+    "Column",
     "PatternCollector",
     "merged_reasons",
     "normalise_reason",
@@ -36,6 +41,7 @@ SIZE_BUCKETS: tuple[tuple[str, float], ...] = (
     ("4k+", float("inf")),
 )  # fmt: skip
 CATEGORICAL = ("language", "has_code", "has_json", "question")
+ALL = "*"  # the feature flag every record has: a column's feature count is its total
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _REASON_CHARS = 200
 
@@ -46,54 +52,92 @@ def normalise_reason(reason: str) -> str:
 
 
 class Bin:
-    """Counts of one group of calls: escalated, sampled passing, other (always-kept, not
-    escalated), the cheap spend wasted on the escalated ones and what starting the passing
-    ones at the strong model would add."""
+    """Counts of one group of stored records, with their weights (1 / inclusion probability).
 
-    __slots__ = ("escalated", "extra", "other", "passed", "wasted")
+    ``escalated`` counts escalated calls (always kept); ``kept`` the stored calls that did not
+    escalate, ``weighted`` the calls those stand for (the sum of their weights) and ``legacy``
+    the stored passes whose record carries no inclusion probability (older records: their
+    weight is estimated from the counters, ``legacy_weight``). ``wasted`` is the cheap spend
+    on the escalated ones, ``extra`` what starting the passing ones at the strong model would
+    add (weighted; ``extra_legacy`` that of the legacy passes, unweighted).
+    """
+
+    __slots__ = ("escalated", "extra", "extra_legacy", "kept", "legacy", "wasted", "weighted")
 
     def __init__(self) -> None:
         self.escalated = 0
-        self.passed = 0
-        self.other = 0
+        self.kept = 0
+        self.weighted = 0.0
+        self.legacy = 0
         self.wasted = 0.0
         self.extra = 0.0
+        self.extra_legacy = 0.0
 
-    def calls(self, weight: float) -> float:
-        """The estimated number of calls, sampled passes counting ``weight`` each."""
-        return self.escalated + self.other + self.passed * weight
+    def rest(self, legacy_weight: float) -> float:
+        """The estimated number of calls of the group that did not escalate."""
+        return self.weighted + self.legacy * legacy_weight
 
-    def rate(self, weight: float) -> float:
+    def calls(self, legacy_weight: float) -> float:
+        """The estimated number of calls of the group."""
+        return self.escalated + self.rest(legacy_weight)
+
+    def rate(self, legacy_weight: float) -> float:
         """The estimated escalation rate (0 for an empty bin)."""
-        calls = self.calls(weight)
+        calls = self.calls(legacy_weight)
         return self.escalated / calls if calls else 0.0
+
+    def extra_total(self, legacy_weight: float) -> float:
+        """What answering the group's passing calls with the strong model alone would add."""
+        return self.extra + self.extra_legacy * legacy_weight
+
+
+# A weight key: 1 / inclusion probability, or None for a pass of unknown probability.
+WeightKey = float | None
+# A column of the token tables: (stratum, escalated, weight key).
+Column = tuple[int, bool, WeightKey]
 
 
 class PatternCollector:
-    """Counters and bounded samples of one task's sampled records, filled by ``add``.
+    """Counters and bounded samples of one task's stored records, filled by ``add``.
 
-    Memory does not grow with the number of records: the term and reason tables are pruned
-    to their most frequent entries when they pass ``max_terms`` / ``max_reasons`` (so counts
-    of rare terms are approximate), and only the first ``dup_limit`` escalated inputs are
-    kept for near-duplicate grouping.
+    The unit is the input: for every token (a word or two-word phrase of the input, or a
+    feature value such as ``language=de``) the tables count the stored records holding it,
+    per stratum (prompt-size bucket x language), outcome and weight, so that any group's
+    2x2 table of inputs, its weighted rate and a stratified test come from lookups.
+
+    Memory does not grow with the number of records: a term column is pruned to its most
+    frequent entries when it passes ``max_terms`` (counts of rare terms are then
+    approximate), reason tables at ``max_reasons``; the term hashes of at most
+    ``doc_limit`` inputs are kept (for merging terms that occur in the same inputs), and the
+    first ``dup_limit`` escalated inputs for near-duplicate grouping.
     """
 
     def __init__(
-        self, *, dup_limit: int = 5000, max_terms: int = 50_000, max_reasons: int = 500
+        self,
+        *,
+        dup_limit: int = 5000,
+        max_terms: int = 50_000,
+        max_reasons: int = 500,
+        doc_limit: int = 20_000,
     ) -> None:
         self.dup_limit = dup_limit
         self.max_terms = max_terms
         self.max_reasons = max_reasons
+        self.doc_limit = doc_limit
         self.sampled = 0
-        self.passed = 0  # sampled passing calls in cascade mode: the numerator of the rate
+        self.passed = 0  # stored passing calls (cascade mode)
+        self.legacy_passed = 0  # ... of them without an inclusion probability
         self.escalated_not_ok = 0
         self.observed_ok = 0
         self.all = Bin()
         self.sizes: dict[str, Bin] = {label: Bin() for label, _ in SIZE_BUCKETS}
         self.features: dict[tuple[str, str], Bin] = {}
         self.by_validator: dict[str, Bin] = {}  # escalations each validator caused
-        # term -> inputs containing it: escalated, sampled passing, other (always kept)
-        self.terms: tuple[Counter[str], ...] = (Counter(), Counter(), Counter())
+        self.strata: dict[tuple[str, str], int] = {}  # (size label, language) -> id
+        self.feature_counts: dict[Column, Counter[str]] = {}
+        self.term_counts: dict[Column, Counter[str]] = {}
+        self.term_totals: Counter[Column] = Counter()  # stored records with text per column
+        self.term_docs: list[tuple[array[int], bool]] = []  # hashed terms, escalated
         self.terms_by_validator: dict[str, Counter[str]] = {}
         self.reasons: dict[str, dict[str, list[Any]]] = {}  # validator -> norm -> [n, example]
         self.failing_scores: dict[str, list[float]] = {}
@@ -103,11 +147,13 @@ class PatternCollector:
         self.final_models: dict[str, int] = {}  # model that answered escalated calls
 
     def add(self, record: CallRecord) -> None:
-        """Count one sampled record."""
+        """Count one stored record."""
         self.sampled += 1
         escalated, kind, wasted, extra = _outcome(record)
+        weight = _weight(record, escalated, kind)
         if kind == 1:
             self.passed += 1
+            self.legacy_passed += weight is None
         if record.escalated and not record.ok:
             self.escalated_not_ok += 1
         if record.mode == "observe" and record.ok:
@@ -118,47 +164,66 @@ class PatternCollector:
         feats = record.features
         tokens = feats.get("prompt_tokens") or record.prompt_tokens or 0
         size = next(label for label, bound in SIZE_BUCKETS if tokens < bound)
+        lang = str(feats.get("language", "none")).lower()
         bins = [self.all, self.sizes[size]]
+        flags = [
+            ALL,
+            f"size={size}",
+            *(f"size>={b:g}" for _, b in SIZE_BUCKETS[:-1] if tokens >= b),
+        ]
         for name in CATEGORICAL:
             if name in feats:
                 key = (name, str(feats[name]).lower())
+                flags.append(f"{key[0]}={key[1]}")
                 bins.append(self.features.get(key) or self.features.setdefault(key, Bin()))
         bins.extend(self.by_validator.setdefault(v, Bin()) for v in causes)
         for b in bins:
             if escalated:
                 b.escalated += 1
                 b.wasted += wasted
-            elif kind == 1:
-                b.passed += 1
-                b.extra += extra
             else:
-                b.other += 1
+                b.kept += 1
+                if weight is None:
+                    b.legacy += 1
+                    b.extra_legacy += extra
+                else:
+                    b.weighted += weight
+                    b.extra += extra * weight
+        stratum = self.strata.setdefault((size, lang), len(self.strata))
+        column: Column = (stratum, escalated, 1.0 if escalated else weight)
+        counts = self.feature_counts.get(column)
+        if counts is None:
+            counts = self.feature_counts[column] = Counter()
+        counts.update(flags)
         self._reasons(record)
         text = record.input
         if text and not text.startswith("sha256:"):
-            self._terms(terms_of(text), escalated, kind, causes)
+            terms = terms_of(text)
+            self._terms(terms, column, causes)
+            if len(self.term_docs) < self.doc_limit:
+                self.term_docs.append((array("q", map(hash, terms)), escalated))
             if escalated and len(self.dup_sample) < self.dup_limit:
                 kept = text[:TEXT_CHARS]
                 self.dup_sample.append((kept, signature(kept)))
 
-    def _terms(self, terms: set[str], escalated: bool, kind: int, causes: Sequence[str]) -> None:
+    def _terms(self, terms: set[str], column: Column, causes: Sequence[str]) -> None:
         # Counter.update runs in C: this is the per-record cost that dominates a report.
         # Each column is pruned on its own counts: a term dropped from one column while kept
         # in another was rare there, so its count is off by little.
-        index = 0 if escalated else kind
-        column = self.terms[index]
-        column.update(terms)
-        if len(column) > self.max_terms:
-            columns = list(self.terms)
-            columns[index] = Counter(dict(column.most_common(self.max_terms // 2)))
-            self.terms = tuple(columns)
+        self.term_totals[column] += 1
+        counts = self.term_counts.get(column)
+        if counts is None:
+            counts = self.term_counts[column] = Counter()
+        counts.update(terms)
+        if len(counts) > self.max_terms:
+            self.term_counts[column] = Counter(dict(counts.most_common(self.max_terms // 2)))
         for v in causes:
-            counts = self.terms_by_validator.get(v)
-            if counts is None:
-                counts = self.terms_by_validator[v] = Counter()
-            counts.update(terms)
-            if len(counts) > self.max_terms:
-                self.terms_by_validator[v] = Counter(dict(counts.most_common(self.max_terms // 2)))
+            mine = self.terms_by_validator.get(v)
+            if mine is None:
+                mine = self.terms_by_validator[v] = Counter()
+            mine.update(terms)
+            if len(mine) > self.max_terms:
+                self.terms_by_validator[v] = Counter(dict(mine.most_common(self.max_terms // 2)))
 
     def _reasons(self, record: CallRecord) -> None:
         seen: set[tuple[str, str]] = set()
@@ -187,17 +252,28 @@ class PatternCollector:
                 if len(table) > self.max_reasons:
                     self.reasons[validator] = _pruned(table, self.max_reasons, itemgetter(0))
 
-    def pass_weight(self, totals: Totals) -> float | None:
-        """How many passing calls one sampled pass stands for (None if none was sampled).
+    def legacy_weight(self, totals: Totals) -> float:
+        """How many passing calls one stored pass without an inclusion probability stands
+        for, estimated from the counters (1 when every stored pass carries its own).
 
         Passing calls are the calls neither escalated nor failed (their overlap is counted
-        from the records, where both kinds are always kept) nor observed.
+        from the records, where both kinds are always kept) nor observed; those the passes
+        with a known probability stand for are taken out first.
         """
-        if not self.passed:
-            return None
+        if not self.legacy_passed:
+            return 1.0
         failed = totals.escalations + totals.not_ok - self.escalated_not_ok
         passing = totals.calls - failed - self.observed_ok
-        return max(passing / self.passed, 1.0)  # never fewer calls than were sampled
+        known = self.all.weighted - (self.all.kept - self.passed)  # weights of known passes
+        return max((passing - known) / self.legacy_passed, 1.0)  # never fewer than stored
+
+
+def _weight(record: CallRecord, escalated: bool, kind: int) -> float | None:
+    """1 / the record's inclusion probability; None for a pass stored without one."""
+    if escalated or kind == 2:
+        return 1.0  # always kept
+    p = record.inclusion_probability
+    return None if p is None else 1.0 / p
 
 
 def _outcome(record: CallRecord) -> tuple[bool, int, float, float]:

@@ -8,18 +8,21 @@ A suggestion needs at least ``min_count`` escalated calls behind it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Any
 
+from .associations import Claim
 from .collect import SIZE_BUCKETS, Bin, merged_reasons
 from .values import Suggestion
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from .associations import Found
     from .collect import PatternCollector
     from .values import Patterns, Totals
 
-__all__ = ["suggestions"]
+__all__ = ["span", "suggestions"]
 
 HIGH_RATE = 0.6  # escalating this often, the cheap first attempt is mostly waste
 GROUP_RATE = 0.5  # a group escalating this often may be better started at the strong model
@@ -29,7 +32,7 @@ NEAR = 0.05  # how close below the threshold a failing score counts as "near"
 
 
 class _Sum:
-    """Weighted sums of aligned bins of several tasks."""
+    """Weighted sums of aligned bins of several tasks (each with its legacy pass weight)."""
 
     def __init__(self, bins: Iterable[tuple[Bin | None, float]]) -> None:
         self.calls = self.wasted = self.extra = 0.0
@@ -39,7 +42,7 @@ class _Sum:
                 self.calls += b.calls(w)
                 self.escalated += b.escalated
                 self.wasted += b.wasted
-                self.extra += b.extra * w
+                self.extra += b.extra_total(w)
 
     @property
     def rate(self) -> float:
@@ -50,14 +53,33 @@ class _Sum:
         return self.wasted - self.extra
 
 
+def span(low: float, high: float) -> str:
+    """An interval of rates as whole percentages, rounded outwards: ``84\u201397%``."""
+    lo, hi = math.floor(low * 100), math.ceil(high * 100)
+    return f"{lo}\u2013{hi}%" if lo != hi else f"{lo}%"
+
+
+def _claim_text(c: Claim) -> str:
+    return (
+        f"escalate {span(c.low, c.high)} of the time ({c.inputs:,.0f} inputs; the others "
+        f"{c.others:.0%})"
+    )
+
+
 def suggestions(
     p: Patterns,
     parts: Sequence[tuple[PatternCollector, Totals]],
-    known: Sequence[tuple[PatternCollector, float]],
+    weighted: Sequence[tuple[PatternCollector, float]],
+    found: Found,
     *,
     min_count: int,
+    observed_action: str | None = None,
 ) -> list[Suggestion]:
-    """Suggestions for the tasks of ``parts``, largest projected saving first."""
+    """Suggestions for the tasks of ``parts``, largest projected saving first.
+
+    ``observed_action`` is observe mode's verdict on these calls: when it is ``switch``, no
+    suggestion to call the strong model directly is made.
+    """
     calls = sum(t.calls for _, t in parts)
     if not calls:
         return []
@@ -69,65 +91,98 @@ def suggestions(
         for model, n in c.final_models.items():
             finals[model] = finals.get(model, 0) + n
     strong = max(finals, key=lambda m: finals[m]) if finals else "the strong model"
-    found: list[Suggestion] = []
+    found_list: list[Suggestion] = []
+    switching = observed_action == "switch"
 
-    if escalations >= min_count and rate >= HIGH_RATE:
+    if escalations >= min_count and rate >= HIGH_RATE and not switching:
         cost = sum(t.cost_usd for _, t in parts)
         baseline = sum(t.baseline_cost_usd for _, t in parts)
         saving = (cost - baseline) * per_1k
-        tail = _net(saving)
-        found.append(Suggestion(
+        found_list.append(Suggestion(
             "use_strong_model",
-            f"escalation rate {rate:.0%}: the cheap model rarely succeeds; call {strong} "
-            f"directly; {tail}",
+            f"escalation rate {rate:.0%} ({escalations:,} of {calls:,} calls): the cheap model "
+            f"rarely succeeds; call {strong} directly; {_net(saving)}",
             round(saving, 6), {"escalation_rate": rate, "calls": calls},
         ))  # fmt: skip
 
-    # Inputs from some size on: of the cuts escalating often, the one that saves most. Net of
-    # the passing calls the strong model would then answer, routing pays only at high rates;
+    # Inputs from some size on: of the claimed cuts, the one that saves most. Net of the
+    # passing calls the strong model would then answer, routing pays only at high rates;
     # above ALWAYS_ROUTE it is worth it for the latency of the wasted attempt alone.
-    best: tuple[float, str, _Sum] | None = None
-    for k in range(1, len(SIZE_BUCKETS)):
-        labels = [label for label, _ in SIZE_BUCKETS[k:]]
-        tail_sum = _Sum((c.sizes[label], w) for c, w in known for label in labels)
-        saving = tail_sum.routing_savings()
-        supported = tail_sum.escalated >= min_count and (
-            (tail_sum.rate >= GROUP_RATE and saving > 0) or tail_sum.rate >= ALWAYS_ROUTE
-        )
-        # On a tie the higher cut wins: it claims no more than the data shows.
-        if supported and (best is None or saving >= best[0]):
-            best = (saving, f"{SIZE_BUCKETS[k - 1][1]:,.0f}", tail_sum)
+    best: tuple[tuple[bool, float], int, Claim, _Sum] | None = None
+    cuts = [c for c in found.features if c.token.startswith("size>=")]
+    for claim in sorted(cuts, key=lambda c: float(c.token[len("size>=") :])):
+        bound = int(float(claim.token[len("size>=") :]))
+        labels = [label for label, b in SIZE_BUCKETS if b > bound]
+        tail = _Sum((c.sizes[label], w) for c, w in weighted for label in labels)
+        saving = tail.routing_savings()
+        supported = (claim.low >= GROUP_RATE and saving > 0) or claim.low >= ALWAYS_ROUTE
+        key = (supported and not switching, saving if supported else claim.low)
+        if best is None or key >= best[0]:  # on a tie the higher cut: it claims no more
+            best = (key, bound, claim, tail)
     if best is not None:
-        saving, bound, s = best
-        found.append(Suggestion(
+        (route, saving), bound, claim, tail = best
+        if route:
+            action = f"start them at {strong}; {_net(saving * per_1k)}"
+        else:
+            action = "give the cheap model guidance for long inputs, or shorten them"
+        found_list.append(Suggestion(
             "route_by_size",
-            f"inputs over {bound} prompt tokens escalate {s.rate:.0%} of the time: start them "
-            f"at {strong}; {_net(saving * per_1k)}",
-            round(saving * per_1k, 6),
-            {"min_prompt_tokens": bound, "escalation_rate": s.rate, "escalations": s.escalated},
+            f"inputs of {bound:,} prompt tokens or more {_claim_text(claim)}: {action}",
+            round(saving * per_1k, 6) if route else None,
+            {"min_prompt_tokens": bound, **_evidence(claim)},
         ))  # fmt: skip
 
-    found.extend(_reason_suggestions(parts, known, min_count, per_1k))
-    found.extend(_threshold_suggestions(parts, known, min_count, per_1k))
-    found.extend(_feature_suggestions(p, known, rate, min_count, per_1k, strong))
+    found_list.extend(_reason_suggestions(parts, weighted, min_count, per_1k))
+    found_list.extend(_threshold_suggestions(parts, weighted, min_count, per_1k))
+    s_all = _Sum((c.all, w) for c, w in weighted)
+    avg_wasted = s_all.wasted / s_all.escalated if s_all.escalated else 0.0
+    rest_all = max(s_all.calls - s_all.escalated, 1.0)
+    avg_extra = s_all.extra / rest_all
 
-    s_all = _Sum((c.all, w) for c, w in known)
-    for term in p.terms[:1]:
-        term_rate = term.escalated / (term.escalated + term.passing)
-        if term_rate < GROUP_RATE or not s_all.escalated:
-            continue
-        avg_wasted = s_all.wasted / s_all.escalated
-        avg_extra = s_all.extra / max(s_all.calls - s_all.escalated, 1.0)
-        saving = (term.escalated * avg_wasted - term.passing * avg_extra) * per_1k
-        found.append(Suggestion(
-            "topic",
-            f"inputs mentioning '{term.term}' escalate {term_rate:.0%} of the time "
-            f"(z={term.z:.1f}): give the cheap model guidance for them, or start them at {strong}",
+    def routed(claim: Claim) -> tuple[float, str]:
+        saving = (claim.escalated * avg_wasted - claim.rest * avg_extra) * per_1k
+        if claim.low >= GROUP_RATE and saving > 0 and not switching:
+            return saving, f"start them at {strong} ({_net(saving)})"
+        return saving, "give the cheap model guidance for them"
+
+    shown = [c for c in found.features if not c.token.startswith("size>=")][:2]
+    for claim in shown:
+        name, _, value = claim.token.partition("=")
+        who = f"in language '{value}'" if name == "language" else f"with {name}"
+        saving, action = routed(claim)
+        found_list.append(Suggestion(
+            "feature",
+            f"inputs {who} {_claim_text(claim)}: {action}",
             round(saving, 6) if saving > 0 else None,
-            {"term": term.term, "z": term.z, "escalations": term.escalated},
+            {"feature": name, "value": value, **_evidence(claim)},
         ))  # fmt: skip
-    found.sort(key=lambda s: -(s.projected_savings_usd_per_1k_calls or 0.0))
-    return found
+    for term in found.terms[:3]:
+        claim = Claim(
+            term.term, term.escalated, 0, term.passing, term.z, term.p_value, term.q_value,
+            term.rate_low, term.rate_high, 1 - term.confidence, term.others_rate,
+        )  # fmt: skip
+        saving, action = routed(claim)
+        words = " / ".join(f"'{_clip(m, 30)}'" for m in term.members[:4])
+        found_list.append(Suggestion(
+            "topic",
+            f"inputs mentioning {words} {_claim_text(claim)}: {action}",
+            round(saving, 6) if saving > 0 else None,
+            {"term": term.term, "members": list(term.members), **_evidence(claim)},
+        ))  # fmt: skip
+    found_list.sort(key=lambda s: -(s.projected_savings_usd_per_1k_calls or 0.0))
+    return found_list
+
+
+def _evidence(c: Claim) -> dict[str, Any]:
+    return {
+        "escalation_rate": c.rate,
+        "rate_low": c.low,
+        "rate_high": c.high,
+        "confidence": 1 - c.alpha,
+        "escalations": c.escalated,
+        "inputs": round(c.inputs, 1),
+        "q_value": c.q_value,
+    }
 
 
 def _clip(text: str, n: int = 60) -> str:
@@ -195,39 +250,8 @@ def _threshold_suggestions(
         yield Suggestion(
             "lower_threshold",
             f"{share:.0%} of '{v}' failures score within {NEAR} of its threshold "
-            f"(about {threshold:.2f}): lowering it to {threshold - NEAR:.2f} would avoid them; "
+            f"(about {threshold:.6g}): lowering it to {threshold - NEAR:.6g} would avoid them; "
             f"check the quality first (cascade calibrate)",
             round(saving, 6) if saving > 0 else None,
             {"validator": v, "threshold": threshold, "near_share": share, "failures": len(scores)},
-        )
-
-
-def _feature_suggestions(
-    p: Patterns,
-    known: Sequence[tuple[PatternCollector, float]],
-    rate: float,
-    min_count: int,
-    per_1k: float,
-    strong: str,
-) -> Iterable[Suggestion]:
-    total = sum(f.calls for f in p.features if f.feature == "language") or 1.0
-    risky = [
-        f
-        for f in p.features
-        if f.escalations >= min_count
-        and f.rate >= max(2 * rate, rate + 0.2)
-        and f.calls < 0.9 * total
-        and f.value not in ("false", "none")
-    ]
-    risky.sort(key=lambda f: -f.rate)
-    for f in risky[:2]:
-        s = _Sum((c.features.get((f.feature, f.value)), w) for c, w in known)
-        saving = s.routing_savings() * per_1k
-        who = f"in language '{f.value}'" if f.feature == "language" else f"with {f.feature}"
-        action = f"start them at {strong}" if saving > 0 else "give the cheap model guidance"
-        yield Suggestion(
-            "feature",
-            f"inputs {who} escalate {f.rate:.0%} of the time (vs {rate:.0%} overall): {action}",
-            round(saving, 6) if saving > 0 else None,
-            {"feature": f.feature, "value": f.value, "escalation_rate": f.rate},
         )

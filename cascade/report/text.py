@@ -1,30 +1,24 @@
-"""What escalated inputs say: over-represented words and phrases, near-duplicate groups.
+"""What inputs say: their words and two-word phrases (``terms_of``), near-duplicate groups.
 
-Words: the weighted log-odds ratio with an informative Dirichlet prior of Monroe, Colaresi
-and Quinn (2008, "Fightin' Words"), escalated inputs against the others, as z-scores.
-Near-duplicates: one-permutation MinHash over word 3-shingles with LSH banding.
-Pure Python.
+The terms are tested in ``associations``. Near-duplicates: one-permutation MinHash over word
+3-shingles with LSH banding. Pure Python.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import zlib
 from typing import TYPE_CHECKING
 
-from .values import DuplicateGroup, Term
+from .values import DuplicateGroup
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Sequence
 
-    from .collect import PatternCollector
-
-__all__ = ["Signature", "duplicate_groups", "over_represented", "signature", "terms_of"]
+__all__ = ["Signature", "duplicate_groups", "signature", "terms_of"]
 
 TEXT_CHARS = 2000  # of each input the word statistics read: bounds the time per record
-Z_MIN = 1.96  # two-sided 5%
 
 _ROLE = re.compile(r"(?m)^(system|developer|user|assistant|tool): ")
 _MASK = re.compile(r"\[[A-Z_]+\]")
@@ -56,68 +50,6 @@ def terms_of(text: str) -> set[str]:
     found = {w for w in keep if w}
     found.update(f"{a} {b}" for a, b in itertools.pairwise(keep) if a and b)
     return found
-
-
-def _log_odds(
-    esc: Mapping[str, float], rest: Mapping[str, float], *, min_count: int, top: int
-) -> tuple[Term, ...]:
-    """Terms of ``esc`` over-represented against ``rest``, by z-score, best first.
-
-    The prior of each term is its count in both corpora together (alpha_0 = n_i + n_j).
-    """
-
-    n_i = sum(esc.values())
-    n_j = sum(rest.values())
-    if not n_i or not n_j:
-        return ()
-    a0 = n_i + n_j
-    found: list[Term] = []
-    for term, y_i in esc.items():
-        if y_i < min_count:
-            continue
-        y_j = rest.get(term, 0.0)
-        alpha = y_i + y_j
-        others_i, others_j = n_i + a0 - y_i - alpha, n_j + a0 - y_j - alpha
-        if others_i <= 0 or others_j <= 0:  # the term is all there is: nothing to contrast
-            continue
-        delta = math.log((y_i + alpha) / others_i) - math.log((y_j + alpha) / others_j)
-        z = delta / math.sqrt(1 / (y_i + alpha) + 1 / (y_j + alpha))
-        if z > Z_MIN:
-            found.append(Term(term, round(z, 2), int(y_i), round(y_j, 1)))
-    found.sort(key=lambda t: (-t.z, t.term))
-    return tuple(found[:top])
-
-
-def over_represented(
-    known: Sequence[tuple[PatternCollector, float]], *, top: int, min_count: int
-) -> tuple[tuple[Term, ...], dict[str, tuple[Term, ...]]]:
-    """(terms over-represented in escalated inputs, the same per validator that caused them).
-
-    ``known`` pairs each collector with its pass weight; sampled passing inputs count that
-    weight each, so the comparison is against all non-escalated calls.
-    """
-    esc: dict[str, float] = {}
-    rest: dict[str, float] = {}
-    for c, w in known:
-        escalated, passed, other = c.terms
-        for term, n in escalated.items():
-            esc[term] = esc.get(term, 0) + n
-        for term, n in passed.items():
-            rest[term] = rest.get(term, 0.0) + n * w
-        for term, n in other.items():
-            rest[term] = rest.get(term, 0.0) + n
-    overall = _log_odds(esc, rest, min_count=min_count, top=top)
-    by_validator: dict[str, tuple[Term, ...]] = {}
-    validators = sorted({v for c, _ in known for v in c.terms_by_validator})
-    for v in validators:
-        mine: dict[str, float] = {}
-        for c, _ in known:
-            for term, n in c.terms_by_validator.get(v, {}).items():
-                mine[term] = mine.get(term, 0) + n
-        terms = _log_odds(mine, rest, min_count=min_count, top=top)
-        if terms:
-            by_validator[v] = terms
-    return overall, by_validator
 
 
 # --- near-duplicates ---------------------------------------------------------------------

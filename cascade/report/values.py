@@ -31,35 +31,56 @@ class Totals(NamedTuple):
 
 
 class SizeBucket(NamedTuple):
-    """Escalation rate of the calls in one prompt-size bucket (``calls`` is an estimate)."""
+    """Escalation rate of the calls in one prompt-size bucket (``calls`` is an estimate:
+    each stored record counts 1 / its inclusion probability), with its exact 95% interval."""
 
     label: str
     calls: float
     escalations: int
     rate: float
+    rate_low: float = 0.0
+    rate_high: float = 1.0
 
 
 class FeatureRate(NamedTuple):
-    """Escalation rate of the calls with one value of a categorical input feature."""
+    """Escalation rate of the calls with one value of a categorical input feature (``calls``
+    estimated as in ``SizeBucket``), with its exact 95% interval."""
 
     feature: str
     value: str
     calls: float
     escalations: int
     rate: float
+    rate_low: float = 0.0
+    rate_high: float = 1.0
 
 
 class Term(NamedTuple):
-    """A word or two-word phrase over-represented in escalated inputs.
+    """A word or two-word phrase whose inputs escalate more often than the rest, claimed.
 
-    ``z`` is the z-score of the weighted log-odds ratio; the counts are of inputs containing
-    it (``passing`` re-weighted by the sampling rate).
+    ``term`` heads an entry of ``members`` (itself first): terms found in nearly the same
+    inputs. ``escalated`` counts escalated inputs holding it, ``passing`` the estimated
+    inputs holding it that did not escalate, ``inputs`` both. ``rate`` is the estimated
+    escalation rate of those inputs, ``rate_low``..``rate_high`` its exact interval at level
+    ``confidence`` (adjusted for the claims selected among all tested). ``z`` and
+    ``p_value`` are of the one-sided Cochran-Mantel-Haenszel test within size x language
+    strata; ``q_value`` its Benjamini-Hochberg adjusted p-value; ``others_rate`` the
+    estimated rate of the inputs without it.
     """
 
     term: str
     z: float
     escalated: int
     passing: float
+    inputs: float = 0.0
+    rate: float = 0.0
+    rate_low: float = 0.0
+    rate_high: float = 1.0
+    confidence: float = 0.95
+    p_value: float = 1.0
+    q_value: float = 1.0
+    members: tuple[str, ...] = ()
+    others_rate: float = 0.0
 
 
 class ReasonCount(NamedTuple):
@@ -92,6 +113,9 @@ class Patterns:
 
     ``pass_sampling_rate`` is None when no passing call was sampled (rates are then unknown
     and left empty); ``reasons`` are (validator, ReasonCount) pairs, most frequent first.
+    ``tested`` counts the terms and feature values tested (the multiple-testing family);
+    ``window_rate`` is the escalation rate estimated from the records read, the rate every
+    claim is compared with.
     """
 
     sampled_records: int = 0
@@ -103,3 +127,5 @@ class Patterns:
     reasons: tuple[tuple[str, ReasonCount], ...] = ()
     duplicates: tuple[DuplicateGroup, ...] = ()
     suggestions: tuple[Suggestion, ...] = ()
+    tested: int = 0
+    window_rate: float | None = None

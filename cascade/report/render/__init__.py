@@ -1,10 +1,11 @@
 """Renderers of a ``Report``: ``table`` (80 columns), ``json``, ``csv`` and ``html``.
 
-JSON schema, version 1 (``cascade report --format json``). Fields are only ever added
-within a version; a removal or a change of meaning bumps ``schema_version``::
+JSON schema, version 2 (``cascade report --format json``). Fields are only ever added
+within a version; a removal or a change of meaning bumps ``schema_version`` (the changes
+are listed in the README's changelog)::
 
     {
-      "schema_version": 1,
+      "schema_version": 2,
       "generated_at": "2024-05-08T10:00:00Z",    # ISO 8601, UTC
       "since": "2024-05-01T00:00:00Z" | null,     # the span reported (null: open)
       "until": "2024-05-08T00:00:00Z" | null,
@@ -29,10 +30,13 @@ within a version; a removal or a change of meaning bumps ``schema_version``::
       "patterns": {
         "sampled_records": 30,
         "pass_sampling_rate": 0.1 | null,            # null: no passing call was sampled
-        "size_buckets": [{"label": "2k-4k", "calls": 200.0, "escalations": 170, "rate": 0.85}],
+        "tested": 640,                               # terms and feature values tested
+        "window_rate": 0.12 | null,                  # escalation rate of the records read
+        "size_buckets": [{"label": "2k-4k", "calls": 200.0, "escalations": 170, "rate": 0.85,
+                          "rate_low": 0.79, "rate_high": 0.9}],   # exact 95% interval
         "features": [{"feature": "language", "value": "de", "calls": 40.0,
-                      "escalations": 30, "rate": 0.75}],
-        "terms": [{"term": "refund", "z": 5.2, "escalated": 40, "passing": 12.0}],
+                      "escalations": 30, "rate": 0.75, "rate_low": 0.59, "rate_high": 0.87}],
+        "terms": [TERM, ...],                        # claimed entries, by rate_low
         "terms_by_validator": {"json_schema": [TERM, ...]},
         "reasons": [{"validator": "schema", "reason": "...", "calls": 12, "example": "..."}],
         "duplicates": [{"size": 5, "example": "user: ..."}],
@@ -54,8 +58,18 @@ within a version; a removal or a change of meaning bumps ``schema_version``::
       }
     }
 
-Size-bucket and feature ``calls`` are estimates (sampled passing calls re-weighted by the
-sampling rate). CSV: one row per task per day, columns ``CSV_COLUMNS``.
+    TERM = {"term": "refund", "members": ["refund", "my refund"],  # merged: same inputs
+            "z": 5.2, "p_value": 1e-7, "q_value": 2e-5,  # stratified (CMH) test, BH-adjusted
+            "escalated": 40, "passing": 12.0, "inputs": 52.0,  # inputs holding it (estimated)
+            "rate": 0.77, "rate_low": 0.55, "rate_high": 0.91, "confidence": 0.9995,
+            "others_rate": 0.1}                      # the inputs without it
+
+Size-bucket and feature ``calls`` are estimates: each stored record counts 1 / its inclusion
+probability, over exactly the records read. A term is listed only when it is a discovery at
+a false discovery rate of 5% across everything tested and the lower bound of its interval
+(at ``confidence``, adjusted for the selection) is above ``others_rate``. Version 2 changed
+``terms``: ``z`` was the z-score of a weighted log-odds ratio, terms were ranked by it and not
+merged. CSV: one row per task per day, columns ``CSV_COLUMNS``.
 """
 
 from __future__ import annotations

@@ -10,11 +10,11 @@ from ._format import finite, iso
 
 if TYPE_CHECKING:
     from ..build import Report, TaskReport
-    from ..values import Patterns
+    from ..values import Patterns, Term
 
 __all__ = ["SCHEMA_VERSION", "render_json", "report_to_dict"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def render_json(report: Report) -> str:
@@ -64,13 +64,17 @@ def _patterns_dict(p: Patterns) -> dict[str, Any]:
     return {
         "sampled_records": p.sampled_records,
         "pass_sampling_rate": p.pass_sampling_rate,
+        "tested": p.tested,
+        "window_rate": p.window_rate,
         "size_buckets": [b._asdict() for b in p.size_buckets],
         "features": [f._asdict() for f in p.features],
-        "terms": [t._asdict() for t in p.terms],
-        "terms_by_validator": {
-            v: [t._asdict() for t in ts] for v, ts in p.terms_by_validator.items()
-        },
+        "terms": [_term(t) for t in p.terms],
+        "terms_by_validator": {v: [_term(t) for t in ts] for v, ts in p.terms_by_validator.items()},
         "reasons": [{"validator": v, **r._asdict()} for v, r in p.reasons],
         "duplicates": [d._asdict() for d in p.duplicates],
         "suggestions": [{**s._asdict(), "evidence": dict(s.evidence)} for s in p.suggestions],
     }
+
+
+def _term(t: Term) -> dict[str, Any]:
+    return {**t._asdict(), "members": list(t.members)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..observation import observation_lines
+from ..suggest import span
 from ._format import WIDTH, clip, iso, money, ms, wrap
 
 if TYPE_CHECKING:
@@ -58,23 +59,37 @@ def _task_lines(t: TaskReport) -> list[str]:
 def _pattern_lines(p: Patterns) -> list[str]:
     lines: list[str] = []
     if p.size_buckets:
-        lines.append("  escalation rate by input size (prompt tokens, estimated calls):")
+        lines.append("  escalation rate by input size (prompt tokens, estimated calls, 95%):")
         for b in p.size_buckets:
             bar = "#" * round(b.rate * 30)
-            lines.append(f"    {b.label:<8} {b.calls:>10,.0f} {b.rate:>7.1%}  {bar}")
+            ci = span(b.rate_low, b.rate_high)
+            lines.append(f"    {b.label:<8} {b.calls:>10,.0f} {b.rate:>6.1%} {ci:>8}  {bar}")
     everyone = max((b.calls for b in p.size_buckets), default=0.0) and sum(
         b.calls for b in p.size_buckets
     )
     # A value nearly every call has (has_code=false) contrasts with nothing: leave it out.
     risky = [f for f in p.features if f.escalations and 5 <= f.calls < 0.95 * everyone]
     if risky:
-        lines.append("  escalation rate by input feature:")
-        for f in sorted(risky, key=lambda f: -f.rate)[:6]:
+        lines.append("  escalation rate by input feature (estimated calls, 95%):")
+        for f in sorted(risky, key=lambda f: -f.rate_low)[:6]:
             label = clip(f"{f.feature}={f.value}", 30)
-            lines.append(f"    {label:<30} {f.calls:>10,.0f} calls {f.rate:>7.1%}")
+            lines.append(
+                f"    {label:<30} {f.calls:>9,.0f} calls {f.rate:>6.1%} "
+                f"{span(f.rate_low, f.rate_high):>8}"
+            )
     if p.terms:
-        words = ", ".join(f"{clip(t.term, 30)} (z {t.z:.1f})" for t in p.terms)
-        lines += wrap(f"words in escalated inputs: {words}", 2, 4)
+        lines += wrap(
+            f"words whose inputs escalate more often ({p.tested:,} terms and features tested, "
+            "false discovery rate 5%; rate intervals adjusted for the selection):",
+            2,
+            4,
+        )
+        for t in p.terms:
+            words = " / ".join(clip(m, 24) for m in (t.members or (t.term,))[:5])
+            more = f" (+{len(t.members) - 5})" if len(t.members) > 5 else ""
+            lines += wrap(
+                f"{words}{more}: {span(t.rate_low, t.rate_high)} of {t.inputs:,.0f} inputs", 4, 4
+            )
     for v, terms in p.terms_by_validator.items():
         words = ", ".join(clip(t.term, 30) for t in terms[:5])
         lines += wrap(f"when '{clip(v, 30)}' escalates: {words}", 4, 4)

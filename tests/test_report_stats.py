@@ -1,0 +1,73 @@
+"""The report's statistics on synthetic counts with known truth (deterministic seeds)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+from test_patterns import call, days_of
+
+from cascade.evals.exact import upper_bound
+from cascade.report import aggregate
+from cascade.report.stats import benjamini_hochberg, clopper_pearson, cmh, rate_interval
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 10), (3, 10), (40, 71), (99, 100), (500, 5000)])
+def test_clopper_pearson_matches_the_binomial_tail(k: int, n: int) -> None:
+    low, high = clopper_pearson(k, n, 0.05)
+    assert high == pytest.approx(upper_bound(k, n, 0.025), abs=1e-9)
+    assert low == pytest.approx(1 - upper_bound(n - k, n, 0.025), abs=1e-9)
+
+
+@pytest.mark.parametrize("p", [0.05, 0.3, 1.0])
+def test_rate_interval_covers_the_truth_under_pass_sampling(p: float) -> None:
+    rng = random.Random(7)
+    truth, missed, groups = 0.6, 0, 400
+    for _ in range(groups):
+        escalated = kept = 0
+        for _ in range(150):
+            if rng.random() < truth:
+                escalated += 1
+            elif rng.random() < p:
+                kept += 1
+        low, high = rate_interval(escalated, kept, p)
+        missed += not low <= truth <= high
+    assert missed / groups <= 0.05  # exact: at most 5% in expectation
+
+
+def test_a_group_with_no_stored_pass_is_not_read_as_always_escalating() -> None:
+    low, high = rate_interval(40, 0, 0.05)  # 40 escalated, passes sampled at 5%, none kept
+    assert high == 1.0
+    assert low < 0.4  # issue 12: "delivery amount escalates 100%" was 40 of 71
+
+
+def test_cmh_finds_a_within_stratum_association_and_ignores_a_confounded_one() -> None:
+    # A word only German inputs have, escalating as often as every German input does.
+    confounded = [(70, 100, 70, 100), (0, 0, 100, 1000)]
+    assert cmh(confounded)[1] == 1.0
+    real = [(30, 40, 100, 1000), (8, 10, 70, 100)]
+    assert cmh(real)[1] < 1e-6
+
+
+def test_benjamini_hochberg_adjusts_step_up() -> None:
+    assert benjamini_hochberg([0.01, 0.04, 0.03, 0.5]) == pytest.approx(
+        [0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.5]
+    )
+
+
+def test_rates_use_the_records_read_not_the_whole_period_counters() -> None:
+    """Issue 12: with --sample the records are the newest N while the counters span the
+    whole period; weights from the records' own inclusion probabilities stay unbiased."""
+    rng = random.Random(3)
+    records = []
+    for i in range(4000):
+        escalated = rng.random() < 0.29
+        kept = escalated or rng.random() < 0.05
+        r = call(escalated=escalated, sampled=kept, tokens=100)
+        records.append(replace(r, inclusion_probability=1.0 if escalated else 0.05))
+    newest = [r for r in records[2000:] if r.sampled]  # the newest half of the stored records
+    report = aggregate(newest, days_of(records))  # counters of all 4,000 calls
+    (bucket,) = report.tasks[0].patterns.size_buckets
+    assert bucket.rate_low <= 0.29 <= bucket.rate_high
+    assert bucket.calls == pytest.approx(2000, rel=0.15)

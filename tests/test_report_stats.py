@@ -61,7 +61,7 @@ def test_rates_use_the_records_read_not_the_whole_period_counters() -> None:
     whole period; weights from the records' own inclusion probabilities stay unbiased."""
     rng = random.Random(3)
     records = []
-    for i in range(4000):
+    for _ in range(4000):
         escalated = rng.random() < 0.29
         kept = escalated or rng.random() < 0.05
         r = call(escalated=escalated, sampled=kept, tokens=100)

@@ -1,7 +1,9 @@
 """The proxy's ASGI application: ``create_app(cascade, config, upstream) -> Starlette``.
 
 Routes: ``POST /v1/chat/completions`` (the cascade, or pass-through when no task applies),
-anything else under ``/v1`` (pass-through), ``GET /healthz``, ``GET /metrics``; any other
+anything else under ``/v1`` (pass-through), ``GET /healthz``, ``GET /metrics``, the
+dashboard under ``/dashboard/`` (over the cascade's store, behind ``dashboard_keys`` or
+else the proxy keys, see ``cascade.dashboard``); any other
 path is a 404 in OpenAI's error format. Client keys are checked on every ``/v1`` request.
 """
 
@@ -18,9 +20,10 @@ import anyio.to_thread
 import structlog
 from openai.resources.chat.completions import AsyncCompletions
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
 
+from ..dashboard import create_app as create_dashboard
 from ..exceptions import CascadeError, EscalationExhausted
 from . import sse
 from .errors import error_response, from_exception
@@ -261,6 +264,10 @@ def _header_safe(text: str, limit: int) -> str:
     return clean if len(clean) <= limit else clean[: limit - 3] + "..."
 
 
+async def _to_dashboard(request: Request) -> Response:
+    return RedirectResponse(str(request.url.path) + "/", status_code=307)
+
+
 def create_app(cascade: Cascade, config: ProxyConfig, upstream: openai.AsyncOpenAI) -> Starlette:
     """The proxy as an ASGI application.
 
@@ -279,6 +286,8 @@ def create_app(cascade: Cascade, config: ProxyConfig, upstream: openai.AsyncOpen
             Route("/v1/{path:path}", proxy.passthrough, methods=_ALL_METHODS),
             Route("/healthz", proxy.healthz, methods=["GET"]),
             Route("/metrics", proxy.metrics_text, methods=["GET"]),
+            Route("/dashboard", _to_dashboard, methods=["GET"]),
+            Mount("/dashboard", create_dashboard(cascade.store, keys=config.dashboard_access())),
             Route("/{path:path}", proxy.not_found, methods=_ALL_METHODS),
         ],
         lifespan=proxy.lifespan,

@@ -7,6 +7,7 @@
       - {metadata: {feature: invoices}, task: invoice_extraction}
     default_task: null              # the task of requests no route matches (null: pass through)
     proxy_keys: [sk-proxy-1]        # client keys; CASCADE_PROXY_KEYS (comma-separated) adds more
+    dashboard_keys: []              # keys of /dashboard (none: the proxy keys open it)
     max_body_bytes: 4194304         # larger request bodies are refused with 413
     upstream_http: null             # direct | aiohttp | httpx; null: direct when aiohttp is
                                     # installed, else httpx (see cascade.transports.direct)
@@ -67,6 +68,7 @@ class ProxyConfig(BaseModel):
     routes: tuple[Route, ...] = ()
     default_task: str | None = None
     proxy_keys: tuple[str, ...] = ()
+    dashboard_keys: tuple[str, ...] = ()
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     reasons_header_chars: int = Field(
         default=512, ge=16, description="Longer x-cascade-reasons values are truncated."
@@ -90,6 +92,11 @@ class ProxyConfig(BaseModel):
             if route.matches(model, metadata):
                 return route.task
         return self.default_task
+
+    def dashboard_access(self) -> tuple[str, ...]:
+        """The keys that open ``/dashboard``: ``dashboard_keys``, else the proxy keys (none:
+        open, which ``check_exposure`` allows on loopback only)."""
+        return self.dashboard_keys or self.proxy_keys
 
     def key_checker(self) -> KeyChecker | None:
         """A constant-time checker of client keys, or None when no key is configured."""

@@ -1,0 +1,344 @@
+"""The dashboard as an ASGI app: ``create_app(store, keys=...) -> Starlette``.
+
+Routes (under whatever path it is mounted at; ``cascade serve`` mounts it at ``/dashboard``):
+``GET /`` Overview, ``GET /task?task=T`` Task, ``GET /calls?task=T&...`` Calls,
+``GET|POST /login``, ``POST /logout``. Every page takes ``since``/``until`` (``24h``, ``7d``,
+``2024-05-01``, ``2024-05-01T12:00``; UTC). Pages are read-only: no GET changes anything.
+
+Figures are ``report_to_dict(build_report(store, ...))``: the Overview reads the counters only
+(``sample=0``), a Task page the newest ``sample`` stored records of its task too. Reports are
+kept ``cache_s`` seconds, so a page refreshed by many viewers reads the store once.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlencode
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from ..exceptions import StoreError
+from ..report import build_report, report_to_dict
+from .auth import COOKIE, Keys, login_form
+from .calls import CallFilter, calls_html, find_calls
+from .layout import CSP, e, page
+from .pages import overview_html, task_html
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from starlette.requests import Request
+
+    from ..stores import Store
+
+__all__ = ["DEFAULT_SAMPLE", "Dashboard", "create_app", "parse_when"]
+
+DEFAULT_SAMPLE = 2000
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+_HEADERS = {
+    "content-security-policy": CSP,
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+}
+
+
+class BadQuery(ValueError):
+    """A query parameter the page cannot use (the message names it)."""
+
+
+def parse_when(text: str, *, now: float | None = None) -> float:
+    """``30m``/``24h``/``7d``/``2w`` ago, or an ISO date or datetime (naive: UTC), as unix
+    seconds; raises ``BadQuery`` otherwise."""
+    value = text.strip()
+    m = _DURATION.fullmatch(value.lower())
+    if m:
+        return (time.time() if now is None else now) - float(m[1]) * _SECONDS[m[2]]
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadQuery(
+            f"{text!r} is neither a duration (24h, 7d) nor a date (2024-05-01)"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+class Dashboard:
+    """The handlers over one store, with the keys that open them and a short report cache."""
+
+    def __init__(
+        self, store: Store, *, keys: Sequence[str] = (), sample: int = DEFAULT_SAMPLE,
+        cache_s: float = 5.0,
+    ) -> None:  # fmt: skip
+        self.store = store
+        self.keys = Keys(keys)
+        self.sample = sample
+        self.cache_s = cache_s
+        self._cache: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    # -- figures -------------------------------------------------------------------------
+
+    def report(
+        self, *, task: str | None, since: float | None, until: float | None, sample: int
+    ) -> dict[str, Any]:
+        """``report_to_dict(build_report(...))``, reused for ``cache_s`` seconds."""
+        key = (task, since, until, sample)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        data = report_to_dict(
+            build_report(self.store, task=task, since=since, until=until, sample=sample)
+        )
+        with self._lock:
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            self._cache[key] = (now + self.cache_s, data)
+        return data
+
+    # -- pages ---------------------------------------------------------------------------
+
+    async def overview(self, request: Request) -> Response:
+        """Every task together and one row per task."""
+        span = _span(request)
+        data = await anyio.to_thread.run_sync(lambda: self.report(task=None, sample=0, **span))
+        body = _span_form(request, "", span) + overview_html(
+            data, task_href=lambda t: _href(request, "task", task=t, **_raw_span(request))
+        )
+        return self._page(request, "Overview", body)
+
+    async def task(self, request: Request) -> Response:
+        """One task's figures, failures, sizes, patterns and observation."""
+        name = request.query_params.get("task", "")
+        span = _span(request)
+        data = await anyio.to_thread.run_sync(
+            lambda: self.report(task=name, sample=self.sample, **span)
+        )
+        found = [t for t in data["tasks"] if t["task"] == name]
+        if not found:
+            body = f"<h1>No calls for task <code>{e(name)}</code> in this span</h1>"
+            return self._page(request, "Task", _span_form(request, "task", span) + body, 404)
+        calls = _href(request, "calls", task=name, **_raw_span(request))
+        body = _span_form(request, "task", span, task=name) + task_html(
+            data, found[0], calls_href=calls
+        )
+        return self._page(request, f"Task {name}", body)
+
+    async def calls(self, request: Request) -> Response:
+        """A task's stored records, filtered, newest first."""
+        q = request.query_params
+        name = q.get("task", "")
+        span = _span(request)
+        where = CallFilter(
+            task=name, escalated=_flag(q.get("escalated")), ok=_flag(q.get("ok")),
+            validator=q.get("validator") or None, model=q.get("model") or None, **span,
+        )  # fmt: skip
+        before = _cursor(q.get("before"))
+        found = await anyio.to_thread.run_sync(lambda: find_calls(self.store, where, before=before))
+        data = await anyio.to_thread.run_sync(lambda: self.report(task=name, sample=0, **span))
+        validators = next((list(t["validators"]) for t in data["tasks"] if t["task"] == name), [])
+        params = {k: v for k, v in q.items() if k != "before"}
+        body = calls_html(
+            found, title=f"Calls of {name}",
+            form=_calls_form(request, params, validators),
+            next_href=lambda c: _href(request, "calls", **params, before=f"{c[0]!r}:{c[1]}"),
+        )  # fmt: skip
+        return self._page(request, f"Calls {name}", body)
+
+    async def login(self, request: Request) -> Response:
+        """GET: the form; POST: check the key, set the session cookie, go on to ``next``."""
+        next_path = _local(request.query_params.get("next"), request)
+        if request.method == "GET":
+            return self._html(request, "Log in", login_form(_href(request, "login"), e(next_path)))
+        if not _same_origin(request):
+            return self._html(request, "Log in", "<h1>Cross-site login refused</h1>", 403)
+        body = await request.body()
+        form = parse_qs(body[:8192].decode("utf-8", "replace"))
+        key = (form.get("key") or [""])[0]
+        next_path = _local((form.get("next") or [""])[0], request)
+        if not self.keys.required or not self.keys.check(key):
+            failed = login_form(_href(request, "login"), e(next_path), failed=True)
+            return self._html(request, "Log in", failed, 401)
+        response = RedirectResponse(next_path, status_code=303)
+        response.set_cookie(
+            COOKIE, self.keys.session_for(key), httponly=True, samesite="strict",
+            secure=request.url.scheme == "https", path=_base(request) + "/",
+        )  # fmt: skip
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        """Forget the session cookie."""
+        response = RedirectResponse(_href(request, "login"), status_code=303)
+        response.delete_cookie(COOKIE, path=_base(request) + "/")
+        return response
+
+    # -- shared --------------------------------------------------------------------------
+
+    def guard(self, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        """``handler`` behind the key check, with bad queries and store errors as pages."""
+
+        async def guarded(request: Request) -> Response:
+            if not self.keys.allows(request.headers, request.cookies):
+                if request.headers.get("authorization"):
+                    return self._html(request, "Refused", "<h1>Wrong key</h1>", 401)
+                target = _href(request, "login", next=request.url.path + (
+                    "?" + request.url.query if request.url.query else ""))  # fmt: skip
+                return _secure(RedirectResponse(target, status_code=303))
+            try:
+                response: Response = await handler(request)
+            except BadQuery as error:
+                return self._html(request, "Bad request", f"<h1>{e(error)}</h1>", 400)
+            except StoreError as error:
+                return self._html(request, "Store error", f"<h1>{e(error)}</h1>", 503)
+            return response
+
+        return guarded
+
+    def _page(self, request: Request, title: str, body: str, status: int = 200) -> Response:
+        nav = [("Overview", _href(request, "", **_raw_span(request)))]
+        task = request.query_params.get("task")
+        if task:
+            nav += [
+                (f"Task {task}", _href(request, "task", task=task, **_raw_span(request))),
+                ("Calls", _href(request, "calls", task=task, **_raw_span(request))),
+            ]
+        logout = ""
+        if self.keys.required:
+            logout = (f'<form method="post" action="{e(_href(request, "logout"))}">'
+                      '<button type="submit">Log out</button></form>')  # fmt: skip
+        return _secure(HTMLResponse(page(title, body, nav=nav, extra=logout), status))
+
+    def _html(self, request: Request, title: str, body: str, status: int = 200) -> Response:
+        return _secure(HTMLResponse(page(title, body), status))
+
+
+def _secure(response: Response) -> Response:
+    response.headers.update(_HEADERS)
+    return response
+
+
+def _base(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _href(request: Request, path: str, **params: Any) -> str:
+    query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
+    return f"{_base(request)}/{path}" + (f"?{query}" if query else "")
+
+
+def _local(target: str | None, request: Request) -> str:
+    """``target`` when it is a path of this dashboard, else its Overview (no open redirect)."""
+    base = _base(request) + "/"
+    if target and target.startswith(base) and not target.startswith("//") and "\\" not in target:
+        return target
+    return base
+
+
+def _same_origin(request: Request) -> bool:
+    """False for a post another site's page made (its Origin, or Sec-Fetch-Site, says so)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return request.headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
+    return origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
+
+
+def _span(request: Request) -> dict[str, float | None]:
+    q = request.query_params
+    return {
+        "since": parse_when(q["since"]) if q.get("since") else None,
+        "until": parse_when(q["until"]) if q.get("until") else None,
+    }
+
+
+def _raw_span(request: Request) -> dict[str, str]:
+    q = request.query_params
+    return {k: q[k] for k in ("since", "until") if q.get(k)}
+
+
+def _flag(value: str | None) -> bool | None:
+    return {"yes": True, "no": False}.get(value or "")
+
+
+def _cursor(value: str | None) -> tuple[float, str] | None:
+    if not value:
+        return None
+    t, _, ident = value.partition(":")
+    try:
+        return float(t), ident
+    except ValueError:
+        raise BadQuery(f"bad page cursor {value!r}") from None
+
+
+def _span_form(request: Request, path: str, span: dict[str, float | None], **hidden: str) -> str:
+    q = request.query_params
+    keep = "".join(f'<input type="hidden" name="{e(k)}" value="{e(v)}">' for k, v in hidden.items())
+    quick = " · ".join(
+        f'<a href="{e(_href(request, path, **hidden, since=s))}">{label}</a>'
+        for label, s in (("24 h", "24h"), ("7 days", "7d"), ("30 days", "30d"), ("all", ""))
+    )
+    return (
+        f'<form class="filters" method="get" action="{e(_href(request, path))}">{keep}'
+        f'<label>since<input name="since" value="{e(q.get("since", ""))}" '
+        'placeholder="7d or 2024-05-01"></label>'
+        f'<label>until<input name="until" value="{e(q.get("until", ""))}" placeholder="now">'
+        f'</label><button type="submit">Show</button><span>{quick}</span></form>'
+    )
+
+
+def _calls_form(request: Request, q: dict[str, str], validators: list[str]) -> str:
+    def select(name: str, options: list[tuple[str, str]]) -> str:
+        opts = "".join(
+            f'<option value="{e(v)}"{" selected" if q.get(name, "") == v else ""}>{e(label)}'
+            "</option>"
+            for v, label in options
+        )
+        return f'<label>{name}<select name="{name}">{opts}</select></label>'
+
+    return (
+        f'<form class="filters" method="get" action="{e(_href(request, "calls"))}">'
+        f'<input type="hidden" name="task" value="{e(q.get("task", ""))}">'
+        + select("escalated", [("", "any"), ("yes", "escalated"), ("no", "not escalated")])
+        + select("ok", [("", "any"), ("yes", "ok"), ("no", "not ok")])
+        + select("validator", [("", "any"), *((v, v) for v in validators)])
+        + f'<label>model<input name="model" value="{e(q.get("model", ""))}" '
+        'placeholder="any"></label>'
+        f'<label>since<input name="since" value="{e(q.get("since", ""))}" placeholder="24h">'
+        f'</label><label>until<input name="until" value="{e(q.get("until", ""))}" '
+        'placeholder="now"></label><button type="submit">Filter</button></form>'
+    )
+
+
+def create_app(
+    store: Store, *, keys: Sequence[str] = (), sample: int = DEFAULT_SAMPLE, cache_s: float = 5.0
+) -> Starlette:
+    """The dashboard over ``store`` as an ASGI app.
+
+    Args:
+        store: where the records and counters are read (never written).
+        keys: keys that open it (empty: open; the caller decides whether that is safe).
+        sample: stored records per task a Task page's patterns are drawn from, newest first.
+        cache_s: how long a built report is reused.
+    Returns a Starlette app whose ``state.dashboard`` is the ``Dashboard``.
+    """
+    d = Dashboard(store, keys=keys, sample=sample, cache_s=cache_s)
+    app = Starlette(
+        routes=[
+            Route("/", d.guard(d.overview), methods=["GET"]),
+            Route("/task", d.guard(d.task), methods=["GET"]),
+            Route("/calls", d.guard(d.calls), methods=["GET"]),
+            Route("/login", d.login, methods=["GET", "POST"]),
+            Route("/logout", d.logout, methods=["POST"]),
+        ]
+    )
+    app.state.dashboard = d
+    return app

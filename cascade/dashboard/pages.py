@@ -1,0 +1,235 @@
+"""The Overview and Task pages, drawn from the report's JSON (``report_to_dict``).
+
+They read nothing but that dict, so every figure on a page is a figure of
+``cascade report --format json`` over the same store, span and sample. The dashboard and the
+static ``cascade report --format html`` both render through here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .charts import BLUE, GREY, RED, Series, bar_rows, time_chart
+from .layout import UNKNOWN, card, e, money, ms, number, page, pct, rate, table
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+__all__ = ["overview_html", "snapshot_html", "span_text", "task_html"]
+
+Dict = dict[str, Any]
+
+
+def span_text(report: Mapping[str, Any]) -> str:
+    """``2024-05-01T00:00:00Z to now`` for the report's span."""
+    return f"{report.get('since') or 'the first call'} to {report.get('until') or 'now'}"
+
+
+def _figures(t: Mapping[str, Any]) -> str:
+    saved_pct = t["savings_pct"]
+    saving_note = "unknown: no baseline cost" if saved_pct is None else f"{pct(saved_pct)} saved"
+    return '<div class="cards">' + "".join((
+        card("Spend with the cascade", money(t["cost_usd"]), field="cost_usd", raw=t["cost_usd"]),
+        card("All-strong baseline", money(t["baseline_cost_usd"]), "every call on the strong model",
+             field="baseline_cost_usd", raw=t["baseline_cost_usd"]),
+        card("Saved", money(t["savings_usd"]), saving_note, field="savings_usd",
+             raw=t["savings_usd"]),
+        card("Saved, percent", pct(saved_pct), "of the baseline", field="savings_pct",
+             raw="null" if saved_pct is None else saved_pct),
+        card("Calls", number(t["calls"]), "every call, from the counters", field="calls",
+             raw=t["calls"]),
+        card("Escalation rate", pct(t["escalation_rate"]) if t["calls"] else UNKNOWN,
+             rate(t["escalations"], t["calls"]), field="escalation_rate",
+             raw=t["escalation_rate"]),
+        card("Not ok", number(t["not_ok"]), "failed validation or errored", field="not_ok",
+             raw=t["not_ok"]),
+        card("Latency p50 / p95", f"{ms(t['latency_p50_ms'])} / {ms(t['latency_p95_ms'])}",
+             "upper bounds of histogram buckets"),
+    )) + "</div>"  # fmt: skip
+
+
+def _daily(t: Mapping[str, Any]) -> str:
+    days = t["daily"]
+    labels = [d["day"] for d in days]
+    spend = time_chart(
+        labels,
+        [Series("with the cascade", BLUE, [d["cost_usd"] for d in days]),
+         Series("all-strong baseline", GREY, [d["baseline_cost_usd"] for d in days])],
+        fmt=money, title="Spend per day (USD)",
+        hover=lambda i: f"cascade {money(days[i]['cost_usd'])}, all-strong "
+        f"{money(days[i]['baseline_cost_usd'])}, saved "
+        f"{money(days[i]['baseline_cost_usd'] - days[i]['cost_usd'])}",
+    )  # fmt: skip
+    rates = [d["escalations"] / d["calls"] if d["calls"] else None for d in days]
+    escalation = time_chart(
+        labels, [Series("escalation rate", RED, rates)], fmt=lambda v: pct(v, 0),
+        title="Escalation rate per day (% of calls)", kind="line" if len(days) > 1 else "bar",
+        hover=lambda i: rate(days[i]["escalations"], days[i]["calls"]),
+    )  # fmt: skip
+    calls = time_chart(
+        labels, [Series("calls", BLUE, [d["calls"] for d in days])], fmt=lambda v: f"{v:,.0f}",
+        title="Calls per day", hover=lambda i: f"{days[i]['calls']:,} calls",
+    )  # fmt: skip
+    return (
+        f'<div class="grid2"><div class="panel">{spend}</div><div class="panel">{escalation}'
+        f'</div><div class="panel">{calls}</div></div>'
+    )
+
+
+def overview_html(report: Mapping[str, Any], *, task_href: Callable[[str], str]) -> str:
+    """The Overview body: every task together, its days, and one row per task."""
+    t = report["overall"]
+    rows = [
+        [
+            f'<a href="{e(task_href(x["task"]))}">{e(x["task"])}</a>',
+            number(x["calls"]),
+            e(rate(x["escalations"], x["calls"])),
+            e(money(x["cost_usd"])),
+            e(money(x["baseline_cost_usd"])),
+            e(money(x["savings_usd"])),
+            e(pct(x["savings_pct"])),
+        ]
+        for x in report["tasks"]
+    ]
+    if not report["tasks"]:
+        rows_html = '<p class="empty">No calls recorded in this span.</p>'
+    else:
+        rows_html = table(["task", "calls", "escalated", "spend", "all-strong", "saved",
+                           "saved %"], rows, numeric=(1, 2, 3, 4, 5, 6))  # fmt: skip
+    corrupt = report.get("corrupt_records") or 0
+    warn = f'<p class="bad">{corrupt:,} unreadable stored records were skipped.</p>' if corrupt \
+        else ""  # fmt: skip
+    return (
+        f'<h1>Overview</h1><p class="sub">All tasks, {e(span_text(report))}; generated '
+        f"{e(report['generated_at'])}.</p>{warn}{_figures(t)}{_daily(t)}"
+        f"<h2>Tasks</h2>{rows_html}"
+    )
+
+
+def _failures(t: Mapping[str, Any]) -> str:
+    calls = t["calls"]
+    rows = [(v, float(n), rate(n, calls)) for v, n in t["validators"].items()]
+    chart = bar_rows(
+        rows[:12], title="Calls with a failed check, by validator", color=RED,
+        fmt=lambda v: f"{v:,.0f} of {calls:,} calls",
+    )  # fmt: skip
+    reasons = [
+        [e(v), number(r["calls"]), f"<code>{e(r['reason'])}</code>",
+         f"<code>{e(r['example'])}</code>"]
+        for v, rs in t["top_reasons"].items() for r in rs[:5]
+    ]  # fmt: skip
+    return (
+        f'<div class="panel">{chart}<h3>Top reasons (from the sampled records)</h3>'
+        + table(["validator", "calls", "reason", "example"], reasons, numeric=(1,))
+        + "</div>"
+    )
+
+
+def _sizes(p: Mapping[str, Any]) -> str:
+    rows = [
+        (b["label"], b["rate"], f"{b['escalations']:,} escalated of {number(b['calls'])} calls")
+        for b in p["size_buckets"]
+    ]
+    chart = bar_rows(rows, title="Escalation rate by input size (prompt tokens)", top=1.0,
+                     fmt=lambda v: pct(v))  # fmt: skip
+    return (
+        f'<div class="panel">{chart}<p class="sub">Estimated from {p["sampled_records"]:,} '
+        "sampled records: passing calls are counted as 1 / the pass sampling rate "
+        f"({_rate_or_unknown(p['pass_sampling_rate'])}), so bucket sizes marked \u2248 are "
+        "estimates.</p></div>"
+    )
+
+
+def _rate_or_unknown(value: float | None) -> str:
+    return "unknown: no passing call was sampled" if value is None else pct(value, 2)
+
+
+def _patterns(p: Mapping[str, Any]) -> str:
+    parts = []
+    if p["features"]:
+        parts.append("<h3>Escalation rate by input feature</h3>" + table(
+            ["feature", "value", "escalated", "rate"],
+            [[e(f["feature"]), e(f["value"]), e(f"{f['escalations']:,} of {number(f['calls'])}"),
+              e(pct(f["rate"]))] for f in p["features"]], numeric=(2, 3)))  # fmt: skip
+    if p["terms"]:
+        parts.append("<h3>Words over-represented in escalated inputs</h3>" + table(
+            ["term", "z", "escalated inputs", "passing inputs (est.)"],
+            [[f"<code>{e(x['term'])}</code>", f"{x['z']:.1f}", number(x["escalated"]),
+              number(x["passing"])] for x in p["terms"]], numeric=(1, 2, 3)))  # fmt: skip
+    if p["duplicates"]:
+        parts.append("<h3>Near-duplicate escalated inputs</h3>" + table(
+            ["inputs", "example"],
+            [[number(d["size"]), f"<code>{e(d['example'])}</code>"] for d in p["duplicates"]],
+            numeric=(0,)))  # fmt: skip
+    suggestions = "".join(
+        f"<li>{e(s['message'])}"
+        + (f" <span class=\"tag\">projected {e(money(s['projected_savings_usd_per_1k_calls']))}"
+           " per 1k calls</span>" if s["projected_savings_usd_per_1k_calls"] is not None else "")
+        + "</li>"
+        for s in p["suggestions"]
+    )  # fmt: skip
+    parts.append(
+        "<h3>Suggestions</h3>"
+        + (
+            f"<ul>{suggestions}</ul>"
+            if suggestions
+            else '<p class="empty">No pattern has enough evidence for a suggestion.</p>'
+        )
+    )
+    return '<div class="panel"><h2>Patterns</h2>' + "".join(parts) + "</div>"
+
+
+def _observation(o: Mapping[str, Any], task: str) -> str:
+    ci = o["agreement_ci95"]
+    agreement = UNKNOWN if o["agreement"] is None else (
+        f"{pct(o['agreement'])} ({o['agreed']:,} of {o['compared']:,}; 95% CI "
+        f"{pct(ci[0])}\u2013{pct(ci[1])})" if ci else pct(o["agreement"]))  # fmt: skip
+    cls = {"switch": "good", "do_not_switch": "bad"}.get(o["action"], "")
+    reasons = ""
+    if o["top_reasons"]:
+        reasons = "<h3>Would escalate because</h3>" + table(
+            ["calls", "reason", "example"],
+            [[number(r["calls"]), f"<code>{e(r['reason'])}</code>",
+              f"<code>{e(r['example'])}</code>"] for r in o["top_reasons"]],
+            numeric=(0,))  # fmt: skip
+    cards = "".join((
+        card("Observed calls", number(o["calls"])),
+        card("Would escalate", rate(o["escalations"], o["calls"])),
+        card("Strong model cost", money(o["strong_cost_usd"])),
+        card("Projected cascade cost", money(o["projected_cost_usd"])),
+        card("Projected savings", money(o["savings_usd"]), pct(o["savings_pct"])),
+        card("Agreement", agreement, "would-be-accepted cheap answers vs the strong ones"),
+    ))  # fmt: skip
+    return (
+        f'<div class="panel"><h2>Observation</h2><p class="verdict {cls}" '
+        f'data-field="observation.recommendation">{e(o["recommendation"])}</p>'
+        f'<div class="cards">{cards}</div>{reasons}<h3>Calibration</h3>'
+        f"<p>{o['compared']:,} observed "
+        "answers were compared with the strong model's; calibrate a threshold from them with "
+        f"<code>cascade calibrate --task {e(task)} --from-store</code>.</p></div>"
+    )
+
+
+def task_html(
+    report: Mapping[str, Any], t: Mapping[str, Any], *, calls_href: str | None = None
+) -> str:
+    """The Task body: its figures and days, failures, sizes, patterns, observation."""
+    link = f' <a href="{e(calls_href)}">Browse its calls \u2192</a>' if calls_href else ""
+    observation = _observation(t["observation"], t["task"]) if t.get("observation") else ""
+    return (
+        f'<h1>Task <code>{e(t["task"])}</code></h1><p class="sub">{e(span_text(report))}; '
+        f"generated {e(report['generated_at'])}.{link}</p>{_figures(t)}{observation}{_daily(t)}"
+        f'<div class="grid2">{_failures(t)}{_sizes(t["patterns"])}</div>{_patterns(t["patterns"])}'
+    )
+
+
+def snapshot_html(report: Mapping[str, Any]) -> str:
+    """The Overview and every Task page in one static document (``report --format html``)."""
+    ids = {t["task"]: f"task-{i}" for i, t in enumerate(report["tasks"], 1)}
+    sections = [overview_html(report, task_href=lambda name: "#" + ids[name])]
+    sections += [
+        f'<section id="{ids[t["task"]]}">{task_html(report, t)}</section>' for t in report["tasks"]
+    ]
+    nav = [("Overview", "#overview")] + [(t["task"], "#" + ids[t["task"]]) for t in report["tasks"]]
+    body = f'<section id="overview">{sections[0]}</section>' + "".join(sections[1:])
+    return page("cascade report", body, nav=nav, standalone=True)

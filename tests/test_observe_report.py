@@ -213,7 +213,7 @@ def test_table_shows_the_observation_within_80_columns() -> None:
 def test_html_shows_the_observation_escaped() -> None:
     records = batch(escalated=120, task="<b>")
     page = render(aggregate(records, [], now=DAY0), "html")
-    assert "<h3>Observation</h3>" in page and "do not switch: the cascade would not save" in page
+    assert "<h2>Observation</h2>" in page and "do not switch: the cascade would not save" in page
     assert "json_schema: missing &#x27;total&#x27;" in page
 
 

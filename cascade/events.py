@@ -320,7 +320,9 @@ class TaskDay:
 
     ``failures`` maps a validator name (or ``provider:<kind>``) to how many calls it
     rejected an attempt in; ``latency_ms`` maps each bound of ``LATENCY_BUCKETS_MS``
-    (as text, ``inf`` for the last) to the number of calls at or under it.
+    (as text, ``inf`` for the last) to the number of calls at or under it. ``uncosted``
+    counts the calls whose cost or baseline is unknown (a model without a known price):
+    the cost sums leave them out, so they are not the day's cost when it is above 0.
     """
 
     task: str
@@ -332,5 +334,6 @@ class TaskDay:
     baseline_cost_usd: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    uncosted: int = 0
     failures: Mapping[str, int] = field(default_factory=dict)
     latency_ms: Mapping[str, int] = field(default_factory=dict)

@@ -324,3 +324,17 @@ def test_calibrate_says_when_nothing_is_certified_and_leaves_the_policy(
     assert "keep the strong model" in out
     assert "method: exact binomial test" in out
     assert (policies / "tickets.yaml").read_text() == POLICY
+
+
+def test_calibration_with_a_model_of_unknown_price_says_unknown_cost() -> None:
+    from cascade.cli.calibrate import render_calibration
+
+    rng = random.Random(5)
+    samples = [
+        Sample(s := rng.random(), rng.random() < 0.5 + s / 2, True, 0.0, 0.0, cost_known=False)
+        for _ in range(3000)
+    ]
+    cal = calibrate(samples, target=0.9, measure="agreement")
+    assert not cal.costs_known
+    text = render_calibration(cal, "confidence")
+    assert "unknown cost" in text and "$0.0000" not in text and "saves 0.0%" not in text

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 
 from cascade.cli import main
+from cascade.cli._common import progress
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,6 +49,29 @@ def test_check_passes_good_policies_and_names_the_broken_file(
     assert main(["check", "--policies", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "bad.yaml: retrys: unknown field" in err
+
+
+def test_check_takes_the_directory_as_an_argument_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", str(REPO / "policies")]) == 0
+    assert "ok   " in capsys.readouterr().out
+    (tmp_path / "bad.yaml").write_text("models: [gpt-4o-mini, gpt-4o]\nretrys: 2\n")
+    assert main(["check", str(tmp_path)]) == 1
+    assert "bad.yaml: retrys: unknown field" in capsys.readouterr().err
+    assert main(["check", str(tmp_path), "--policies", str(REPO / "policies")]) == 2
+
+
+def test_progress_off_a_terminal_writes_a_line_every_few_seconds_at_most() -> None:
+    out = io.StringIO()  # not a terminal
+    now = [0.0]
+    show = progress(out, clock=lambda: now[0], every_s=5.0)
+    for done in range(1, 1001):
+        now[0] = done * 0.01  # 1,000 requests in 10 s
+        show("cascade", done, 1000)
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue()
+    assert lines == ["cascade: 500/1000", "cascade: 1000/1000"]
 
 
 def test_schema_prints_the_policy_json_schema(capsys: pytest.CaptureFixture[str]) -> None:

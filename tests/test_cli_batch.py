@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from cascade.cli import main
+from cascade.pricing import UnknownPriceWarning
 from cascade.stores import store_from_url
 from cascade.testing import Reply, ScriptedServer
 
@@ -76,6 +77,18 @@ def test_batch_runs_every_line_through_the_policy_and_records_it(
     assert next(c for c in server.calls() if "easy 3" in str(c["messages"]))["seed"] == 7
     days = store_from_url(store).days(task="inv")
     assert (sum(d.calls for d in days), sum(d.escalations for d in days)) == (3, 1)
+
+
+def test_batch_says_unknown_cost_for_a_model_without_a_price(
+    tmp_path: Path, server: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.script("my-own-model", GOOD)
+    policies, data = setup(tmp_path, [request("easy 1")], models=["my-own-model", "gpt-4o"])
+    with pytest.warns(UnknownPriceWarning, match="my-own-model"):
+        assert main(["batch", "--task", "inv", data, "--policies", policies]) == 0
+    summary = capsys.readouterr().out
+    assert "cost unknown (a model has no known price)" in summary
+    assert "$0.000000" not in summary and "saved" not in summary
 
 
 def test_batch_in_observe_mode_gathers_observation_records(

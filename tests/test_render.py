@@ -92,6 +92,7 @@ def test_json_has_the_documented_stable_schema(report: Report) -> None:
         "task", "calls", "escalations", "escalation_rate", "not_ok", "cost_usd",
         "baseline_cost_usd", "savings_usd", "savings_pct", "latency_p50_ms", "latency_p95_ms",
         "prompt_tokens", "completion_tokens", "validators", "top_reasons", "daily", "patterns",
+        "uncosted_calls",
     }  # fmt: skip
     for t in [*data["tasks"], data["overall"]]:
         assert set(t) == task_keys
@@ -163,3 +164,14 @@ def test_an_empty_report_renders_in_every_format() -> None:
 def test_an_unknown_format_is_refused(report: Report) -> None:
     with pytest.raises(ValueError, match="unknown report format 'xml'"):
         render(report, "xml")  # type: ignore[arg-type]
+
+
+def test_a_model_without_a_price_shows_unknown_cost_not_zero() -> None:
+    day = TaskDay("t", "2024-05-01", calls=3, uncosted=1, cost_usd=0.002, baseline_cost_usd=0.01)
+    report = aggregate([], [day])
+    text = render(report, "table")
+    assert "cost unknown, savings unknown: 1 call used a model without a known price" in text
+    assert "$0.0" not in text and "saved" not in text
+    data = json.loads(render(report, "json"))["tasks"][0]
+    assert (data["cost_usd"], data["savings_usd"], data["savings_pct"]) == (None, None, None)
+    assert data["uncosted_calls"] == 1

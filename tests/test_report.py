@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -299,14 +300,17 @@ def test_cli_writes_the_report_to_a_file(
 
 
 def test_cli_shows_progress_on_stderr_for_long_reports(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     many = [make(i, escalated=True, t=time.time() - 7200) for i in range(10_001)]
     url = _sqlite_with(tmp_path, many)
     argv = ["report", "--store", url, "--since", "1d", "--format", "json"]
+    assert report_cli([*argv, "--sample", "0"]) == 0  # not a terminal: no per-batch line
+    assert "\r" not in capsys.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert report_cli([*argv, "--sample", "0"]) == 0  # 0: every stored record
     out, err = capsys.readouterr()
-    assert "reading records: 10,000" in err
+    assert "\rreading records: 10,000" in err
     assert report_cli([*argv, "--sample", "20"]) == 0
     assert json.loads(capsys.readouterr().out)["overall"]["patterns"]["sampled_records"] == 20
     assert err.endswith("\n")

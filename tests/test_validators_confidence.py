@@ -107,6 +107,19 @@ def test_mean_below_min_fails_with_the_numbers() -> None:
     assert verdict.reason == "confidence 0.63 < 0.8 (logprobs, mean over 2 tokens)"
 
 
+@pytest.mark.parametrize(
+    ("p", "threshold", "shown"),
+    [(0.9953, 0.999999, "confidence 0.995 < 0.999999"),
+     (0.9999991, 0.9999995, "confidence 0.999999 < 0.9999995"),
+     (0.62, 0.8, "confidence 0.62 < 0.8")],
+)  # fmt: skip
+def test_the_reason_shows_enough_digits_to_differ(p: float, threshold: float, shown: str) -> None:
+    v = confidence(source="logprobs", min=threshold)
+    verdict = v(answer("A", logprobs=tokens(("A", math.log(p)))))
+    assert not verdict.passed
+    assert verdict.reason.startswith(shown + " (")
+
+
 def test_min_aggregate_is_the_least_probable_token() -> None:
     v = confidence(source="logprobs", min=0.9, aggregate="min")
     logprobs = tokens(("bill", math.log(0.99)), ("ing", math.log(0.6)))

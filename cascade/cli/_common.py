@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable
 
     from .._client import Cascade
     from ..evals import Progress
 
-__all__ = ["cascade_of", "policies_default", "progress"]
+__all__ = ["QUIET_EVERY_S", "cascade_of", "policies_default", "progress"]
 
 
 def policies_default() -> str:
@@ -19,10 +21,28 @@ def policies_default() -> str:
     return os.environ.get("CASCADE_POLICIES", "policies")
 
 
-def progress(stream: TextIO) -> Progress:
-    """A progress bar on ``stream``: ``show(label, done, total)``."""
+QUIET_EVERY_S = 5.0  # off a terminal: one progress line at most this often
+
+
+def progress(
+    stream: TextIO, *, clock: Callable[[], float] = time.monotonic, every_s: float = QUIET_EVERY_S
+) -> Progress:
+    """A progress bar on ``stream``: ``show(label, done, total)``.
+
+    On a terminal the bar is redrawn in place; elsewhere (a log file, CI) nothing is written
+    per request: a plain line at most every ``every_s`` seconds, and one when done.
+    """
+    tty = stream.isatty()
+    last = [clock()]
 
     def show(mode: str, done: int, total: int) -> None:
+        if not tty:
+            now = clock()
+            if done == total or now - last[0] >= every_s:
+                last[0] = now
+                stream.write(f"{mode}: {done}/{total}\n")
+                stream.flush()
+            return
         width = 30
         bar = "#" * (width * done // max(total, 1))
         stream.write(f"\r{mode:>8} [{bar:<{width}}] {done}/{total}")

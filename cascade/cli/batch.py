@@ -90,13 +90,17 @@ def run_batch(args: argparse.Namespace) -> int:
     answered = [r for r in rows if r["error"] is None]
     failed = len(rows) - len(answered)
     escalated = sum(bool(r["escalated"]) for r in answered)
-    cost = sum(r["cost_usd"] or 0.0 for r in answered)
-    baseline = sum(r["baseline_cost_usd"] or 0.0 for r in answered)
-    saved = f"{1 - cost / baseline:.1%} saved" if baseline else "no baseline"
+    costs = [r["cost_usd"] for r in answered]
+    baselines = [r["baseline_cost_usd"] for r in answered]
+    if None in costs or None in baselines:  # a model without a known price: say so
+        spend = f"cost unknown (a model has no known price) with {policy.strongest} as baseline"
+    else:
+        cost, baseline = sum(costs), sum(baselines)
+        saved = f"{1 - cost / baseline:.1%} saved" if baseline else "no baseline"
+        spend = f"${cost:.6f} against ${baseline:.6f} with {policy.strongest} alone ({saved})"
     print(
         f"{args.task} (mode {policy.spec.mode}): {len(rows)} requests in {elapsed:.1f} s, "
-        f"{escalated} escalated, {failed} failed; ${cost:.6f} against ${baseline:.6f} "
-        f"with {policy.strongest} alone ({saved}); recorded in {store_url}"
+        f"{escalated} escalated, {failed} failed; {spend}; recorded in {store_url}"
     )
     for r in rows:
         if r["error"] is not None:

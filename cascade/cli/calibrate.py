@@ -105,9 +105,10 @@ def render_calibration(cal: Calibration, validator: str) -> str:
     """The ``cascade calibrate`` report."""
 
     def per_1k(cost: float) -> str:
-        return f"${cost * 1000:,.4f}"
+        return f"${cost * 1000:,.4f}" if cal.costs_known else "unknown cost"
 
     c, nv = cal.chosen, cal.naive
+    saves = f"saves {cal.savings:.1%} vs the strong model" if cal.costs_known else "savings unknown"
     if cal.measure == "agreement":
         head = f"cheap model agrees with the strong one on {cal.cheap_quality:.1%}"
     else:
@@ -124,7 +125,7 @@ def render_calibration(cal: Calibration, validator: str) -> str:
         lines += [
             f"chosen   {validator} min: {cal.short_threshold:g}  (sample quality "
             f"{c.quality:.1%}, escalation {c.escalation_rate:.1%}, "
-            f"{per_1k(c.cost)} per 1,000 calls, saves {cal.savings:.1%} vs the strong model)",
+            f"{per_1k(c.cost)} per 1,000 calls, {saves})",
             f"guarantee: {cal.guarantee}",
         ]
     lines.append(f"method: {cal.method}; delta {cal.delta:g}")

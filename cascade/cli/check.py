@@ -17,16 +17,25 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers: Any) -> None:
     """Add ``check`` to the ``cascade`` command's sub-parsers."""
     check = subparsers.add_parser("check", help="validate every policy file in a directory")
-    check.add_argument("--policies", default=policies_default(), help="policy directory")
+    check.add_argument(
+        "directory", nargs="?", default=None, metavar="DIR",
+        help="policy directory (the same as --policies DIR)",
+    )  # fmt: skip
+    check.add_argument("--policies", default=None, help="policy directory")
     check.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit 0 when every policy compiles, 1 when one does not or there are none."""
+    """Exit 0 when every policy compiles, 1 when one does not or there are none, 2 when two
+    different directories are given."""
     from ..policy import PolicySet
     from ..validators import name_of
 
-    policies = PolicySet(args.policies)
+    if args.directory and args.policies and args.directory != args.policies:
+        print(f"error: two directories: {args.directory} and --policies {args.policies}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    policies = PolicySet(args.directory or args.policies or policies_default())
     tasks = policies.tasks()
     if not tasks:
         print(f"no policy files in {policies.directory}", file=sys.stderr)

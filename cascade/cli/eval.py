@@ -54,7 +54,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _money(x: float | None) -> str:
-    return "-" if x is None else f"${x:,.4f}"
+    return "unknown" if x is None else f"${x:,.4f}"
 
 
 def render_eval(report: Any) -> str:
@@ -78,7 +78,7 @@ def render_eval(report: Any) -> str:
     lines += [
         "",
         f"cascade quality: {'-' if rq is None else f'{rq:.1%}'} of the strong "
-        f"model's, at {'-' if rc is None else f'{rc:.1%}'} of its cost",
+        f"model's, at {'an unknown share' if rc is None else f'{rc:.1%}'} of its cost",
         f"verdict: {report.verdict} (margin {report.margin:.0%})",
     ]
     return "\n".join(lines)

@@ -13,10 +13,14 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import StoreError
 from ..report import DEFAULT_SAMPLE
+from ._common import QUIET_EVERY_S
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["add_parser", "parse_time", "run"]
 
@@ -76,12 +80,25 @@ def add_parser(subparsers: Any) -> None:
 
 
 class _Progress:
-    """A 'records read' line on stderr, rewritten in place; only shown for long reports."""
+    """A 'records read' line on stderr, rewritten in place; only shown for long reports.
 
-    def __init__(self) -> None:
+    Off a terminal, a plain line at most every ``QUIET_EVERY_S`` seconds instead.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.shown = False
+        self.tty = sys.stderr.isatty()
+        self.clock = clock
+        self.last = clock()
 
     def __call__(self, n: int) -> None:
+        if not self.tty:
+            now = self.clock()
+            if now - self.last >= QUIET_EVERY_S:
+                self.last = now
+                sys.stderr.write(f"reading records: {n:,}\n")
+                sys.stderr.flush()
+            return
         self.shown = True
         sys.stderr.write(f"\rreading records: {n:,}")
         sys.stderr.flush()

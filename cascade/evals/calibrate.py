@@ -60,7 +60,8 @@ class Sample:
     ``cheap_ok`` / ``strong_ok`` whether each answer was right (or, from observation records,
     ``cheap_ok`` = agrees with the strong answer and ``strong_ok`` = True); ``passed`` the
     verdicts of the cheap answer's other validators by name. ``cheap_cost`` is everything
-    the cheap rung spent (verification calls included), ``strong_cost`` what escalating adds.
+    the cheap rung spent (verification calls included), ``strong_cost`` what escalating adds;
+    ``cost_known`` is False when a model had no known price (the costs are then partial).
     """
 
     score: float | None
@@ -70,6 +71,7 @@ class Sample:
     strong_cost: float
     passed: Mapping[str, bool] = field(default_factory=dict)
     baseline_cost: float | None = None  # the strong model alone (default: strong_cost)
+    cost_known: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +137,7 @@ class Calibration:
     curve: tuple[Point, ...]
     validators: tuple[ValidatorEffect, ...]
     measure: str = "accuracy"
+    costs_known: bool = True  # False: a model had no known price; costs and savings unknown
 
     @property
     def savings(self) -> float:
@@ -349,6 +352,7 @@ def calibrate(
         curve=tuple(curve),
         validators=effects,
         measure=measure,
+        costs_known=all(s.cost_known for s in samples),
     )
 
 

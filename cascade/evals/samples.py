@@ -61,6 +61,7 @@ def samples_from_records(records: Iterable[CallRecord], validator: str) -> list[
                 cheap_cost=obs.cheap_cost_usd or 0.0,
                 strong_cost=obs.strong_cost_usd or 0.0,
                 passed={n: n not in failed for n in sorted(names - {validator})},
+                cost_known=obs.cheap_cost_usd is not None and obs.strong_cost_usd is not None,
             )
         )
     return out
@@ -100,6 +101,12 @@ def samples_from_runs(
                 strong_cost=_answer_cost(s, verify=True) if isinstance(s, Result) else 0.0,
                 passed={v.validator: v.passed for v in verdicts if v.validator != validator},
                 baseline_cost=_answer_cost(s, verify=False) if isinstance(s, Result) else 0.0,
+                cost_known=all(
+                    a.cost_usd is not None
+                    for r in (c, s)
+                    if isinstance(r, Result)
+                    for a in r.attempts
+                ),
             )
         )
     return out

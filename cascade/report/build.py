@@ -59,6 +59,8 @@ class TaskReport:
     last bound, None without calls). ``validators`` maps a validator (or ``provider:<kind>``)
     to how many calls it rejected an attempt in; ``top_reasons`` its most frequent reasons.
     ``observation`` is what observe mode saw (None when no call was observed).
+    ``uncosted_calls`` counts calls with a model of unknown price: when above 0 the cost,
+    baseline and savings are unknown (the sums leave those calls out) and shown so.
     """
 
     task: str
@@ -79,6 +81,12 @@ class TaskReport:
     daily: tuple[DayRow, ...] = ()
     patterns: Patterns = field(default_factory=Patterns)
     observation: ObservationSummary | None = None
+    uncosted_calls: int = 0
+
+    @property
+    def costs_known(self) -> bool:
+        """Whether every call's cost and baseline is known (so the sums are the costs)."""
+        return not self.uncosted_calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +126,7 @@ class _Counters:
     """Running sums of the daily counters of one task (or all)."""
 
     def __init__(self) -> None:
-        self.calls = self.escalations = self.not_ok = 0
+        self.calls = self.escalations = self.not_ok = self.uncosted = 0
         self.prompt_tokens = self.completion_tokens = 0
         self.cost = self.baseline = 0.0
         self.failures: dict[str, int] = {}
@@ -129,6 +137,7 @@ class _Counters:
         self.calls += d.calls
         self.escalations += d.escalations
         self.not_ok += d.not_ok
+        self.uncosted += d.uncosted
         self.prompt_tokens += d.prompt_tokens
         self.completion_tokens += d.completion_tokens
         self.cost += d.cost_usd
@@ -153,6 +162,7 @@ class _Counters:
         observation: ObservationSummary | None = None,
     ) -> TaskReport:
         savings = self.baseline - self.cost
+        known = not self.uncosted
         return TaskReport(
             task=task,
             calls=self.calls,
@@ -162,7 +172,8 @@ class _Counters:
             cost_usd=self.cost,
             baseline_cost_usd=self.baseline,
             savings_usd=savings,
-            savings_pct=savings / self.baseline if self.baseline else None,
+            savings_pct=savings / self.baseline if self.baseline and known else None,
+            uncosted_calls=self.uncosted,
             latency_p50_ms=latency_quantile(self.latency, 0.50),
             latency_p95_ms=latency_quantile(self.latency, 0.95),
             prompt_tokens=self.prompt_tokens,

@@ -31,7 +31,9 @@ __all__ = [
 ]
 
 # Counter names shared by every backend (the Redis day hash uses them as field names).
-INT_COUNTERS = ("calls", "escalations", "not_ok", "prompt_tokens", "completion_tokens")
+INT_COUNTERS = (
+    "calls", "escalations", "not_ok", "prompt_tokens", "completion_tokens", "uncosted",
+)  # fmt: skip
 FLOAT_COUNTERS = ("cost_usd", "baseline_cost_usd")
 FAIL_PREFIX = "fail:"
 LATENCY_PREFIX = "lat:"
@@ -75,8 +77,8 @@ def day_delta(record: CallRecord) -> dict[str, int | float]:
     """The counter increments one call makes to its task's day, as flat field names.
 
     Fields: ``calls``, ``escalations``, ``not_ok``, ``cost_usd``, ``baseline_cost_usd``,
-    ``prompt_tokens``, ``completion_tokens``, ``fail:<name>`` and ``lat:<bound>``; zeros
-    are left out. The day is ``day_of(record.time)``.
+    ``uncosted``, ``prompt_tokens``, ``completion_tokens``, ``fail:<name>`` and
+    ``lat:<bound>``; zeros are left out. The day is ``day_of(record.time)``.
     """
     delta: dict[str, int | float] = {
         "calls": 1,
@@ -86,6 +88,7 @@ def day_delta(record: CallRecord) -> dict[str, int | float]:
         "completion_tokens": record.completion_tokens,
         "cost_usd": record.cost_usd or 0.0,
         "baseline_cost_usd": record.baseline_cost_usd or 0.0,
+        "uncosted": int(record.cost_usd is None or record.baseline_cost_usd is None),
         LATENCY_PREFIX + latency_label(record.latency_s): 1,
     }
     for name in failure_names(record):

@@ -111,7 +111,18 @@ class Confidence(BaseValidator):
     def _judged(self, score: float, how: str) -> Verdict:
         if score >= self.min:
             return self.verdict(True, score=score)
-        return self.verdict(False, f"confidence {score:.2f} < {self.min:g} ({how})", score)
+        shown = _below(score, self.min)
+        return self.verdict(False, f"confidence {shown} < {self.min:.12g} ({how})", score)
+
+
+def _below(score: float, threshold: float) -> str:
+    """``score`` with the fewest decimals (at least 2) that still read below ``threshold``:
+    ``0.9953`` against 0.999999 shows as ``0.995``, never as ``1.00``."""
+    for decimals in range(2, 16):
+        text = f"{score:.{decimals}f}"
+        if float(text) < threshold:
+            return text
+    return repr(score)
 
 
 class LogprobConfidence(Confidence):

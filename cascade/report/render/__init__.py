@@ -19,6 +19,8 @@ are listed in the README's changelog)::
       "calls": 100, "escalations": 23, "escalation_rate": 0.23, "not_ok": 1,
       "cost_usd": 0.033, "baseline_cost_usd": 0.1,  # baseline: the strong model alone
       "savings_usd": 0.067, "savings_pct": 0.67,     # savings_pct: null without a baseline
+      "uncosted_calls": 0,                           # calls of a model without a known price:
+                                                     # when > 0 the four above are null
       "latency_p50_ms": 250, "latency_p95_ms": 1000, # bucket upper bounds; null: no calls,
                                                      # or beyond the last finite bound
       "prompt_tokens": 12000, "completion_tokens": 3000,

@@ -39,9 +39,15 @@ def _task_lines(t: TaskReport) -> list[str]:
     lines += wrap(
         f"calls {t.calls:,}   escalations {t.escalations:,} ({t.escalation_rate:.1%})   "
         f"not ok {t.not_ok:,}", 2)  # fmt: skip
-    lines += wrap(
-        f"cost {money(t.cost_usd)} vs {money(t.baseline_cost_usd)} with the strong model "
-        f"alone: saved {money(t.savings_usd)} ({saved})", 2)  # fmt: skip
+    if t.costs_known:
+        lines += wrap(
+            f"cost {money(t.cost_usd)} vs {money(t.baseline_cost_usd)} with the strong model "
+            f"alone: saved {money(t.savings_usd)} ({saved})", 2)  # fmt: skip
+    else:
+        lines += wrap(
+            f"cost unknown, savings unknown: {t.uncosted_calls:,} "
+            f"call{'' if t.uncosted_calls == 1 else 's'} used a model without a known price "
+            "(add it to the policy's prices:)", 2)  # fmt: skip
     lines += wrap(
         f"latency p50 {ms(t.latency_p50_ms)}, p95 {ms(t.latency_p95_ms)}   tokens "
         f"{t.prompt_tokens:,} in, {t.completion_tokens:,} out", 2)  # fmt: skip

@@ -66,8 +66,9 @@ def test_failed_validator_escalates_and_records_why(make, server) -> None:
     assert (r.model, r.escalated, r.ok) == ("gpt-4o", True, True)
     first, second = r.attempts
     assert first.model == "gpt-4o-mini" and not first.passed
-    (v,) = first.verdicts
+    v, derived = first.verdicts  # the policy's validator, then the request's own checks
     assert v.validator == "json_schema" and not v.passed and "total" in v.reason
+    assert derived.validator == "request" and derived.passed
     assert second.model == "gpt-4o" and second.passed
     assert r.reasons == (f"json_schema: {v.reason}",)
 
@@ -477,7 +478,7 @@ def test_verify_makes_a_second_call_and_counts_its_cost(make, server) -> None:
 
 def test_the_verification_call_keeps_who_and_how_but_not_the_answer_format(make, server) -> None:
     server.script("gpt-4o-mini", Reply(content="Yes", logprobs=[("Yes", 0.0)]), match="correct")
-    server.script("gpt-4o-mini", "42")
+    server.script("gpt-4o-mini", '{"answer": 42}')
     policy = {"validators": [{"type": "confidence", "source": "verify", "min": 0.5}]}
     r = make(**policy).run(
         "t",

@@ -158,7 +158,8 @@ def test_the_engine_sees_the_hooks_each_source_needs() -> None:
         {"type": "confidence", "source": "verify", "min": 0.5, "name": "check"},
     ]
     p = Policy.from_dict({"models": MODELS, "validators": entries}, task="t")
-    assert [v.name for v in p.checks] == ["structure", "lp"]  # type: ignore[attr-defined]
+    # The request's own checks come last, after the policy's validators.
+    assert [v.name for v in p.checks] == ["structure", "lp", "request"]  # type: ignore[attr-defined]
     assert [v.name for v in p.cleaners] == ["rated"]  # type: ignore[attr-defined]
     assert [v.name for v in p.follow_ups] == ["check"]  # type: ignore[attr-defined]
     assert len(p.preparers) == 2

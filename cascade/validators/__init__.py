@@ -1,7 +1,8 @@
 """Validators: the protocol, the built-in types, and the registry that names them.
 
 Built-in ``type:`` names: ``json_schema``, ``pydantic``, ``structure``, ``tool_calls``,
-``confidence``. Register your own with ``register_validator``.
+``confidence``. Register your own with ``register_validator``. ``FromRequest`` is not a
+``type:``: every policy runs it unless it says ``derive: false``.
 """
 
 from ._base import (
@@ -16,6 +17,7 @@ from ._base import (
     registered,
 )
 from .confidence import Confidence, LogprobConfidence, SelfRatedConfidence, VerifyConfidence
+from .request import FromRequest, request_problem
 from .schema import JsonSchema, PydanticModel
 from .structure import Structure
 from .tools import ToolCalls
@@ -29,6 +31,7 @@ __all__ = [
     "Cleaner",
     "Confidence",
     "FollowUp",
+    "FromRequest",
     "JsonSchema",
     "LogprobConfidence",
     "Preparer",
@@ -42,4 +45,5 @@ __all__ = [
     "name_of",
     "register_validator",
     "registered",
+    "request_problem",
 ]

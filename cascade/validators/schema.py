@@ -127,7 +127,10 @@ class JsonSchema(BaseValidator):
         self._validator = compile_schema(schema)
 
     def __call__(self, completion: Completion, /) -> Verdict:
-        """Pass when the answer's JSON is valid against the schema."""
+        """Pass when the answer's JSON is valid against the schema; an answer that is only
+        tool calls (instructor's TOOLS mode) is judged by each call's arguments."""
+        if completion.tool_calls and not completion.text.strip():
+            return self._tool_arguments(completion)
         try:
             value = extract_json(completion.text)
         except NotJSON as e:
@@ -136,6 +139,22 @@ class JsonSchema(BaseValidator):
         if problem is not None:
             return self.verdict(False, f"schema: {problem}")
         return self.verdict(True, parsed=value)
+
+    def _tool_arguments(self, completion: Completion) -> Verdict:
+        values = []
+        for call in completion.tool_calls:
+            name = short(call.name, 60)
+            try:
+                value = json.loads(call.arguments)
+            except (ValueError, RecursionError, TypeError) as e:
+                return self.verdict(
+                    False, f"tool {name}: arguments are not valid JSON ({str(e)[:100]})"
+                )
+            problem = schema_error(self._validator, value)
+            if problem is not None:
+                return self.verdict(False, f"schema: tool {name} arguments {problem}")
+            values.append(value)
+        return self.verdict(True, parsed=values[0] if len(values) == 1 else values)
 
 
 class PydanticModel(BaseValidator):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections import OrderedDict
@@ -15,12 +16,12 @@ from ._json import short
 from .schema import compile_schema, schema_error
 
 if TYPE_CHECKING:
-    from ..events import Completion, ToolCall, Verdict
+    from ..events import Completion, Request, ToolCall, Verdict
 
 # Compiled parameter schemas, shared by every ToolCalls validator: requests repeat the same
 # few tool definitions, and compiling one costs far more than checking arguments against it.
 _CACHE_SIZE = 256
-_compiled: OrderedDict[str, Any] = OrderedDict()
+_compiled: OrderedDict[bytes, Any] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -29,24 +30,53 @@ class ToolCalls(BaseValidator):
 
     Each call must name a tool of the request's ``tools`` (OpenAI format), its
     ``arguments`` must parse as JSON and be valid against that tool's ``parameters``
-    schema. With ``require: true`` the answer must contain at least one tool call.
-    ``score`` is the number of tool calls.
+    schema. With ``require: true`` the answer must contain at least one tool call on the
+    turns that demand one (``demands_tool``), so an agent's final text answer, after its
+    tools' results, passes. ``score`` is the number of tool calls.
     """
 
     kind = "tool_calls"
 
-    require: bool = Field(False, description="The answer must call at least one tool.")
+    require: bool = Field(
+        False,
+        description="The answer must call a tool, on turns that demand one: the request "
+        "offers tools, and forces a call (tool_choice) or its last message is not a tool result.",
+    )
 
     def __call__(self, completion: Completion, /) -> Verdict:
         """Pass when every tool call is well-formed (and one exists, if required)."""
         calls = completion.tool_calls
         if not calls:
-            if self.require:
+            if self.require and demands_tool(completion.request):
                 return self.verdict(False, "no tool call in the answer", 0.0)
             return self.verdict(True, score=0.0)
-        tools = _tools_by_name(completion.request.tools)
-        problems = [p for call in calls if (p := _problem(call, tools)) is not None]
+        problems = tool_problems(completion)
         return self.verdict(not problems, "; ".join(problems), float(len(calls)))
+
+
+def forced_tool(request: Request) -> str | None:
+    """What the request's ``tool_choice`` forces: ``"*"`` (``required``: any tool), a
+    function's name, or None (the model may answer in text)."""
+    choice = request.params.get("tool_choice")
+    if choice == "required":
+        return "*"
+    if isinstance(choice, Mapping):
+        fn = choice.get("function")
+        name = fn.get("name") if isinstance(fn, Mapping) else choice.get("name")
+        if isinstance(name, str):
+            return name
+    return None
+
+
+def demands_tool(request: Request) -> bool:
+    """True when a tool call is expected of this turn: the request offers tools, does not
+    say ``tool_choice: none``, and forces a call or does not end with a tool's result."""
+    if not request.tools or request.params.get("tool_choice") == "none":
+        return False
+    if forced_tool(request) is not None:
+        return True
+    last = request.messages[-1] if request.messages else None
+    return not (isinstance(last, Mapping) and last.get("role") in ("tool", "function"))
 
 
 def _tools_by_name(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -57,6 +87,13 @@ def _tools_by_name(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if isinstance(fn, Mapping) and isinstance(fn.get("name"), str):
             out[fn["name"]] = fn.get("parameters")
     return out
+
+
+def tool_problems(completion: Completion) -> list[str]:
+    """Why each of the answer's tool calls is unusable (an unknown tool, arguments that are
+    not JSON or break the tool's ``parameters``); empty when all are usable."""
+    tools = _tools_by_name(completion.request.tools)
+    return [p for call in completion.tool_calls if (p := _problem(call, tools)) is not None]
 
 
 def _problem(call: ToolCall, tools: Mapping[str, Any]) -> str | None:
@@ -71,19 +108,23 @@ def _problem(call: ToolCall, tools: Mapping[str, Any]) -> str | None:
     schema = tools[call.name]
     if schema is None:
         return None
-    validator = _validator_for(schema)
+    validator = compiled_schema(schema)
     if isinstance(validator, str):
-        return f"tool {name}: {validator}"
+        return f"tool {name}: its parameters schema is invalid: {validator}"
     problem = schema_error(validator, arguments)
     return None if problem is None else f"tool {name}: arguments {problem}"
 
 
-def _validator_for(schema: Any) -> Any:
-    """The compiled validator of ``schema``, or a string saying why it cannot be compiled."""
+def compiled_schema(schema: Any) -> Any:
+    """The compiled validator of ``schema``, or a string saying why it cannot be compiled.
+
+    Cached by the canonical JSON text of the schema (bounded, least recently used out), so
+    each distinct schema is compiled once however many requests carry it."""
     try:
-        key = json.dumps(schema, sort_keys=True)
+        text = json.dumps(schema, sort_keys=True, separators=(",", ":"))
     except (TypeError, ValueError) as e:
-        return f"its parameters schema cannot be read ({e})"
+        return f"cannot be read ({e})"
+    key = hashlib.blake2b(text.encode(), digest_size=16).digest()
     with _lock:
         found = _compiled.get(key)
         if found is not None:
@@ -92,7 +133,7 @@ def _validator_for(schema: Any) -> Any:
     try:
         found = compile_schema(schema)
     except ValueError as e:
-        found = f"its parameters schema is invalid: {e}"
+        found = str(e)
     with _lock:
         _compiled[key] = found
         if len(_compiled) > _CACHE_SIZE:
@@ -100,4 +141,4 @@ def _validator_for(schema: Any) -> Any:
     return found
 
 
-__all__ = ["ToolCalls"]
+__all__ = ["ToolCalls", "compiled_schema", "demands_tool", "forced_tool", "tool_problems"]

@@ -1,0 +1,136 @@
+"""Checks the request itself asks for: its ``response_format``, its ``tools`` and
+``tool_choice``, and an answer that is whole (not cut off, not a refusal, not empty).
+
+A policy runs ``FromRequest`` after its own validators unless it says ``derive: false``, so
+an application that already declares what it expects needs no validator written twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..events import Verdict
+from .schema import schema_error
+from .structure import refusal_of
+from .tools import compiled_schema, forced_tool, tool_problems
+
+if TYPE_CHECKING:
+    from ..events import Completion, Request
+
+_NO_SCHEMA = object()
+
+
+def response_schema(request: Request) -> Any:
+    """The JSON schema of a ``response_format: {type: json_schema}`` request, ``{"type":
+    "object"}`` for ``json_object``, or None when the request asks for no JSON."""
+    rf = request.params.get("response_format")
+    if not isinstance(rf, Mapping):
+        return None
+    kind = rf.get("type")
+    if kind == "json_object":
+        return _OBJECT
+    if kind == "json_schema":
+        spec = rf.get("json_schema")
+        schema = spec.get("schema", _NO_SCHEMA) if isinstance(spec, Mapping) else _NO_SCHEMA
+        return True if schema is _NO_SCHEMA else schema  # no schema: any JSON value
+    return None
+
+
+_OBJECT: Mapping[str, Any] = {"type": "object"}
+
+
+def request_problem(request: Request) -> str | None:
+    """Why the cascade cannot judge answers to ``request`` (its ``response_format`` schema
+    is not a valid JSON Schema), or None. Such a request goes to the requested model as it is.
+    """
+    schema = response_schema(request)
+    if schema is None or schema is True or schema is _OBJECT:
+        return None
+    compiled = compiled_schema(schema)
+    if isinstance(compiled, str):
+        return f"response_format schema is not a valid JSON Schema: {compiled}"
+    return None
+
+
+class FromRequest:
+    """The answer is what the request asked for (the ``request`` verdict).
+
+    - ``response_format`` ``json_schema``: the answer is JSON valid against the schema (the
+      verdict's ``parsed`` is the decoded value); ``json_object``: a JSON object. Not judged
+      when the answer is tool calls (the tools check judges those) or the schema is invalid.
+    - ``tools``: each tool call names a tool of the request, with JSON arguments valid
+      against its ``parameters``; ``tool_choice: required`` or a named function: a call (to
+      that function) is there. Without ``tools`` (the policy has its own ``tool_calls``
+      validator), only the ``tool_choice`` part.
+    - with ``structure``: not cut off (``finish_reason: length``), not a refusal, not empty.
+    """
+
+    __slots__ = ("name", "structure", "tools")
+
+    def __init__(self, *, structure: bool = True, tools: bool = True, name: str = "request"):
+        self.name = name
+        self.structure = structure
+        self.tools = tools
+
+    def __call__(self, completion: Completion, /) -> Verdict:
+        """Every failed check's reason, joined with "; "."""
+        request = completion.request
+        params = request.params
+        failed: list[str] = []
+        parsed: Any = None
+        calls = completion.tool_calls
+        if self.structure:
+            if completion.finish_reason == "length":
+                failed.append("truncated (finish_reason=length)")
+            if not calls and not completion.text.strip():
+                failed.append("empty answer")
+            refused = refusal_of(completion)
+            if refused is not None:
+                failed.append(refused)
+        if "response_format" in params and not calls:
+            schema = response_schema(request)
+            if schema is not None:
+                problem, parsed = _json_answer(completion.text, schema)
+                if problem is not None:
+                    failed.append(problem)
+        if "tools" in params:
+            forced = forced_tool(request)
+            if calls:
+                if self.tools:
+                    failed.extend(tool_problems(completion))
+                if forced not in (None, "*") and all(c.name != forced for c in calls):
+                    failed.append(f"tool_choice asks for a call to {forced!r}")
+            elif forced is not None and request.tools:
+                failed.append(
+                    "no tool call in the answer (tool_choice: "
+                    f"{'required' if forced == '*' else forced})"
+                )
+        return Verdict(self.name, not failed, "; ".join(failed), None, parsed)
+
+
+def _json_answer(text: str, schema: Any) -> tuple[str | None, Any]:
+    """(why ``text`` is not JSON valid for ``schema``, or None; the decoded value)."""
+    compiled = None
+    if schema is not True and schema is not _OBJECT:
+        compiled = compiled_schema(schema)
+        if isinstance(compiled, str):
+            return None, None  # an invalid schema cannot be judged: see request_problem
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        return f"response_format: the answer is not JSON ({str(e)[:100]})", None
+    if schema is True:
+        return None, value
+    if schema is _OBJECT:
+        if isinstance(value, dict):
+            return None, value
+        return f"response_format: the answer is a JSON {type(value).__name__}, not an object", None
+    problem = schema_error(compiled, value)
+    if problem is not None:
+        return f"response_format: schema: {problem}", None
+    return None, value
+
+
+__all__ = ["FromRequest", "request_problem", "response_schema"]

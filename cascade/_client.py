@@ -15,12 +15,14 @@ import structlog
 
 from . import _engine
 from ._request import make_request
-from .exceptions import EscalationExhausted
+from .discovery import Router
+from .exceptions import EscalationExhausted, InvalidRequestError
 from .policy import Policy, PolicySet
 from .recording import build_record
 from .stores import Store, store_from_url
 from .transports import OpenAITransport, Transport
 from .transports.sdk import accepted
+from .validators import request_problem
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Mapping, Sequence
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
     import openai
 
+    from .discovery import Routed
     from .events import Observation, Request, Result
 
 _log = structlog.get_logger("cascade")
@@ -48,6 +51,9 @@ class Cascade:
         store: a store URL (``memory://``, ``sqlite:///path``, ``redis://...``) or a Store;
             default ``$CASCADE_STORE``, else the embedded SQLite file.
         validators: extra validator types by name, for these policies only.
+        discover: the policy fields of tasks discovered from traffic (``run(None, ...)``),
+            over ``cascade.discovery.DEFAULTS`` (``mode: observe``); True: the defaults;
+            False: no discovery (a call must name its task or match a policy's ``match:``).
     """
 
     def __init__(
@@ -59,6 +65,7 @@ class Cascade:
         store: str | Store | None = None,
         validators: Mapping[str, Any] | None = None,
         transport: Transport | None = None,
+        discover: bool | Mapping[str, Any] = True,
     ) -> None:
         if isinstance(policies, PolicySet):
             self.policies = policies
@@ -73,6 +80,8 @@ class Cascade:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._discover = discover
+        self._router: Router | None = None
 
     # -- the drivers: perform the engine's calls, nothing else ---------------------------
 
@@ -98,9 +107,14 @@ class Cascade:
         finally:
             flow.close()
 
-    def run(self, task: str, messages: Sequence[Mapping[str, Any]], **params: Any) -> Result:
+    def run(
+        self, task: str | None, messages: Sequence[Mapping[str, Any]], **params: Any
+    ) -> Result:
         """Answer ``messages`` for ``task``; other ``chat.completions.create`` args pass through.
 
+        With ``task=None`` the task is the policy whose ``match:`` the request meets, else
+        one discovered from the request's fingerprint (see ``route``); ``model``, the model
+        the application would have called, is then accepted and is part of the fingerprint.
         Raises UnknownTaskError, PolicyError, InvalidRequestError (before any call),
         ProviderError, EscalationExhausted (when the policy says ``on_exhausted: raise``).
         """
@@ -116,7 +130,9 @@ class Cascade:
             raise
         return self._answered(policy, request, result, strong, start)
 
-    async def arun(self, task: str, messages: Sequence[Mapping[str, Any]], **params: Any) -> Result:
+    async def arun(
+        self, task: str | None, messages: Sequence[Mapping[str, Any]], **params: Any
+    ) -> Result:
         """``run`` for asyncio: the same engine, calls made with the async client."""
         policy, request, start = self._begin(task, messages, params)
         strong: asyncio.Future[Result] | None = None
@@ -185,12 +201,45 @@ class Cascade:
 
     # -- shared by both drivers ----------------------------------------------------------
 
+    def route(self, messages: Any, params: Mapping[str, Any], model: Any = None) -> Routed | None:
+        """The task of a request that names none: the first policy whose ``match:`` it meets,
+        else (unless ``discover=False``) a task discovered from its fingerprint, run under
+        the discovery defaults. None when neither applies. ``model`` is the requested model."""
+        return self.router.route(messages, params, model)
+
+    @property
+    def router(self) -> Router:
+        """Routes requests that name no task (built on first use: it compiles every policy
+        file, to find those that declare ``match:``)."""
+        if self._router is None:
+            with self._lock:
+                if self._router is None:
+                    self._router = Router.build(
+                        self.policies.matching(), self._discover, Policy.from_dict
+                    )
+        return self._router
+
     def _begin(
-        self, task: str, messages: Any, params: dict[str, Any]
+        self, task: str | None, messages: Any, params: dict[str, Any]
     ) -> tuple[Policy, Request, float]:
         start = time.perf_counter()
-        policy = self.policies.get(task)
-        return policy, make_request(task, messages, params, policy.spec.params), start
+        if task is None:
+            model = params.pop("model", None)
+            routed = self.route(messages, params, model)
+            if routed is None:
+                raise InvalidRequestError(
+                    "no task: name one, or turn discovery on (Cascade(discover=True))"
+                )
+            policy = routed.policy
+        else:
+            found = self._router.discovered(task) if self._router is not None else None
+            policy = found or self.policies.get(task)
+        request = make_request(policy.task, messages, params, policy.spec.params)
+        if "response_format" in request.params:
+            problem = request_problem(request)
+            if problem is not None:
+                _log.warning("cascade.unvalidated", task=policy.task, reason=problem)
+        return policy, request, start
 
     def _observing(self, policy: Policy) -> bool:
         spec = policy.spec
@@ -247,7 +296,10 @@ class Cascade:
             sample_passes=1.0 if observation else spec.sample_passes,
             stored_output_chars=spec.stored_output_chars,
         )
-        self.store.add(replace(record, observation=observation) if observation else record)
+        extra = self._router.record_extra(policy.task) if self._router is not None else None
+        if observation is not None or extra is not None:
+            record = replace(record, observation=observation, extra=extra or record.extra)
+        self.store.add(record)
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -350,11 +402,11 @@ def default() -> Cascade:
     return _default
 
 
-def run(task: str, messages: Sequence[Mapping[str, Any]], **params: Any) -> Result:
+def run(task: str | None, messages: Sequence[Mapping[str, Any]], **params: Any) -> Result:
     """Run ``task`` on the default Cascade. See ``Cascade.run``."""
     return default().run(task, messages, **params)
 
 
-async def arun(task: str, messages: Sequence[Mapping[str, Any]], **params: Any) -> Result:
+async def arun(task: str | None, messages: Sequence[Mapping[str, Any]], **params: Any) -> Result:
     """Run ``task`` on the default Cascade with the async client. See ``Cascade.arun``."""
     return await default().arun(task, messages, **params)

@@ -20,11 +20,21 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import validators as _validators  # registers the built-in validator types
+from .discovery.match import MatchSpec
 from .events import Request  # noqa: TC001  # used by the hook signatures at runtime
 from .exceptions import PolicyError, UnknownTaskError
 from .pricing import Price, PriceSpec, price_of
 from .transports.endpoints import Endpoint, Rung, load_providers, rung_endpoints
-from .validators import Cleaner, FollowUp, Preparer, Validator, build_validator
+from .validators import (
+    Cleaner,
+    FollowUp,
+    FromRequest,
+    Preparer,
+    Structure,
+    ToolCalls,
+    Validator,
+    build_validator,
+)
 
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SUFFIXES = (".yaml", ".yml", ".json")
@@ -63,6 +73,17 @@ class PolicyFile(BaseModel):
     )
     validators: list[dict[str, Any]] = Field(
         default_factory=list, description="Checks run on every answer; any failure escalates."
+    )
+    derive: bool = Field(
+        default=True,
+        description="Also check what the request itself asks for: its response_format "
+        "schema, its tools and tool_choice, and (unless a structure validator is declared) "
+        "truncation, refusals and empty answers. false: only the validators listed here.",
+    )
+    match: MatchSpec | None = Field(
+        default=None,
+        description="Requests that reach this policy with no header or route: a system "
+        "prompt regex (RE2) or a discovered fingerprint, requested model, metadata, tools.",
     )
     on_exhausted: Literal["return", "raise"] = "return"
     max_attempts: int | None = Field(default=None, ge=1, description="Answer calls per request.")
@@ -172,6 +193,14 @@ class Policy:
             for m, p in {**spec.prices, **rung_prices}.items()
         }
         models = tuple(m if isinstance(m, str) else m.name for m in spec.models)
+        derived: tuple[Validator, ...] = ()
+        if spec.derive:  # after the policy's own: their `parsed` comes first
+            derived = (
+                FromRequest(
+                    structure=not any(isinstance(v, Structure) for v in built),
+                    tools=not any(isinstance(v, ToolCalls) for v in built),
+                ),
+            )
         return cls(
             task=name,
             models=models,
@@ -183,7 +212,8 @@ class Policy:
             cleaners=tuple(v for v in built if isinstance(v, Cleaner)),
             checks=tuple(
                 v for v in built if not isinstance(v, Cleaner) and not isinstance(v, FollowUp)
-            ),
+            )
+            + derived,
             follow_ups=tuple(v for v in built if isinstance(v, FollowUp)),
             fatal_status=frozenset(spec.fatal_status),
             extra_validators=dict(validators or {}),
@@ -363,6 +393,19 @@ class PolicySet:
                 if candidate.is_file():
                     return candidate
         raise UnknownTaskError(str(task), self.directory, self.tasks())
+
+    def matching(self) -> list[Policy]:
+        """The policies of the directory that declare ``match:``, in task order. A file that
+        does not compile is left out (naming its task still raises its ``PolicyError``)."""
+        found = []
+        for task in self.tasks():
+            try:
+                policy = self.get(task)
+            except PolicyError:
+                continue
+            if policy.spec.match is not None:
+                found.append(policy)
+        return found
 
     def load_all(self) -> list[Policy]:
         """Compile every policy file (to check a directory); raises on the first bad one."""

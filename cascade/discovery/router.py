@@ -1,0 +1,139 @@
+"""``Router``: the task of a request that no header or route names.
+
+First the policies that declare ``match:`` (in task order), then, when discovery is on, a
+task of its own named from the request's fingerprint, run under the defaults policy (the
+proxy config's ``discover:``). A discovered task's policy is the defaults with that name; when
+the defaults name no ``models``, its ladder is the cheap model then the model the request
+asked for (so observe mode answers with the model the application chose).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from .fingerprint import Fingerprint, fingerprint
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from ..policy import Policy
+
+# The ladder of discovered tasks when neither the defaults nor the request name a stronger
+# model than the cheap one.
+DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o")
+DEFAULTS: Mapping[str, Any] = {"models": list(DEFAULT_MODELS), "mode": "observe"}
+# Discovered tasks whose compiled policy is kept; past this the least recently seen is
+# compiled again when it comes back (same name, same policy).
+_CACHE_SIZE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """Where a request goes: its ``task`` and ``policy``; ``fingerprint`` when discovered."""
+
+    task: str
+    policy: Policy
+    fingerprint: Fingerprint | None = None
+
+
+class Router:
+    """Routes by ``match:`` and by fingerprint. See the module docstring.
+
+    Args:
+        matching: the policies that declare ``match:``, in the order they are tried.
+        defaults: the compiled defaults policy of discovered tasks (None: no discovery).
+        fixed_models: the defaults name their own ``models`` (else: per requested model).
+    """
+
+    def __init__(
+        self,
+        matching: Sequence[Policy] = (),
+        defaults: Policy | None = None,
+        *,
+        fixed_models: bool = False,
+    ) -> None:
+        self.matching = tuple(p for p in matching if p.spec.match is not None)
+        self.defaults = defaults
+        self.fixed_models = fixed_models
+        self._found: OrderedDict[str, tuple[Policy, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def build(
+        cls,
+        matching: Sequence[Policy],
+        discover: bool | Mapping[str, Any],
+        compile: Callable[..., Policy],
+    ) -> Router:
+        """A router over ``matching`` with discovery as ``discover`` says: False (off), True
+        (``DEFAULTS``), or policy fields over ``DEFAULTS``; ``compile`` is
+        ``Policy.from_dict``. Raises ``PolicyError`` for invalid fields."""
+        if discover is False:
+            return cls(matching)
+        fields = {} if discover is True else dict(discover)
+        defaults = compile({**DEFAULTS, **fields}, task="discovered")
+        return cls(matching, defaults, fixed_models="models" in fields)
+
+    @property
+    def active(self) -> bool:
+        """False when no request could be routed (no ``match:``, no discovery)."""
+        return bool(self.matching) or self.defaults is not None
+
+    def route(
+        self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], model: Any
+    ) -> Routed | None:
+        """The task of a chat request (``params``: its other arguments; ``model``: the model
+        it asked for), or None when no policy matches and discovery is off."""
+        if not self.active or not isinstance(messages, list | tuple):
+            return None
+        requested = model if isinstance(model, str) else None
+        fp = fingerprint(messages, params, requested)
+        for policy in self.matching:
+            spec = policy.spec.match
+            assert spec is not None  # filtered in __init__
+            if spec.matches(
+                prompt=fp.prompt_raw,
+                digest=fp.digest,
+                model=model,
+                metadata=params.get("metadata"),
+                tools=fp.tools,
+            ):
+                return Routed(policy.task, policy)
+        if self.defaults is None:
+            return None
+        found = self._found.get(fp.task)
+        if found is None:
+            found = self._discover(fp)
+        return Routed(fp.task, found[0], fp)
+
+    def discovered(self, task: str) -> Policy | None:
+        """The policy of a task this router discovered (and still keeps), else None."""
+        found = self._found.get(task)
+        return None if found is None else found[0]
+
+    def record_extra(self, task: str) -> Mapping[str, Any] | None:
+        """What the records of a discovered task keep beside the call (for ``promote``)."""
+        found = self._found.get(task)
+        return None if found is None else found[1]
+
+    def _discover(self, fp: Fingerprint) -> tuple[Policy, dict[str, Any]]:
+        defaults = self.defaults
+        assert defaults is not None  # checked by the caller
+        policy = defaults
+        if not self.fixed_models:
+            strong = fp.model if fp.model and fp.model != DEFAULT_MODELS[0] else None
+            if strong is not None and strong != defaults.models[-1]:
+                policy = defaults.with_changes(models=[DEFAULT_MODELS[0], strong])
+        policy = replace(policy, task=fp.task)
+        extra = {"discovered": {**fp.to_dict(), "models": list(policy.models)}}
+        with self._lock:
+            self._found[fp.task] = (policy, extra)
+            if len(self._found) > _CACHE_SIZE:
+                self._found.popitem(last=False)
+        return policy, extra
+
+
+__all__ = ["DEFAULTS", "DEFAULT_MODELS", "Routed", "Router"]

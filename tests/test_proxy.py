@@ -280,9 +280,11 @@ def test_routes_by_model_and_metadata(start, upstream, policies) -> None:
     assert by_meta.parse().choices[0].message.content == GOOD
 
 
-def test_a_request_without_task_is_forwarded_unchanged(start, upstream) -> None:
+def test_with_discovery_off_a_request_without_task_is_forwarded_unchanged(
+    start, upstream
+) -> None:
     upstream.script("gpt-4o", "plain answer")
-    proxy = start()
+    proxy = start(ProxyConfig(proxy_keys=(KEY,), discover=False))
     body = b'{"model": "gpt-4o",   "messages": [{"role": "user", "content": "hi"}], "seed": 7}'
     status, headers, out = proxy.http(
         "POST",
@@ -310,7 +312,7 @@ def test_other_endpoints_pass_through(start, upstream) -> None:
 
 def test_upstream_errors_pass_through_unchanged(start, upstream) -> None:
     upstream.fail("gpt-4o", 429)
-    proxy = start()
+    proxy = start(ProxyConfig(proxy_keys=(KEY,), discover=False))
     with pytest.raises(openai.RateLimitError):
         proxy.client().chat.completions.create(model="gpt-4o", messages=MSGS)
 
@@ -467,7 +469,7 @@ def test_metrics_count_calls_escalations_costs_and_pass_through(start, upstream)
     upstream.script(
         "gpt-4o-mini", Reply(content=GOOD, prompt_tokens=1000, completion_tokens=0), times=3
     )
-    proxy = start()
+    proxy = start(ProxyConfig(proxy_keys=(KEY,), discover=False))
     client = proxy.client()
     for _ in range(3):
         client.chat.completions.create(

@@ -24,7 +24,9 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from ..dashboard import create_app as create_dashboard
+from ..events import Request as ChatRequest
 from ..exceptions import CascadeError, EscalationExhausted
+from ..validators import request_problem
 from . import sse
 from .errors import error_response, from_exception
 from .forward import Forwarder
@@ -120,9 +122,17 @@ class Proxy:
             )
         header_task = request.headers.get("x-cascade-task")
         task = header_task or self.config.task_for(body)
-        if task is None:
+        if task is None:  # a policy's match:, else a task discovered from the request
+            routed = self.cascade.route(body.get("messages"), body, body.get("model"))
+            task = None if routed is None else routed.task
+        unjudgeable = unjudgeable_reason(body) if task is not None else None
+        if task is None or unjudgeable is not None:
             self.metrics.passthrough += 1
-            return await self.forward(request, raw)
+            response = await self.forward(request, raw)
+            if unjudgeable is not None:  # to the requested model as it is, and say why
+                _log.warning("cascade.unvalidated", task=task, reason=unjudgeable)
+                response.headers["x-cascade-unvalidated"] = _header_safe(unjudgeable, 512)
+            return response
         return await self._cascade(task, body, from_header=bool(header_task))
 
     # -- the cascade call ----------------------------------------------------------------
@@ -232,6 +242,14 @@ class Proxy:
             await self.upstream.close()
             # Closing flushes the store, which may block on a server: not on the event loop.
             await anyio.to_thread.run_sync(self.cascade.close)
+
+
+def unjudgeable_reason(body: Mapping[str, Any]) -> str | None:
+    """Why the cascade cannot judge answers to this chat request (an invalid
+    ``response_format`` schema), or None."""
+    if "response_format" not in body:
+        return None
+    return request_problem(ChatRequest(messages=(), params=body))
 
 
 def _as_dict(result: Result) -> dict[str, Any]:

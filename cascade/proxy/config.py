@@ -13,6 +13,8 @@
                                     # installed, else httpx (see cascade.transports.direct)
     providers:                      # endpoints the policies' rungs name ({provider: local}),
       local: {base_url: "http://127.0.0.1:8000/v1", api_key_env: VLLM_API_KEY}
+    discover: {mode: observe}       # tasks discovered from traffic: their defaults policy
+                                    # (any policy fields); false: unnamed requests pass through
 """
 
 from __future__ import annotations
@@ -26,10 +28,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from ..exceptions import CascadeError
-from ..policy import Endpoint
+from ..discovery import DEFAULTS
+from ..exceptions import CascadeError, PolicyError
+from ..policy import Endpoint, Policy
 
 
 class ConfigError(CascadeError, ValueError):
@@ -84,6 +94,23 @@ class ProxyConfig(BaseModel):
         default_factory=dict,
         description="Endpoints named for every policy's rungs, as in policies/_providers.yaml.",
     )
+
+    discover: bool | dict[str, Any] = Field(
+        default=True,
+        description="Tasks discovered from traffic: the policy fields of their defaults "
+        "policy (over mode: observe and models gpt-4o-mini then the requested model); "
+        "true: those defaults; false: requests no header, route or match names pass through.",
+    )
+
+    @field_validator("discover")
+    @classmethod
+    def _compiles(cls, value: bool | dict[str, Any]) -> bool | dict[str, Any]:
+        if isinstance(value, dict):
+            try:
+                Policy.from_dict({**DEFAULTS, **value}, task="discovered")
+            except PolicyError as e:
+                raise ValueError(f"not a valid defaults policy: {e}") from None
+        return value
 
     def task_for(self, body: Mapping[str, Any]) -> str | None:
         """The task of a chat request from the routes, else ``default_task``, else None."""

@@ -86,7 +86,8 @@ def proxy_cascade(
         transport = OpenAITransport(async_client=upstream)
     where = policies or os.environ.get("CASCADE_POLICIES") or "policies"
     named = PolicySet(where, providers=config.providers)
-    return Cascade(named, store=store, transport=transport), upstream
+    cascade = Cascade(named, store=store, transport=transport, discover=config.discover)
+    return cascade, upstream
 
 
 def upstream_choice(choice: str | None) -> str:

@@ -22,7 +22,6 @@ from .recording import build_record
 from .stores import Store, store_from_url
 from .transports import OpenAITransport, Transport
 from .transports.sdk import accepted
-from .validators import request_problem
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Mapping, Sequence
@@ -205,41 +204,25 @@ class Cascade:
         """The task of a request that names none: the first policy whose ``match:`` it meets,
         else (unless ``discover=False``) a task discovered from its fingerprint, run under
         the discovery defaults. None when neither applies. ``model`` is the requested model."""
-        return self.router.route(messages, params, model)
-
-    @property
-    def router(self) -> Router:
-        """Routes requests that name no task (built on first use: it compiles every policy
-        file, to find those that declare ``match:``)."""
         if self._router is None:
             with self._lock:
-                if self._router is None:
-                    self._router = Router.build(
-                        self.policies.matching(), self._discover, Policy.from_dict
-                    )
-        return self._router
+                if self._router is None:  # compiles every policy file, to find the match:es
+                    self._router = Router.build(self.policies, self._discover, Policy.from_dict)
+        return self._router.route(messages, params, model)
 
     def _begin(
         self, task: str | None, messages: Any, params: dict[str, Any]
     ) -> tuple[Policy, Request, float]:
         start = time.perf_counter()
         if task is None:
-            model = params.pop("model", None)
-            routed = self.route(messages, params, model)
+            routed = self.route(messages, params, params.pop("model", None))
             if routed is None:
-                raise InvalidRequestError(
-                    "no task: name one, or turn discovery on (Cascade(discover=True))"
-                )
+                raise InvalidRequestError("no task: name one, or let Cascade(discover=True)")
             policy = routed.policy
         else:
             found = self._router.discovered(task) if self._router is not None else None
             policy = found or self.policies.get(task)
-        request = make_request(policy.task, messages, params, policy.spec.params)
-        if "response_format" in request.params:
-            problem = request_problem(request)
-            if problem is not None:
-                _log.warning("cascade.unvalidated", task=policy.task, reason=problem)
-        return policy, request, start
+        return policy, make_request(policy.task, messages, params, policy.spec.params), start
 
     def _observing(self, policy: Policy) -> bool:
         spec = policy.spec

@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import structlog
+
 from .events import Request
 from .exceptions import InvalidRequestError
+from .validators import request_problem
+
+_log = structlog.get_logger("cascade")
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 # Arguments the cascade decides itself, or that would change what "an answer" is.
@@ -54,7 +59,12 @@ def make_request(
             f"{task}: n={params['n']!r}: the cascade judges one answer; use n=1"
         )
     params = {k: v for k, v in params.items() if k not in _OWNED}
-    return Request(messages=messages, params={**defaults, **params} if defaults else params)
+    request = Request(messages=messages, params={**defaults, **params} if defaults else params)
+    if "response_format" in request.params:
+        problem = request_problem(request)
+        if problem is not None:  # answered, but not judged by that schema
+            _log.warning("cascade.unvalidated", task=task, reason=problem)
+    return request
 
 
 def _show(value: Any) -> str:

@@ -25,16 +25,7 @@ from .events import Request  # noqa: TC001  # used by the hook signatures at run
 from .exceptions import PolicyError, UnknownTaskError
 from .pricing import Price, PriceSpec, price_of
 from .transports.endpoints import Endpoint, Rung, load_providers, rung_endpoints
-from .validators import (
-    Cleaner,
-    FollowUp,
-    FromRequest,
-    Preparer,
-    Structure,
-    ToolCalls,
-    Validator,
-    build_validator,
-)
+from .validators import Cleaner, FollowUp, FromRequest, Preparer, Validator, build_validator
 
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SUFFIXES = (".yaml", ".yml", ".json")
@@ -193,14 +184,8 @@ class Policy:
             for m, p in {**spec.prices, **rung_prices}.items()
         }
         models = tuple(m if isinstance(m, str) else m.name for m in spec.models)
-        derived: tuple[Validator, ...] = ()
-        if spec.derive:  # after the policy's own: their `parsed` comes first
-            derived = (
-                FromRequest(
-                    structure=not any(isinstance(v, Structure) for v in built),
-                    tools=not any(isinstance(v, ToolCalls) for v in built),
-                ),
-            )
+        # The request's own checks run after the policy's, whose `parsed` comes first.
+        derived = (FromRequest.beside(built),) if spec.derive else ()
         return cls(
             task=name,
             models=models,
@@ -393,19 +378,6 @@ class PolicySet:
                 if candidate.is_file():
                     return candidate
         raise UnknownTaskError(str(task), self.directory, self.tasks())
-
-    def matching(self) -> list[Policy]:
-        """The policies of the directory that declare ``match:``, in task order. A file that
-        does not compile is left out (naming its task still raises its ``PolicyError``)."""
-        found = []
-        for task in self.tasks():
-            try:
-                policy = self.get(task)
-            except PolicyError:
-                continue
-            if policy.spec.match is not None:
-                found.append(policy)
-        return found
 
     def load_all(self) -> list[Policy]:
         """Compile every policy file (to check a directory); raises on the first bad one."""

@@ -9,7 +9,10 @@
     await client.chat.completions.create(messages=[...], extra_body={"cascade_task": "invoices"})
 
 - The task comes from ``wrap(task=...)`` or, per call, ``extra_body={"cascade_task": ...}``
-  (which wins). With no task, the call goes to the wrapped client unchanged.
+  (which wins). With neither, the task is the policy whose ``match:`` the call meets, else
+  one discovered from its fingerprint (``Cascade(discover=...)``); with discovery off, or a
+  ``response_format`` schema that is not a valid JSON Schema, the call goes to the wrapped
+  client unchanged.
 - ``model=`` is accepted for compatibility and ignored: the task's policy chooses the models.
 - ``stream=True`` works with the proxy's trade-off: the whole answer is produced and validated
   first, then replayed as ``ChatCompletionChunk`` objects (a plain iterator, or an async
@@ -27,10 +30,14 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, overload
 
 import openai
+import structlog
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from ._client import Cascade
 from ._stream import chunks
+from .validators import request_problem
+
+_log = structlog.get_logger("cascade")
 
 if TYPE_CHECKING:
     from .events import Result
@@ -115,6 +122,20 @@ def _split(task: str | None, kwargs: dict[str, Any]) -> tuple[str | None, dict[s
     return task, kwargs
 
 
+def _routed(cascade: Cascade, kwargs: dict[str, Any]) -> str | None:
+    """The task of a call that names none (a policy's ``match:``, else discovered), or
+    None: the call goes to the wrapped client, as does one whose ``response_format``
+    schema the cascade cannot judge."""
+    routed = cascade.route(kwargs.get("messages"), kwargs, kwargs.get("model"))
+    if routed is None:
+        return None
+    problem = request_problem(kwargs) if "response_format" in kwargs else None
+    if problem is not None:
+        _log.warning("cascade.unvalidated", task=routed.task, reason=problem)
+        return None
+    return routed.task
+
+
 def _cascade_args(kwargs: dict[str, Any]) -> tuple[Any, bool, bool, dict[str, Any]]:
     """messages, stream?, include usage?, and the rest for ``Cascade.run``."""
     params = {k: v for k, v in kwargs.items() if k not in ("model", "stream", "stream_options")}
@@ -139,6 +160,7 @@ class _Completions(_Proxying):
     def create(self, **kwargs: Any) -> ChatCompletion | Iterator[ChatCompletionChunk] | Any:
         """Run the cascade for the call's task (see the module docstring), else pass through."""
         task, kwargs = _split(self._task, kwargs)
+        task = task or _routed(self._cascade, kwargs)
         if task is None:
             return self._inner.create(**kwargs)
         messages, stream, usage, params = _cascade_args(kwargs)
@@ -160,6 +182,7 @@ class _AsyncCompletions(_Proxying):
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk] | Any:
         """Run the cascade for the call's task (see the module docstring), else pass through."""
         task, kwargs = _split(self._task, kwargs)
+        task = task or _routed(self._cascade, kwargs)
         if task is None:
             return await self._inner.create(**kwargs)
         messages, stream, usage, params = _cascade_args(kwargs)

@@ -70,13 +70,28 @@ def test_task_from_extra_body_and_other_extra_fields_still_sent(server, policies
     assert "cascade_task" not in sent
 
 
-def test_no_task_is_a_plain_call_of_the_wrapped_client(server, policies) -> None:
+def test_no_task_and_no_discovery_is_a_plain_call_of_the_wrapped_client(server, policies) -> None:
     server.script("gpt-4o", "hello")
-    client = wrap(server.client())
+    inner = server.client()
+    client = wrap(inner, cascade=cascade.Cascade(client=inner, discover=False))
     reply = client.chat.completions.create(model="gpt-4o", messages=MSGS)
     assert reply.choices[0].message.content == "hello"
     assert [r["model"] for r in server.requests] == ["gpt-4o"]
     assert list(client.cascade.store.records()) == []
+
+
+def test_no_task_is_a_task_discovered_from_the_request(server, policies) -> None:
+    server.script("gpt-4o-mini", "not json").script("gpt-4o", GOOD)
+    inner = server.client()
+    client = wrap(inner, cascade=cascade.Cascade(client=inner, discover={"mode": "cascade"}))
+    system = {"role": "system", "content": "Extract the invoice fields as JSON."}
+    rf = {"type": "json_object"}
+    reply = client.chat.completions.create(
+        model="gpt-4o", messages=[system, *MSGS], response_format=rf
+    )
+    assert reply.choices[0].message.content == GOOD  # the cheap answer broke the request's format
+    (task,) = client.cascade.store.tasks()
+    assert task.startswith("extract-the-invoice-fields-")
 
 
 def test_an_explicit_cascade_is_used(server, policies) -> None:

@@ -14,12 +14,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from ..exceptions import PolicyError
 from .fingerprint import Fingerprint, fingerprint
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-    from ..policy import Policy
+    from ..policy import Policy, PolicySet
 
 # The ladder of discovered tasks when neither the defaults nor the request name a stronger
 # model than the cheap one.
@@ -64,13 +65,21 @@ class Router:
     @classmethod
     def build(
         cls,
-        matching: Sequence[Policy],
+        policies: PolicySet,
         discover: bool | Mapping[str, Any],
         compile: Callable[..., Policy],
     ) -> Router:
-        """A router over ``matching`` with discovery as ``discover`` says: False (off), True
-        (``DEFAULTS``), or policy fields over ``DEFAULTS``; ``compile`` is
-        ``Policy.from_dict``. Raises ``PolicyError`` for invalid fields."""
+        """A router over the policies of ``policies`` that declare ``match:`` (a file that does
+        not compile is left out: naming its task still raises its error), with discovery as
+        ``discover`` says: False (off), True (``DEFAULTS``), or policy fields over
+        ``DEFAULTS``; ``compile`` is ``Policy.from_dict``. Raises ``PolicyError`` for invalid
+        fields."""
+        matching = []
+        for task in policies.tasks():
+            try:
+                matching.append(policies.get(task))
+            except PolicyError:
+                continue
         if discover is False:
             return cls(matching)
         fields = {} if discover is True else dict(discover)

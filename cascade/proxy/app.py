@@ -24,7 +24,6 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from ..dashboard import create_app as create_dashboard
-from ..events import Request as ChatRequest
 from ..exceptions import CascadeError, EscalationExhausted
 from ..validators import request_problem
 from . import sse
@@ -125,7 +124,9 @@ class Proxy:
         if task is None:  # a policy's match:, else a task discovered from the request
             routed = self.cascade.route(body.get("messages"), body, body.get("model"))
             task = None if routed is None else routed.task
-        unjudgeable = unjudgeable_reason(body) if task is not None else None
+        unjudgeable = (
+            request_problem(body) if task is not None and "response_format" in body else None
+        )
         if task is None or unjudgeable is not None:
             self.metrics.passthrough += 1
             response = await self.forward(request, raw)
@@ -242,14 +243,6 @@ class Proxy:
             await self.upstream.close()
             # Closing flushes the store, which may block on a server: not on the event loop.
             await anyio.to_thread.run_sync(self.cascade.close)
-
-
-def unjudgeable_reason(body: Mapping[str, Any]) -> str | None:
-    """Why the cascade cannot judge answers to this chat request (an invalid
-    ``response_format`` schema), or None."""
-    if "response_format" not in body:
-        return None
-    return request_problem(ChatRequest(messages=(), params=body))
 
 
 def _as_dict(result: Result) -> dict[str, Any]:

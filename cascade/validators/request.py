@@ -8,13 +8,13 @@ an application that already declares what it expects needs no validator written 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..events import Verdict
 from .schema import schema_error
-from .structure import refusal_of
-from .tools import compiled_schema, forced_tool, tool_problems
+from .structure import Structure, refusal_of
+from .tools import ToolCalls, compiled_schema, forced_tool, tool_problems
 
 if TYPE_CHECKING:
     from ..events import Completion, Request
@@ -22,10 +22,12 @@ if TYPE_CHECKING:
 _NO_SCHEMA = object()
 
 
-def response_schema(request: Request) -> Any:
-    """The JSON schema of a ``response_format: {type: json_schema}`` request, ``{"type":
-    "object"}`` for ``json_object``, or None when the request asks for no JSON."""
-    rf = request.params.get("response_format")
+def response_schema(request: Request | Mapping[str, Any]) -> Any:
+    """The JSON schema of a ``response_format: {type: json_schema}`` request (a Request or
+    its parameters), ``{"type": "object"}`` for ``json_object``, or None when the request
+    asks for no JSON."""
+    params = request if isinstance(request, Mapping) else request.params
+    rf = params.get("response_format")
     if not isinstance(rf, Mapping):
         return None
     kind = rf.get("type")
@@ -41,9 +43,10 @@ def response_schema(request: Request) -> Any:
 _OBJECT: Mapping[str, Any] = {"type": "object"}
 
 
-def request_problem(request: Request) -> str | None:
-    """Why the cascade cannot judge answers to ``request`` (its ``response_format`` schema
-    is not a valid JSON Schema), or None. Such a request goes to the requested model as it is.
+def request_problem(request: Request | Mapping[str, Any]) -> str | None:
+    """Why the cascade cannot judge answers to ``request`` (a Request or its parameters): its
+    ``response_format`` schema is not a valid JSON Schema; else None. The proxy and ``wrap``
+    send such a request to the requested model as it is; ``run`` answers it unjudged.
     """
     schema = response_schema(request)
     if schema is None or schema is True or schema is _OBJECT:
@@ -73,6 +76,15 @@ class FromRequest:
         self.name = name
         self.structure = structure
         self.tools = tools
+
+    @classmethod
+    def beside(cls, validators: Sequence[object]) -> FromRequest:
+        """The checks a policy with these ``validators`` adds: not those its own ``structure``
+        or ``tool_calls`` validator already makes."""
+        return cls(
+            structure=not any(isinstance(v, Structure) for v in validators),
+            tools=not any(isinstance(v, ToolCalls) for v in validators),
+        )
 
     def __call__(self, completion: Completion, /) -> Verdict:
         """Every failed check's reason, joined with "; "."""

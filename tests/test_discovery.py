@@ -1,0 +1,152 @@
+"""Tasks discovered from traffic: fingerprints, names, policy ``match:``, the router."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+import cascade
+from cascade.discovery import MatchSpec, Router, fingerprint, mask
+from cascade.exceptions import PolicyError
+from cascade.policy import Policy, PolicySet
+from cascade.testing import ScriptedServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+TEMPLATE = (
+    "Extract the key fields from ticket {n} filed on {date} by {email}. "
+    'See {url} and the customer "{name}" (account {acct}).'
+)
+
+
+def prompt(n: int, date: str, email: str, url: str, name: str, acct: str) -> list[dict[str, Any]]:
+    text = TEMPLATE.format(n=n, date=date, email=email, url=url, name=name, acct=acct)
+    return [{"role": "system", "content": text}, {"role": "user", "content": "the ticket"}]
+
+
+A = prompt(17, "2024-05-01", "ann@example.com", "https://x.example/t/1", "Ann", "AC-99812345")
+B = prompt(
+    9023, "12/31/2025", "bo.b+1@mail.example.org", "http://y.example/q?a=2", "Bob L", "ZX7781204"
+)
+
+
+def test_one_template_with_different_values_is_one_task() -> None:
+    assert fingerprint(A, {}, "gpt-4o") == fingerprint(B, {}, "gpt-4o")
+    assert mask(A[0]["content"]) == (
+        "Extract the key fields from ticket <n> filed on <date> by <email>. "
+        "See <url> and the customer <quoted> (account <id>)."
+    )
+
+
+def test_different_templates_tools_formats_and_models_are_different_tasks() -> None:
+    base = fingerprint(A, {}, "gpt-4o")
+    other = [{"role": "system", "content": "Summarise the ticket for an engineer."}]
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {}}}
+    assert fingerprint(other, {}, "gpt-4o").task != base.task
+    assert fingerprint(A, {"tools": [tool]}, "gpt-4o").task != base.task
+    assert fingerprint(A, {"response_format": {"type": "json_object"}}, "gpt-4o").task != base.task
+    assert fingerprint(A, {}, "gpt-4o-mini").task != base.task
+
+
+def test_the_name_is_readable_and_stable_across_processes() -> None:
+    fp = fingerprint(A, {}, "gpt-4o")
+    assert fp.task.startswith("extract-the-key-fields-") and len(fp.task.split("-")[-1]) == 6
+    code = (
+        "import json, sys; from cascade.discovery import fingerprint; "
+        "print(fingerprint(json.loads(sys.argv[1]), {}, 'gpt-4o').task)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(B)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == fp.task
+
+
+def test_a_request_without_a_system_prompt_is_named_after_its_model() -> None:
+    assert fingerprint([{"role": "user", "content": "hi"}], {}, "gpt-4o").task.startswith("gpt-4o-")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a" * 200_000, "1." * 100_000, "a@" * 100_000, "'" * 200_000, "x-" * 100_000, '"' * 200_000],
+)
+def test_masking_is_linear_on_adversarial_prompts(text: str) -> None:
+    # Quadratic masking would not finish in any reasonable time on these (10^10 steps).
+    assert isinstance(mask(text), str)
+
+
+# -- match: ------------------------------------------------------------------------------------
+
+
+def test_match_needs_a_condition_and_linear_regexes() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        MatchSpec()
+    with pytest.raises(ValueError, match="RE2"):
+        MatchSpec(system=r"(a)\1")  # a backreference: no linear-time engine accepts it
+    with pytest.raises(ValueError, match="12 hex"):
+        MatchSpec(fingerprint="xyz")
+
+
+def test_a_policy_with_match_receives_requests_that_name_no_task(tmp_path: Path) -> None:
+    (tmp_path / "tickets.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "models": ["gpt-4o-mini", "gpt-4o"],
+                "match": {"system": "^Extract the key fields", "model": ["gpt-4o"]},
+            }
+        )
+    )
+    (tmp_path / "broken.yaml").write_text("models: [one]")  # skipped, not fatal
+    router = Router.build(PolicySet(tmp_path), True, Policy.from_dict)
+    assert router.route(A, {}, "gpt-4o").task == "tickets"
+    routed = router.route(A, {}, "gpt-4o-mini")  # another model: discovered
+    assert routed.fingerprint is not None and routed.task.startswith("extract-the-key-fields-")
+    assert routed.policy.spec.mode == "observe"
+    assert Router.build(PolicySet(tmp_path), False, Policy.from_dict).route(A, {}, "x") is None
+
+
+def test_a_discovered_tasks_ladder_ends_at_the_requested_model(tmp_path: Path) -> None:
+    router = Router.build(PolicySet(tmp_path), True, Policy.from_dict)
+    assert router.route(A, {}, "gpt-4.1").policy.models == ("gpt-4o-mini", "gpt-4.1")
+    assert router.route(A, {}, "gpt-4o-mini").policy.models == ("gpt-4o-mini", "gpt-4o")
+    fixed = Router.build(PolicySet(tmp_path), {"models": ["gpt-4o", "gpt-4.1"]}, Policy.from_dict)
+    assert fixed.route(A, {}, "gpt-4o-mini").policy.models == ("gpt-4o", "gpt-4.1")
+
+
+def test_invalid_discovery_defaults_are_a_policy_error(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="mode"):
+        Router.build(PolicySet(tmp_path), {"mode": "sometimes"}, Policy.from_dict)
+
+
+# -- cascade.run with no task ----------------------------------------------------------------
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as s:
+        yield s
+
+
+def test_run_with_no_task_and_no_policy_discovers_the_task(tmp_path: Path, server) -> None:
+    server.script("gpt-4o", '{"summary": "ok"}').script("gpt-4o-mini", '{"summary": "ok"}')
+    c = cascade.Cascade(tmp_path, client=server.client(), store="memory://")
+    r1 = c.run(None, A, model="gpt-4o")
+    r2 = c.run(None, B, model="gpt-4o")
+    c.close()
+    assert r1.task == r2.task and r1.task.startswith("extract-the-key-fields-")
+    assert r1.mode == "observe" and r1.model == "gpt-4o"  # the model the application asked for
+    records = list(c.store.records(task=r1.task))
+    assert len(records) == 2
+    assert records[0].extra["discovered"]["fingerprint"] == fingerprint(A, {}, "gpt-4o").digest
+
+
+def test_run_with_no_task_and_discovery_off_is_an_error(tmp_path: Path, server) -> None:
+    c = cascade.Cascade(tmp_path, client=server.client(), store="memory://", discover=False)
+    with pytest.raises(cascade.InvalidRequestError, match="no task"):
+        c.run(None, A)

@@ -65,17 +65,8 @@ class PolicyFile(BaseModel):
     validators: list[dict[str, Any]] = Field(
         default_factory=list, description="Checks run on every answer; any failure escalates."
     )
-    derive: bool = Field(
-        default=True,
-        description="Also check what the request itself asks for: its response_format "
-        "schema, its tools and tool_choice, and (unless a structure validator is declared) "
-        "truncation, refusals and empty answers. false: only the validators listed here.",
-    )
-    match: MatchSpec | None = Field(
-        default=None,
-        description="Requests that reach this policy with no header or route: a system "
-        "prompt regex (RE2) or a discovered fingerprint, requested model, metadata, tools.",
-    )
+    derive: bool = Field(True, description="Also run the request's own checks (FromRequest).")
+    match: MatchSpec | None = Field(None, description="Requests it gets with no header or route.")
     on_exhausted: Literal["return", "raise"] = "return"
     max_attempts: int | None = Field(default=None, ge=1, description="Answer calls per request.")
     max_cost_usd: Decimal | None = Field(default=None, gt=0, description="Spend cap per request.")

@@ -222,6 +222,20 @@ def test_write_changes_only_the_min_value(tmp_path: Path) -> None:
     assert path.read_text() == POLICY.replace("min: 0.9", "min: 0.9731")
 
 
+def test_write_marks_a_certified_threshold_and_the_report_reads_it(tmp_path: Path) -> None:
+    path = tmp_path / "tickets.yaml"
+    path.write_text(POLICY)
+    edit.write_threshold(path, 1, 0.97, note="target 0.97, delta 0.05")
+    line = "    min: 0.97              # tuned by hand  # certified by cascade calibrate "
+    assert line + "(target 0.97, delta 0.05)\n" in path.read_text()
+    assert edit.certified_validators(path) == {1}
+    edit.write_threshold(path, 1, 0.98, note="target 0.98, delta 0.05")  # one mark, renewed
+    assert path.read_text().count(edit.CERTIFIED) == 1
+    edit.write_threshold(path, 1, 0.9)  # set by hand: no longer certified
+    assert path.read_text() == POLICY
+    assert edit.certified_validators(path) == set()
+
+
 def test_write_adds_min_when_absent(tmp_path: Path) -> None:
     path = tmp_path / "tickets.yaml"
     path.write_text(POLICY.replace("    min: 0.9              # tuned by hand\n", ""))
@@ -338,3 +352,14 @@ def test_calibration_with_a_model_of_unknown_price_says_unknown_cost() -> None:
     assert not cal.costs_known
     text = render_calibration(cal, "confidence")
     assert "unknown cost" in text and "$0.0000" not in text and "saves 0.0%" not in text
+
+
+def test_the_report_command_reads_certified_thresholds_from_the_policies(tmp_path: Path) -> None:
+    from cascade.cli.report import certified_thresholds
+
+    path = tmp_path / "tickets.yaml"
+    path.write_text(POLICY)
+    assert certified_thresholds(str(tmp_path)) == {}
+    edit.write_threshold(path, 1, 0.97, note="target 0.97, delta 0.05")
+    assert certified_thresholds(str(tmp_path)) == {"tickets": {"confidence"}}
+    assert certified_thresholds(str(tmp_path / "missing")) == {}

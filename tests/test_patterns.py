@@ -376,3 +376,27 @@ def test_aggregate_does_not_keep_the_records() -> None:
         tracemalloc.stop()
     assert report.tasks[0].patterns.sampled_records == 30_000
     assert peak < 3_000_000
+
+
+def test_no_suggestion_to_lower_a_threshold_calibrate_certified() -> None:
+    records = planted()
+    kinds = {s.kind for s in patterns(records).suggestions}
+    assert "lower_threshold" in kinds  # the confidence failures sit just under 0.8
+    report = aggregate(records, days_of(records), certified={"support": {"confidence"}})
+    assert "lower_threshold" not in {s.kind for s in report.tasks[0].patterns.suggestions}
+
+
+def test_no_call_the_strong_model_directly_when_observe_mode_says_switch() -> None:
+    records = group(100, 70, every=1)
+    parts = [(c, t) for c, t in _parts(records)]
+    assert "use_strong_model" in {s.kind for s in patterns_of(parts).suggestions}
+    switching = patterns_of(parts, observed_action="switch")
+    assert "use_strong_model" not in {s.kind for s in switching.suggestions}
+
+
+def _parts(records: list[CallRecord]) -> list[tuple[PatternCollector, Totals]]:
+    c = PatternCollector()
+    for r in records:
+        c.add(r)
+    d = days_of(records)[0]
+    return [(c, Totals(d.calls, d.escalations, d.not_ok, d.cost_usd, d.baseline_cost_usd))]

@@ -96,7 +96,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if args.write and cal.short_threshold is not None:
         if policy.path is None:
             raise PolicyError("the policy has no file to write to")
-        write_threshold(policy.path, index, cal.short_threshold)
+        note = f"target {args.target:g}, delta {args.delta:g}, {cal.n} examples"
+        write_threshold(policy.path, index, cal.short_threshold, note=note)
         print(f"wrote min: {cal.short_threshold:g} to {policy.path}")
     return 0 if cal.threshold is not None else 1
 

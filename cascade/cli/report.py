@@ -1,7 +1,7 @@
 """``cascade report``: read a store, aggregate, render, write.
 
 ``cascade report [--store URL] [--task T] [--since 24h|7d|30m|DATE] [--until DATE]
-[--format table|json|csv|html] [--out FILE] [--sample N]``
+[--format table|json|csv|html] [--out FILE] [--sample N] [--policies DIR]``
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import StoreError
 from ..report import DEFAULT_SAMPLE
-from ._common import QUIET_EVERY_S
+from ._common import QUIET_EVERY_S, policies_default
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["add_parser", "parse_time", "run"]
+__all__ = ["add_parser", "certified_thresholds", "parse_time", "run"]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
@@ -61,6 +61,11 @@ def add_parser(subparsers: Any) -> None:
         help="store URL (default: $CASCADE_STORE, else the local SQLite store)",
     )  # fmt: skip
     p.add_argument("--task", default=None, help="only this task")
+    p.add_argument(
+        "--policies", default=None, metavar="DIR",
+        help="policy directory, read for the thresholds calibrate certified (default: "
+        "$CASCADE_POLICIES, else policies, when it exists)",
+    )  # fmt: skip
     p.add_argument(
         "--since", type=parse_time, default=None, metavar="WHEN",
         help="start: a duration ago (30m, 24h, 7d) or an ISO date/datetime, UTC",
@@ -108,6 +113,36 @@ class _Progress:
             sys.stderr.write("\n")
 
 
+def certified_thresholds(directory: str | None) -> dict[str, set[str]]:
+    """Task -> the validators whose ``min:`` carries calibrate's certified mark, from the
+    policy files of ``directory`` (default: the policy directory, when it exists).
+
+    A policy that does not load is skipped: the report does not depend on it.
+    """
+    from ..evals import certified_validators
+    from ..exceptions import CascadeError
+    from ..policy import PolicySet
+    from ..validators import name_of
+
+    where = Path(directory or policies_default())
+    if not where.is_dir():
+        return {}
+    policies = PolicySet(where)
+    out: dict[str, set[str]] = {}
+    for task in policies.tasks():
+        try:
+            policy = policies.get(task)
+            if policy.path is None:
+                continue
+            marked = certified_validators(policy.path)
+        except (CascadeError, OSError, ValueError):
+            continue
+        names = {name_of(v) for i, v in enumerate(policy.validators) if i in marked}
+        if names:
+            out[task] = names
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the report and write it; returns 0, or 2 when the store cannot be read."""
     from ..report import build_report, render
@@ -120,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             report = build_report(
                 store, task=args.task, since=args.since, until=args.until, progress=progress,
-                sample=args.sample or None,
+                sample=args.sample or None, certified=certified_thresholds(args.policies),
             )  # fmt: skip
         finally:
             progress.done()

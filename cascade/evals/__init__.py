@@ -19,7 +19,7 @@ from .calibrate import (
     p_value,
     quality_at,
 )
-from .edit import write_threshold
+from .edit import CERTIFIED, certified_validators, write_threshold
 from .evaluate import (
     EvalReport,
     Example,
@@ -37,6 +37,7 @@ from .evaluate import (
 from .samples import confidence_validator, samples_from_records, samples_from_runs
 
 __all__ = [
+    "CERTIFIED",
     "Calibration",
     "Counts",
     "EvalReport",
@@ -49,6 +50,7 @@ __all__ = [
     "ValidatorEffect",
     "aevaluate",
     "calibrate",
+    "certified_validators",
     "confidence_validator",
     "evaluate",
     "fixed_sequence",

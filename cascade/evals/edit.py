@@ -10,14 +10,21 @@ from ..exceptions import PolicyError
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["write_threshold"]
+__all__ = ["CERTIFIED", "certified_validators", "write_threshold"]
+
+# The mark `calibrate --write` leaves on the min: line it certified; the report reads it so
+# that it never suggests lowering a certified threshold.
+CERTIFIED = "# certified by cascade calibrate"
+_MARK = re.compile(r"\s*# certified by cascade calibrate[^\n]*")
 
 
-def write_threshold(path: Path, index: int, value: float) -> None:
+def write_threshold(path: Path, index: int, value: float, *, note: str | None = None) -> None:
     """Set ``validators[index].min`` in a YAML policy file, keeping comments and layout.
 
     ruamel.yaml locates the value; only that token is rewritten (or one ``min:`` line is
     added after the entry's first key), so every other byte of the file stays as it was.
+    With ``note`` (say ``"target 0.97, delta 0.05"``) the line is marked ``CERTIFIED``,
+    replacing an earlier mark; without it an earlier mark is removed.
     """
     from ruamel.yaml import YAML
 
@@ -35,5 +42,27 @@ def write_threshold(path: Path, index: int, value: float) -> None:
         row, col = entry.lc.key(first)
         if entry.fa.flow_style():
             raise PolicyError(f"add min: to validators[{index}] by hand (flow style)", path=path)
-        lines.insert(row + 1, " " * col + f"min: {shown}\n")
+        row += 1
+        lines.insert(row, " " * col + f"min: {shown}\n")
+    body = lines[row].rstrip("\n")
+    ending = lines[row][len(body) :]
+    body = _MARK.sub("", body)
+    if note is not None and not entry.fa.flow_style():
+        body += f"  {CERTIFIED} ({note})"
+    lines[row] = body + ending
     path.write_text("".join(lines), encoding="utf-8")
+
+
+def certified_validators(path: Path) -> set[int]:
+    """The indexes of the validators whose ``min:`` line carries the ``CERTIFIED`` mark."""
+    from ruamel.yaml import YAML
+
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    found: set[int] = set()
+    for i, entry in enumerate((YAML().load(text) or {}).get("validators") or ()):
+        if hasattr(entry, "lc") and "min" in entry:
+            row, _ = entry.lc.value("min")
+            if CERTIFIED in lines[row]:
+                found.add(i)
+    return found

@@ -25,7 +25,7 @@ from .patterns import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Collection, Iterable, Mapping
 
     from ..stores import Store
     from .observation import ObservationSummary
@@ -201,6 +201,7 @@ def aggregate(
     top: int = 10,
     min_count: int = 5,
     dup_limit: int = 5000,
+    certified: Mapping[str, Collection[str]] | None = None,
 ) -> Report:
     """Build the report from sampled records and daily counters; reads ``records`` once.
 
@@ -211,8 +212,11 @@ def aggregate(
         top: how many reasons, terms and groups to list; ``min_count``: the least number
             of escalated calls behind a reported pattern or suggestion; ``dup_limit``: how
             many escalated inputs per task the near-duplicate search keeps.
+        certified: task -> the validators whose threshold ``cascade calibrate`` certified
+            (``cascade report`` reads them from the policy files): never suggested lower.
     Returns the ``Report``, its tasks sorted by name.
     """
+    sure = certified or {}
     counters: dict[str, _Counters] = {}
     overall = _Counters()
     for d in days:
@@ -243,6 +247,7 @@ def aggregate(
         p = patterns_of(
             [(c, counters[task].totals()) for c in cs], top=top, min_count=min_count,
             observed_action=None if seen is None else seen.action,
+            certified=sure.get(task, ()),
         )  # fmt: skip
         reports.append(counters[task].report(task, cs, p, top, seen))
     everything = [(collectors[t], counters[t].totals()) for t in sorted(collectors)]
@@ -253,6 +258,7 @@ def aggregate(
         overall_patterns = patterns_of(
             everything, top=top, min_count=min_count,
             observed_action=None if seen_all is None else seen_all.action,
+            certified={v for names in sure.values() for v in names},
         )  # fmt: skip
     all_observed = observers.values()
     return Report(
@@ -276,12 +282,14 @@ def build_report(
     progress: Callable[[int], None] | None = None,
     now: float | None = None,
     sample: int | None = DEFAULT_SAMPLE,
+    certified: Mapping[str, Collection[str]] | None = None,
 ) -> Report:
     """Read a store's records and counters for a task (or all) and a span, and aggregate them.
 
     ``since``/``until`` are unix seconds. Totals come from the counters (every call);
     patterns from at most ``sample`` stored records per task, the newest first (None: all of
-    them), so the time and memory of a report do not grow with the store.
+    them), so the time and memory of a report do not grow with the store. ``certified``:
+    as in ``aggregate``.
     Raises ``StoreError`` when the store cannot be read.
     """
     days = store.days(task=task, since=since, until=until)
@@ -293,7 +301,10 @@ def build_report(
             store.records(task=t, since=since, until=until, limit=sample, newest_first=True)
             for t in names
         )
-    report = aggregate(records, days, since=since, until=until, now=now, progress=progress)
+    report = aggregate(
+        records, days, since=since, until=until, now=now, progress=progress,
+        certified=certified,
+    )  # fmt: skip
     corrupt = int(getattr(store, "corrupt_records", 0) or 0)
     if corrupt:
         from dataclasses import replace

@@ -32,7 +32,7 @@ from .values import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Collection, Mapping, Sequence
 
 __all__ = [
     "SIZE_BUCKETS",
@@ -57,13 +57,15 @@ def patterns_of(
     top: int = 10,
     min_count: int = 5,
     observed_action: str | None = None,
+    certified: Collection[str] = (),
 ) -> Patterns:
     """The patterns of one task (one part) or of several merged (the overall report).
 
     ``min_count`` is the least number of escalated inputs (and of stored inputs without it)
     a term or feature value needs to be tested, and of escalated calls behind a suggestion.
     ``observed_action`` is what observe mode recommends for these calls (``switch``...),
-    which no suggestion may contradict.
+    which no suggestion may contradict; ``certified`` the validators whose threshold
+    ``cascade calibrate`` certified (never suggested lower).
     """
 
     if not parts:
@@ -117,8 +119,9 @@ def patterns_of(
         window_rate=found.overall_rate,
     )
     made = suggestions(
-        base, parts, weighted, found, min_count=min_count, observed_action=observed_action
-    )
+        base, parts, weighted, found, min_count=min_count, observed_action=observed_action,
+        certified=certified,
+    )  # fmt: skip
     return replace(base, suggestions=tuple(made))
 
 

@@ -16,7 +16,7 @@ from .collect import SIZE_BUCKETS, Bin, merged_reasons
 from .values import Suggestion
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Collection, Iterable, Sequence
 
     from .associations import Found
     from .collect import PatternCollector
@@ -74,11 +74,13 @@ def suggestions(
     *,
     min_count: int,
     observed_action: str | None = None,
+    certified: Collection[str] = (),
 ) -> list[Suggestion]:
     """Suggestions for the tasks of ``parts``, largest projected saving first.
 
     ``observed_action`` is observe mode's verdict on these calls: when it is ``switch``, no
-    suggestion to call the strong model directly is made.
+    suggestion to call the strong model directly is made. ``certified`` names validators
+    whose threshold ``cascade calibrate`` certified: no suggestion to lower those.
     """
     calls = sum(t.calls for _, t in parts)
     if not calls:
@@ -133,7 +135,11 @@ def suggestions(
         ))  # fmt: skip
 
     found_list.extend(_reason_suggestions(parts, weighted, min_count, per_1k))
-    found_list.extend(_threshold_suggestions(parts, weighted, min_count, per_1k))
+    found_list.extend(
+        s
+        for s in _threshold_suggestions(parts, weighted, min_count, per_1k)
+        if s.evidence["validator"] not in certified
+    )
     s_all = _Sum((c.all, w) for c, w in weighted)
     avg_wasted = s_all.wasted / s_all.escalated if s_all.escalated else 0.0
     rest_all = max(s_all.calls - s_all.escalated, 1.0)

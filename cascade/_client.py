@@ -181,7 +181,8 @@ class Cascade:
             answer = strong.result()
         except CancelledError:
             return  # the strong model failed the caller: nothing to compare with
-        self._finish_observed(policy, request, answer, cheap, start)
+        seen = self._drive(_engine.observation(policy, request, answer, cheap))
+        self._finish_observed(policy, request, seen, start)
 
     async def _aobserve(
         self, policy: Policy, request: Request, strong: asyncio.Future[Result], start: float
@@ -191,7 +192,8 @@ class Cascade:
             answer = await strong
         except asyncio.CancelledError:
             return
-        self._finish_observed(policy, request, answer, cheap, start)
+        seen = await self._adrive(_engine.observation(policy, request, answer, cheap))
+        self._finish_observed(policy, request, seen, start)
 
     async def drain(self) -> None:
         """Wait for the observations still running beside answered async calls."""
@@ -245,11 +247,10 @@ class Cascade:
         self,
         policy: Policy,
         request: Request,
-        strong: Result,
-        cheap: _engine.Outcome,
+        observed: tuple[Result, Observation],
         start: float,
     ) -> None:
-        combined, seen = _engine.observation(policy, strong, cheap)
+        combined, seen = observed
         latency = time.perf_counter() - start
         self._record(policy, request, combined, latency, observation=seen)
         _log.info(

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from .compare import agree, comparator
 from .events import (
     Attempt,
     Completion,
     Failure,
+    Judgement,
     Observation,
     Purpose,
     Request,
@@ -33,6 +35,7 @@ from .events import (
     failed_lines,
 )
 from .exceptions import EscalationExhausted, ProviderError
+from .judge import Judge, judge_key, judge_request, parse_verdict
 from .pricing import usd
 from .validators import name_of
 
@@ -163,11 +166,12 @@ def shadow(policy: Policy, request: Request) -> Generator[Call, Reply, Outcome]:
         )
 
 
-def observation(policy: Policy, strong: Result, cheap: Outcome) -> tuple[Result, Observation]:
+def observation(
+    policy: Policy, request: Request, strong: Result, cheap: Outcome
+) -> Generator[Call, Reply, tuple[Result, Observation]]:
     """Combine the answer the caller got with the shadow run: the Result to record (both
-    models' attempts, what was really spent) and the would-be decision for the report."""
-    from .compare import agree
-
+    models' attempts, any judge call, what was really spent) and the would-be decision for
+    the report. Yields the judge's call when the policy compares answers with a judge."""
     accepted = cheap.accepted is not None
     judged = cheap.accepted or cheap.last
     reasons = tuple(reason for a in cheap.attempts for reason in a.reasons)
@@ -177,15 +181,25 @@ def observation(policy: Policy, strong: Result, cheap: Outcome) -> tuple[Result,
     # The caller got the strong answer whether or not it passed the validators (a strong
     # model unsure of its own answer is still the answer), so it is the reference either way:
     # leaving those calls out would drop exactly the hard inputs and flatter the cheap model.
-    agreed = None
+    agreed: bool | None = None
+    verdict: Judgement | None = None
+    judging: list[Attempt] = []
+    judge_cost: Decimal | None = Decimal(0)
     if judged is not None and strong.completion is not None:
-        agreed = agree(judged[0].text, strong.output, policy.spec.agreement)
+        spec = policy.spec.agreement
+        if policy.judge is None:
+            agreed = agree(judged[0].text, strong.output, spec)
+        else:
+            verdict, judging, judge_cost = yield from _ask_judge(
+                policy, policy.judge, request, judged[0].text, strong.output
+            )
+            agreed = None if verdict == "unknown" else verdict != "strong_better"
     projected = None
     if cheap_cost is not None and strong_cost is not None:
         projected = usd(cheap_cost if accepted else cheap_cost + Decimal(str(strong_cost)))
     total = None
-    if cheap_cost is not None and strong_cost is not None:
-        total = usd(cheap_cost + Decimal(str(strong_cost)))
+    if cheap_cost is not None and strong_cost is not None and judge_cost is not None:
+        total = usd(cheap_cost + Decimal(str(strong_cost)) + judge_cost)
     combined = Result(
         task=strong.task,
         output=strong.output,
@@ -193,7 +207,7 @@ def observation(policy: Policy, strong: Result, cheap: Outcome) -> tuple[Result,
         model=strong.model,
         escalated=False,
         ok=strong.ok,
-        attempts=(*strong.attempts, *cheap.attempts),
+        attempts=(*strong.attempts, *cheap.attempts, *judging),
         cost_usd=total,
         baseline_cost_usd=strong.cost_usd,
         completion=strong.completion,
@@ -211,7 +225,31 @@ def observation(policy: Policy, strong: Result, cheap: Outcome) -> tuple[Result,
         cheap_cost_usd=usd(cheap_cost),
         strong_cost_usd=strong_cost,
         projected_cost_usd=projected,
+        verdict=verdict,
+        judge_cost_usd=None if policy.judge is None else usd(judge_cost),
     )
+
+
+def _ask_judge(
+    policy: Policy, judge: Judge, request: Request, cheap: str, strong: str
+) -> Generator[Call, Reply, tuple[Judgement, list[Attempt], Decimal | None]]:
+    """The judge's verdict on the cheap answer against the strong one: ``equivalent`` with no
+    call where the cheaper comparator agrees, a cached verdict, or the judge's answer
+    (``unknown`` when it errors or answers off-format; never raises)."""
+    if comparator(judge.prefilter)(cheap, strong, policy.spec.agreement):
+        return "equivalent", [], Decimal(0)
+    key = judge_key(request.messages, cheap, strong)
+    cached = judge.cache.get(key)
+    if cached is not None:
+        return cached, [], Decimal(0)
+    ask, swapped = judge_request(request, cheap, strong, judge.rubric, key)
+    reply = yield Call(judge.model, ask, "judge")
+    if isinstance(reply, Failure):
+        return "unknown", [], Decimal(0)
+    verdict = parse_verdict(reply.text, swapped)
+    judge.cache.put(key, verdict)
+    cost = _cost(policy, judge.model, reply)
+    return verdict, [_attempt(reply, "judge", (), cost)], cost
 
 
 def _judge(

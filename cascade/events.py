@@ -8,7 +8,11 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
-Purpose = Literal["answer", "reask", "verify"]
+Purpose = Literal["answer", "reask", "verify", "judge"]
+# What a judge said of the cheap answer against the strong one (``unknown``: it errored or
+# answered off-format).
+Judgement = Literal["equivalent", "cheap_better", "strong_better", "both_bad", "unknown"]
+JUDGEMENTS: tuple[str, ...] = ("equivalent", "cheap_better", "strong_better", "both_bad", "unknown")
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +215,10 @@ class Observation:
     ``escalate``), ``reasons`` why it would have escalated, ``scores`` the validators'
     scores of the cheap answer, ``agree`` whether the two answers agree by ``comparator``
     (None: unknown, an answer errored). Costs are None where a price is unknown;
-    ``projected_cost_usd`` is what the cascade would have spent.
+    ``projected_cost_usd`` is what the cascade would have spent. With ``agreement:
+    {comparator: judge}``, ``verdict`` is the judge's (``equivalent`` without a judge call
+    where the cheaper comparator already agreed) and ``judge_cost_usd`` what judging cost;
+    ``agree`` is then False only for ``strong_better`` (None for ``unknown``).
     """
 
     decision: Literal["accept", "escalate"]
@@ -224,6 +231,8 @@ class Observation:
     cheap_cost_usd: float | None = None
     strong_cost_usd: float | None = None
     projected_cost_usd: float | None = None
+    verdict: Judgement | None = None
+    judge_cost_usd: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form (JSON types only); ``from_dict`` reads it back."""
@@ -238,6 +247,8 @@ class Observation:
             "cheap_cost_usd": self.cheap_cost_usd,
             "strong_cost_usd": self.strong_cost_usd,
             "projected_cost_usd": self.projected_cost_usd,
+            "verdict": self.verdict,
+            "judge_cost_usd": self.judge_cost_usd,
         }
 
     @classmethod
@@ -261,6 +272,9 @@ class Observation:
         scores = data.get("scores") or {}
         if not isinstance(scores, dict):
             raise TypeError(f"observation field 'scores': expected a mapping, got {scores!r}")
+        verdict = data.get("verdict")
+        if verdict is not None and verdict not in JUDGEMENTS:
+            raise ValueError(f"observation field 'verdict': {verdict!r}")
         return cls(
             decision=decision,
             reasons=tuple(str(r) for r in data.get("reasons") or ()),
@@ -272,6 +286,8 @@ class Observation:
             cheap_cost_usd=num("cheap_cost_usd"),
             strong_cost_usd=num("strong_cost_usd"),
             projected_cost_usd=num("projected_cost_usd"),
+            verdict=verdict,
+            judge_cost_usd=num("judge_cost_usd"),
         )
 
 

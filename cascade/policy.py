@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import validators as _validators  # registers the built-in validator types
 from .discovery.match import MatchSpec
 from .events import Request  # noqa: TC001  # used by the hook signatures at runtime
 from .exceptions import PolicyError, UnknownTaskError
+from .judge import Judge
 from .pricing import Price, PriceSpec, price_of
 from .transports.endpoints import Endpoint, Rung, load_providers, rung_endpoints
 from .validators import Cleaner, FollowUp, FromRequest, Preparer, Validator, build_validator
@@ -42,6 +43,31 @@ class AgreementSpec(BaseModel):
     )
     tolerance: float = Field(default=1e-6, ge=0, description="Relative tolerance (numeric, json).")
     fields: list[str] | None = Field(default=None, description="json: compare only these keys.")
+    model: str | None = Field(
+        default=None, description="judge: the model that judges; embedding: the embedding model."
+    )
+    rubric: str | None = Field(default=None, description="judge: what makes an answer good.")
+    rubric_file: str | None = Field(
+        default=None, description="judge: the rubric in a file (relative to the policy's)."
+    )
+    prefilter: str = Field(
+        default="normalized",
+        description="judge: the cheaper comparator tried first; the judge is asked only "
+        "where it disagrees.",
+    )
+    min: float | None = Field(
+        default=None, ge=-1, le=1, description="embedding: the least cosine similarity."
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> AgreementSpec:
+        if self.comparator in ("judge", "embedding") and not self.model:
+            raise ValueError(f"comparator {self.comparator} needs a model")
+        if self.rubric is not None and self.rubric_file is not None:
+            raise ValueError("give rubric or rubric_file, not both")
+        if self.prefilter in ("judge", "embedding"):
+            raise ValueError("prefilter is a comparator without model calls")
+        return self
 
 
 class PolicyFile(BaseModel):
@@ -136,6 +162,7 @@ class Policy:
     # names), and the named providers it was compiled with.
     endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
     providers: Mapping[str, Endpoint] = field(default_factory=dict)
+    judge: Judge | None = None  # agreement: {comparator: judge}
 
     @property
     def strongest(self) -> str:
@@ -177,11 +204,13 @@ class Policy:
         models = tuple(m if isinstance(m, str) else m.name for m in spec.models)
         # The request's own checks run after the policy's, whose `parsed` comes first.
         derived = (FromRequest.beside(built),) if spec.derive else ()
+        judge = _judge(spec.agreement, path)
+        priced = [*models, *([judge.model] if judge and judge.model not in models else [])]
         return cls(
             task=name,
             models=models,
             validators=built,
-            prices={m: price_of(m, overrides) for m in models},
+            prices={m: price_of(m, overrides) for m in priced},
             spec=spec,
             path=path,
             preparers=tuple(v.prepare for v in built if isinstance(v, Preparer)),
@@ -195,6 +224,7 @@ class Policy:
             extra_validators=dict(validators or {}),
             endpoints=endpoints,
             providers=providers,
+            judge=judge,
         )
 
     def with_changes(self, **fields: Any) -> Policy:
@@ -231,6 +261,16 @@ class Policy:
         return cls.from_dict(
             data, task=path.stem, path=path, validators=validators, providers=providers
         )
+
+
+def _judge(spec: AgreementSpec, path: Path | None) -> Judge | None:
+    """The compiled judge of ``agreement: {comparator: judge}`` (None for other comparators)."""
+    if spec.comparator != "judge" or spec.model is None:
+        return None
+    try:
+        return Judge.of(spec.model, spec.rubric, spec.rubric_file, spec.prefilter, path)
+    except OSError as e:
+        raise PolicyError(f"cannot read the rubric: {e}", path=path, field="agreement") from None
 
 
 def _parse(text: str, path: Path) -> Any:

@@ -71,6 +71,9 @@ class ObservationSummary:
     ``agreement_low``..``agreement_high``; ``accepted`` counts every would-be-accepted
     answer, compared or not (not when either model errored). ``top_reasons`` are the most
     frequent would-be escalation reasons; ``action``/``recommendation`` the verdict.
+    With a judge (``agreement: {comparator: judge}``), ``judged`` calls had a verdict,
+    ``judge_unknown`` of them ``unknown`` (the judge errored or answered off-format), and
+    ``judge_cost_usd`` is what judging cost over all observed calls.
     """
 
     calls: int = 0
@@ -91,6 +94,9 @@ class ObservationSummary:
     top_reasons: tuple[ReasonCount, ...] = ()
     action: Action = "keep_observing"
     recommendation: str = ""
+    judged: int = 0
+    judge_unknown: int = 0
+    judge_cost_usd: float = 0.0
 
 
 class ObservationCollector:
@@ -100,14 +106,28 @@ class ObservationCollector:
     so counts of rare reasons are approximate.
     """
 
-    __slots__ = ("accepted", "agreed", "calls", "compared", "costed", "escalations",
-                 "max_reasons", "projected", "reasons", "strong")  # fmt: skip
+    __slots__ = (
+        "accepted",
+        "agreed",
+        "calls",
+        "compared",
+        "costed",
+        "escalations",
+        "judge_cost",
+        "judge_unknown",
+        "judged",
+        "max_reasons",
+        "projected",
+        "reasons",
+        "strong",
+    )  # fmt: skip
 
     def __init__(self, *, max_reasons: int = 500) -> None:
         self.max_reasons = max_reasons
         self.calls = self.escalations = self.costed = 0
         self.accepted = self.compared = self.agreed = 0
-        self.strong = self.projected = 0.0
+        self.strong = self.projected = self.judge_cost = 0.0
+        self.judged = self.judge_unknown = 0
         self.reasons: dict[str, list[Any]] = {}  # normalised reason -> [calls, example]
 
     def add(self, record: CallRecord) -> None:
@@ -116,6 +136,10 @@ class ObservationCollector:
         if info is None:
             return
         self.calls += 1
+        if info.verdict is not None:
+            self.judged += 1
+            self.judge_unknown += info.verdict == "unknown"
+            self.judge_cost += info.judge_cost_usd or 0.0
         strong, projected = info.strong_cost_usd, info.projected_cost_usd
         if strong is not None and projected is not None:
             self.costed += 1
@@ -197,6 +221,9 @@ def observation_of(
         agreement_low=interval[0] if interval else None,
         agreement_high=interval[1] if interval else None,
         top_reasons=tuple(ReasonCount(norm, n, ex) for norm, (n, ex) in ranked),
+        judged=sum(c.judged for c in cs),
+        judge_unknown=sum(c.judge_unknown for c in cs),
+        judge_cost_usd=sum(c.judge_cost for c in cs),
     )
     action, message = _recommend(obs, threshold, min_calls)
     return replace(obs, action=action, recommendation=message)
@@ -277,6 +304,10 @@ def observation_to_dict(o: ObservationSummary | None) -> dict[str, Any] | None:
         "top_reasons": [r._asdict() for r in o.top_reasons],
         "action": o.action,
         "recommendation": o.recommendation,
+        "judged": o.judged,
+        "judge_unknown": o.judge_unknown,
+        "judge_cost_usd": o.judge_cost_usd,
+        "judge_cost_per_call_usd": o.judge_cost_usd / o.calls if o.calls else None,
     }
 
 
@@ -305,6 +336,11 @@ def observation_lines(o: ObservationSummary | None, width: int = 80) -> list[str
             f"agreement of would-be-accepted answers {o.agreed:,}/{o.compared:,} = "
             f"{_pct(o.agreement)} ({_ci(o.agreement_low, o.agreement_high)})",
             4)  # fmt: skip
+    if o.judged:
+        lines += wrap(
+            f"judge: {o.judged:,} verdicts ({o.judge_unknown:,} unknown), "
+            f"${o.judge_cost_usd:,.4f} in all, ${o.judge_cost_usd / o.calls * 1000:,.4f} per "
+            "1,000 observed calls", 4)  # fmt: skip
     if o.top_reasons:
         lines.append("    would escalate because:")
         for r in o.top_reasons[:3]:

@@ -18,6 +18,11 @@ real models without calling any API.
   ``log(1 - p)`` among the alternatives, 1 completion token and ``tokens_in + tokens_out +
   20`` prompt tokens. A re-ask (the engine's "did not pass these checks" turn) gets the
   recorded answer again, since a recording holds one answer per model.
+- A judge call (``agreement: {comparator: judge}``, recognised by its prompt) is answered
+  from the recording's ``correct`` flags of the two answers shown: ``EQUIVALENT`` when both
+  are right, or both wrong with the same answer; else the right one is better (``A`` or
+  ``B``), ``NEITHER`` when both are wrong in different ways. Its tokens are the prompt's
+  characters / 4 and one completion token.
 - An unknown query or model gets HTTP 400 with a message saying what was not found.
 """
 
@@ -31,6 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from .._engine import REASK
+from ..compare import normalized
+from ..judge import JudgePrompt, parse_judge_prompt
+from ..policy import AgreementSpec
 from .scripted import Reply, ScriptedServer
 
 __all__ = ["ReplayServer", "load_recorded", "load_routellm", "record_tag", "request_of"]
@@ -159,6 +167,9 @@ class ReplayServer(ScriptedServer):
         users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
         if not users:
             return _error("replay: the request has no user message")
+        judging = parse_judge_prompt(messages)
+        if judging is not None:
+            return self._judge(judging, body.get("user"))
         record = self.find(system, _text(messages[users[0]]), body.get("user"))
         if record is None:
             return _error(
@@ -185,6 +196,24 @@ class ReplayServer(ScriptedServer):
             prompt_tokens=int(out["tokens_in"]),
             completion_tokens=int(out["tokens_out"]),
         )
+
+    def _judge(self, prompt: JudgePrompt, tag: str | None) -> Reply:
+        record = self.find(prompt.system, prompt.user, tag)
+        if record is None:
+            return _error(f"replay: the judged request was not recorded: {prompt.user[:80]!r}")
+        right = []
+        for shown in (prompt.a, prompt.b):
+            found = [o for o in record["models"].values() if o["answer"] == shown]
+            if not found:
+                return _error(f"replay: {record_tag(record)} has no recorded answer {shown!r:.80}")
+            right.append(bool(found[0]["correct"]))
+        if right[0] == right[1]:
+            same = right[0] or normalized(prompt.a, prompt.b, AgreementSpec())
+            word = "EQUIVALENT" if same else "NEITHER"
+        else:
+            word = "A" if right[0] else "B"
+        size = sum(map(len, (prompt.system, prompt.user, prompt.a, prompt.b))) + 400
+        return Reply(content=word, prompt_tokens=size // 4, completion_tokens=1)
 
     @staticmethod
     def _verify(record: Mapping[str, Any], out: Mapping[str, Any]) -> Reply:

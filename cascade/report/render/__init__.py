@@ -56,7 +56,9 @@ are listed in the README's changelog)::
         "agreement": 0.977 | null, "agreement_ci95": [0.92, 0.994] | null,  # Wilson
         "top_reasons": [{"reason": "json_schema: ...", "calls": 12, "example": "..."}],
         "action": "switch" | "keep_observing" | "do_not_switch",
-        "recommendation": "switch to cascade: projected savings 58% (...), agreement ..."
+        "recommendation": "switch to cascade: projected savings 58% (...), agreement ...",
+        "judged": 120, "judge_unknown": 1,  # calls with a judge verdict (comparator: judge)
+        "judge_cost_usd": 0.004, "judge_cost_per_call_usd": 0.00003 | null
       }
     }
 

@@ -1,0 +1,193 @@
+"""A judge model for answers that text comparison cannot compare (summaries, replies, free text).
+
+With ``agreement: {comparator: judge, model: M, rubric: ...}`` observe mode asks model ``M``,
+given the request and both answers, which is better: ``equivalent``, ``cheap_better``,
+``strong_better`` or ``both_bad``. Only pure values live here (the prompt, the parse, the
+cache); the engine yields the judge's call as an effect like any other model call.
+
+The two answers are shown as "Answer A" and "Answer B" in an order fixed by a hash of the
+pair, so that a judge's preference for the first (or second) position does not favour
+either model, and the same pair always gets the same prompt (and cache entry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..events import Request
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from ..events import Judgement
+
+__all__ = [
+    "JUDGE_MARK",
+    "Judge",
+    "JudgeCache",
+    "JudgePrompt",
+    "judge_key",
+    "judge_request",
+    "parse_judge_prompt",
+    "parse_verdict",
+]
+
+JUDGE_MARK = "You judge two answers to the same request."
+_SYSTEM = (
+    JUDGE_MARK + " Decide which answer better does what the request asks: correct, "
+    "complete, and following its instructions.{rubric}\n"
+    "Reply with exactly one word:\n"
+    "EQUIVALENT - both are acceptable and equally good, or wrong in the same way\n"
+    "A - Answer A is better\n"
+    "B - Answer B is better\n"
+    "NEITHER - both are unacceptable, in different ways"
+)
+_PARAMS = {"temperature": 0, "max_tokens": 4}
+_WORD = re.compile(r"[A-Za-z]+")
+_PART = re.compile(r"<(system|developer|user|assistant|tool)>\n(.*?)\n</\1>", re.S)
+# Request parameters the judge's call keeps from the caller's (attribution, not behaviour).
+_KEPT = ("user", "metadata")
+
+
+def judge_key(messages: Sequence[Mapping[str, Any]], cheap: str, strong: str) -> str:
+    """A sha256 of (request, both answers): the cache key, and the source of the A/B order."""
+    data = json.dumps([list(messages), cheap, strong], sort_keys=True, default=str)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+def judge_request(
+    request: Request, cheap: str, strong: str, rubric: str | None, key: str
+) -> tuple[Request, bool]:
+    """The judge's request and whether the strong answer is shown first (as Answer A)."""
+    swapped = int(key[-1], 16) % 2 == 1
+    a, b = (strong, cheap) if swapped else (cheap, strong)
+    parts = "\n".join(
+        f"<{m.get('role', 'user')}>\n{_text(m.get('content'))}\n</{m.get('role', 'user')}>"
+        for m in request.messages
+    )
+    user = (
+        f"<request>\n{parts}\n</request>\n\n<answer_a>\n{a}\n</answer_a>\n\n"
+        f"<answer_b>\n{b}\n</answer_b>"
+    )
+    system = _SYSTEM.format(rubric=f"\nRubric: {rubric.strip()}" if rubric else "")
+    params = {k: request.params[k] for k in _KEPT if k in request.params}
+    return (
+        Request(
+            messages=({"role": "system", "content": system}, {"role": "user", "content": user}),
+            params={**_PARAMS, **params},
+        ),
+        swapped,
+    )
+
+
+def parse_verdict(text: str, swapped: bool) -> Judgement:
+    """The judgement in the judge's reply (its first word); ``unknown`` when off-format."""
+    word = _WORD.search(text or "")
+    first = word.group(0).upper() if word else ""
+    if first == "EQUIVALENT":
+        return "equivalent"
+    if first == "NEITHER":
+        return "both_bad"
+    if first in ("A", "B"):
+        return "cheap_better" if (first == "A") != swapped else "strong_better"
+    return "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class JudgePrompt:
+    """A judge request taken apart (for test servers answering judge calls): the judged
+    request's system and first user message, and the two answers as shown."""
+
+    system: str
+    user: str
+    a: str
+    b: str
+
+
+def parse_judge_prompt(messages: Sequence[Mapping[str, Any]]) -> JudgePrompt | None:
+    """The parts of a judge request built by ``judge_request`` (None for any other)."""
+    if len(messages) != 2 or not _text(messages[0].get("content")).startswith(JUDGE_MARK):
+        return None
+    body = _text(messages[1].get("content"))
+    head, sep, rest = body.rpartition("\n</request>\n\n<answer_a>\n")
+    a, sep2, b = rest.rpartition("\n</answer_a>\n\n<answer_b>\n")
+    if not sep or not sep2 or not b.endswith("\n</answer_b>"):
+        return None
+    found: dict[str, str] = {}
+    for role, content in _PART.findall(head.removeprefix("<request>\n") + "\n"):
+        found.setdefault("system" if role == "developer" else role, content)
+    return JudgePrompt(
+        found.get("system", ""), found.get("user", ""), a, b[: -len("\n</answer_b>")]
+    )
+
+
+class JudgeCache:
+    """Verdicts by ``judge_key``, the ``size`` most recently used kept; thread-safe."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._items: OrderedDict[str, Judgement] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Judgement | None:
+        """The cached verdict of ``key`` (None when not cached)."""
+        with self._lock:
+            verdict = self._items.get(key)
+            if verdict is not None:
+                self._items.move_to_end(key)
+            return verdict
+
+    def put(self, key: str, verdict: Judgement) -> None:
+        """Remember ``verdict``; ``unknown`` is never cached, so a failed judge is asked again."""
+        if verdict == "unknown" or self.size <= 0:
+            return
+        with self._lock:
+            self._items[key] = verdict
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Judge:
+    """A policy's judge: the model, the rubric's text, the comparator tried before it, the
+    verdict cache (shared by every call of the policy)."""
+
+    model: str
+    rubric: str | None
+    prefilter: str
+    cache: JudgeCache = field(default_factory=JudgeCache)
+
+    @classmethod
+    def of(
+        cls,
+        model: str,
+        rubric: str | None,
+        rubric_file: str | None,
+        prefilter: str,
+        policy_path: Path | None,
+    ) -> Judge:
+        """The judge of a policy; ``rubric_file`` is read now, relative to the policy's
+        directory. Raises OSError when it cannot be read."""
+        if rubric_file is not None:
+            file = Path(rubric_file)
+            if not file.is_absolute() and policy_path is not None:
+                file = policy_path.parent / file
+            rubric = file.read_text(encoding="utf-8")
+        return cls(model, rubric, prefilter)

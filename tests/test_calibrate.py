@@ -337,6 +337,8 @@ def test_calibrate_says_when_nothing_is_certified_and_leaves_the_policy(
     assert "no threshold of confidence could be certified at delta 0.05" in out
     assert "keep the strong model" in out
     assert "method: exact binomial test" in out
+    assert "examples would certify it (now 30)" in out and "comparator: judge" in out
+    assert "unchanged" in out
     assert (policies / "tickets.yaml").read_text() == POLICY
 
 

@@ -13,19 +13,20 @@ from ..evals import (
     calibrate,
     confidence_validator,
     load_examples,
+    observed_samples,
     run_mode,
-    samples_from_records,
     samples_from_runs,
     scorer_of,
     write_threshold,
 )
+from ..evals.advice import uncertified_advice
 from ..exceptions import CascadeError, PolicyError
 from ._common import cascade_of, policies_default, progress
 
 if TYPE_CHECKING:
     import argparse
 
-    from ..evals import Calibration
+    from ..evals import Calibration, ObservedSamples
     from ..events import Result
 
 __all__ = ["add_parser", "render_calibration", "run_calibrate"]
@@ -40,7 +41,9 @@ def add_parser(subparsers: Any) -> None:
     cal.add_argument("--policies", default=policies, help="policy directory")
     src = cal.add_mutually_exclusive_group(required=True)
     src.add_argument("--from-store", action="store_true", help="use observation records")
-    src.add_argument("--data", help="JSONL of {messages, reference[, id]}")
+    src.add_argument(
+        "--data", help="JSONL of {messages, reference | labels: {model: true|false}[, id]}"
+    )
     cal.add_argument("--store", default=None, help="store URL (default: $CASCADE_STORE)")
     cal.add_argument("--validator", default=None, help="which confidence validator")
     cal.add_argument("--delta", type=float, default=0.05, help="allowed failure probability")
@@ -75,15 +78,17 @@ def run_calibrate(args: argparse.Namespace) -> int:
             examples, cheap, strong, name, lambda text, ex: score(text, ex.reference, spec)
         )
         measure = "accuracy"
+        basis = ""
     else:
         from ..stores import store_from_url
 
         store = store_from_url(args.store or os.environ.get("CASCADE_STORE"))
         try:
-            samples = samples_from_records(store.records(task=args.task), name)
+            observed = observed_samples(store.records(task=args.task), name)
         finally:
             store.close()
-        measure = "agreement"
+        samples, measure = observed.samples, observed.measure
+        basis = _basis(observed)
         if not samples:
             print(
                 f"error: no observation records of {args.task} in the store; run it with "
@@ -93,13 +98,34 @@ def run_calibrate(args: argparse.Namespace) -> int:
             return 2
     cal = calibrate(samples, target=args.target, delta=args.delta, measure=measure)
     print(render_calibration(cal, name))
-    if args.write and cal.short_threshold is not None:
+    if basis:
+        print(basis)
+    if cal.threshold is None:
+        comparator = None if cascade is not None else policy.spec.agreement.comparator
+        print("\n".join(uncertified_advice(cal, samples, validator=name, comparator=comparator)))
+    if args.write:
         if policy.path is None:
             raise PolicyError("the policy has no file to write to")
-        note = f"target {args.target:g}, delta {args.delta:g}, {cal.n} examples"
-        write_threshold(policy.path, index, cal.short_threshold, note=note)
-        print(f"wrote min: {cal.short_threshold:g} to {policy.path}")
+        if cal.short_threshold is None:
+            print(f"--write: nothing certified, left {policy.path} unchanged")
+        else:
+            note = f"target {args.target:g}, delta {args.delta:g}, {cal.n} examples"
+            write_threshold(policy.path, index, cal.short_threshold, note=note)
+            print(f"wrote min: {cal.short_threshold:g} to {policy.path}")
     return 0 if cal.threshold is not None else 1
+
+
+def _basis(observed: ObservedSamples) -> str:
+    """What observation samples rest on: verdict counts, records left out, judge cost."""
+    counts = ", ".join(f"{k} {v:,}" for k, v in sorted(observed.verdicts.items()))
+    line = f"from {len(observed.samples):,} observations: {counts}"
+    if observed.skipped:
+        line += f"; {observed.skipped:,} left out (an answer errored)"
+    if observed.measure == "judged":
+        line += f"; judge cost ${observed.judge_cost_usd:,.4f}"
+        if observed.verdicts.get("unknown"):
+            line += " (unknown verdicts count as losses)"
+    return line
 
 
 def render_calibration(cal: Calibration, validator: str) -> str:
@@ -110,29 +136,36 @@ def render_calibration(cal: Calibration, validator: str) -> str:
 
     c, nv = cal.chosen, cal.naive
     saves = f"saves {cal.savings:.1%} vs the strong model" if cal.costs_known else "savings unknown"
+
+    def rel(quality: float) -> str:  # quality as a share of the strong model's, and the target
+        share = quality / cal.strong_quality if cal.strong_quality else 0.0
+        return f"{share:.1%} of the strong model's, target {cal.target:.1%}"
+
     if cal.measure == "agreement":
         head = f"cheap model agrees with the strong one on {cal.cheap_quality:.1%}"
     else:
+        what = "judged quality" if cal.measure == "judged" else "accuracy"
         head = (
-            f"strong model accuracy {cal.strong_quality:.1%}, cheap model {cal.cheap_quality:.1%}"
+            f"strong model {what} {cal.strong_quality:.1%}, cheap model "
+            f"{cal.cheap_quality:.1%} ({rel(cal.cheap_quality)})"
         )
     lines = [f"{cal.n} calibration examples; {head}"]
     if cal.threshold is None:
         lines.append(
             f"no threshold of {validator} could be certified at delta {cal.delta:g}: keep the "
-            "strong model (more calibration examples, or a lower --target, may certify one)"
+            "strong model"
         )
     else:
         lines += [
             f"chosen   {validator} min: {cal.short_threshold:g}  (sample quality "
-            f"{c.quality:.1%}, escalation {c.escalation_rate:.1%}, "
+            f"{rel(c.quality)}, escalation {c.escalation_rate:.1%}, "
             f"{per_1k(c.cost)} per 1,000 calls, {saves})",
             f"guarantee: {cal.guarantee}",
         ]
     lines.append(f"method: {cal.method}; delta {cal.delta:g}")
     naive_t = "-" if cal.naive_threshold is None else f"{cal.naive_threshold:.6g}"
     lines.append(
-        f"naive    {validator} min: {naive_t}  (sample quality {nv.quality:.1%}, escalation "
+        f"naive    {validator} min: {naive_t}  (sample quality {rel(nv.quality)}, escalation "
         f"{nv.escalation_rate:.1%}, {per_1k(nv.cost)} per 1,000 calls; no guarantee: tuned to "
         "the sample, it tends to under-deliver on new traffic)"
     )

@@ -34,7 +34,13 @@ from .evaluate import (
     scorer_of,
     with_mode,
 )
-from .samples import confidence_validator, samples_from_records, samples_from_runs
+from .samples import (
+    ObservedSamples,
+    confidence_validator,
+    observed_samples,
+    samples_from_records,
+    samples_from_runs,
+)
 
 __all__ = [
     "CERTIFIED",
@@ -43,6 +49,7 @@ __all__ = [
     "EvalReport",
     "Example",
     "ModeSummary",
+    "ObservedSamples",
     "Outcome",
     "Point",
     "Progress",
@@ -55,6 +62,7 @@ __all__ = [
     "evaluate",
     "fixed_sequence",
     "load_examples",
+    "observed_samples",
     "p_value",
     "quality_at",
     "run_each",

@@ -118,8 +118,8 @@ class Calibration:
     the strong model (``mode: strong``). ``short_threshold`` is a short decimal that accepts
     exactly the same sample scores (for the policy file). ``quality`` figures are on the
     calibration sample; ``strong_quality`` is the strong model's on the same sample;
-    ``measure`` says what quality is (``accuracy`` against references, or ``agreement``
-    with the strong model).
+    ``measure`` says what quality is (``accuracy`` against references or labels, ``judged``
+    by a judge model comparing the two answers, or ``agreement`` with the strong model).
     """
 
     target: float
@@ -147,11 +147,10 @@ class Calibration:
     @property
     def guarantee(self) -> str:
         """The statement the procedure proves, in words."""
-        what = (
-            f"agreement with the strong model is >= {self.target:g}"
-            if self.measure == "agreement"
-            else f"accuracy is >= {self.target:g} x the strong model's"
-        )
+        what = {
+            "agreement": f"agreement with the strong model is >= {self.target:g}",
+            "judged": f"quality as the judge rates it is >= {self.target:g} x the strong model's",
+        }.get(self.measure, f"accuracy is >= {self.target:g} x the strong model's")
         return (
             f"with probability >= {1 - self.delta:.0%} over the calibration sample, the "
             f"expected {what} on new traffic from the same distribution"
@@ -292,7 +291,8 @@ def calibrate(
         target: the relative quality to keep, in (0, 1].
         delta: the allowed probability that the guarantee fails.
         max_thresholds: the most candidate thresholds tested.
-        measure: ``accuracy`` (``strong_ok`` from references) or ``agreement`` (every
+        measure: ``accuracy`` (``strong_ok`` from references or labels), ``judged`` (the
+            same test, correctness from a judge's verdicts) or ``agreement`` (every
             ``strong_ok`` True, ``cheap_ok`` = agrees with the strong answer).
     Returns a ``Calibration``. Raises ValueError on an empty sample, a bad target or delta,
     or agreement samples whose strong answer is not marked right.
@@ -301,8 +301,8 @@ def calibrate(
         raise ValueError("no calibration samples")
     if not 0 < target <= 1 or not 0 < delta < 1:
         raise ValueError(f"need 0 < target <= 1 and 0 < delta < 1, got {target}, {delta}")
-    if measure not in ("accuracy", "agreement"):
-        raise ValueError(f"measure is accuracy or agreement, got {measure!r}")
+    if measure not in ("accuracy", "judged", "agreement"):
+        raise ValueError(f"measure is accuracy, judged or agreement, got {measure!r}")
     agreement = measure == "agreement"
     if agreement and not all(s.strong_ok for s in samples):
         raise ValueError("agreement samples have strong_ok True (the strong answer is the key)")

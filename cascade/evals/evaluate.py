@@ -62,13 +62,15 @@ Progress = Callable[[str, int, int], None]
 @dataclass(frozen=True, slots=True)
 class Example:
     """One example: the request's messages, the reference answer (``""`` for an unlabelled
-    request, as ``cascade batch`` reads them), and any other ``create()`` arguments for this
-    request (``params``)."""
+    request, as ``cascade batch`` reads them), any other ``create()`` arguments for this
+    request (``params``), and ``labels``: whether each model's answer is right, by model
+    name, where someone judged them (``{"gpt-4o-mini": true, "gpt-4o": false}``)."""
 
     id: str
     messages: Sequence[Mapping[str, Any]]
     reference: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    labels: Mapping[str, bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +184,11 @@ def load_examples(path: str | Path, *, labelled: bool = True) -> list[Example]:
             raise ValueError(f"{path}:{no}: not JSON ({e})") from None
         if not isinstance(row, dict):
             raise ValueError(f"{path}:{no}: need a JSON object, got {type(row).__name__}")
-        messages, reference = row.get("messages"), row.get("reference", None if labelled else "")
+        labels = row.get("labels") or {}
+        if not isinstance(labels, dict) or not all(isinstance(v, bool) for v in labels.values()):
+            raise ValueError(f"{path}:{no}: labels: need an object of model name -> true/false")
+        default = None if labelled and not labels else ""
+        messages, reference = row.get("messages"), row.get("reference", default)
         params = row.get("params") or {}
         if not isinstance(messages, list) or not messages:
             raise ValueError(f"{path}:{no}: messages: need a non-empty list of messages")
@@ -190,7 +196,7 @@ def load_examples(path: str | Path, *, labelled: bool = True) -> list[Example]:
             raise ValueError(f"{path}:{no}: reference: need a string, got {reference!r:.40}")
         if not isinstance(params, dict):
             raise ValueError(f"{path}:{no}: params: need an object of create() arguments")
-        out.append(Example(str(row.get("id", no)), messages, reference, params))
+        out.append(Example(str(row.get("id", no)), messages, reference, params, labels))
     return out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..events import Result
@@ -9,14 +11,20 @@ from ..exceptions import PolicyError
 from .calibrate import Sample
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from ..events import CallRecord
     from ..exceptions import CascadeError
     from ..policy import Policy
     from .evaluate import Example
 
-__all__ = ["confidence_validator", "samples_from_records", "samples_from_runs"]
+__all__ = [
+    "ObservedSamples",
+    "confidence_validator",
+    "observed_samples",
+    "samples_from_records",
+    "samples_from_runs",
+]
 
 
 def confidence_validator(policy: Policy, name: str | None = None) -> tuple[int, str]:
@@ -40,31 +48,85 @@ def confidence_validator(policy: Policy, name: str | None = None) -> tuple[int, 
     return found[0]
 
 
-def samples_from_records(records: Iterable[CallRecord], validator: str) -> list[Sample]:
+# (cheap_ok, strong_ok) for each judge verdict. ``equivalent`` takes both answers as acceptable
+# (as agreement does); ``unknown`` (the judge failed) counts as a loss, the conservative side.
+_JUDGED: dict[str, tuple[bool, bool]] = {
+    "equivalent": (True, True),
+    "cheap_better": (True, False),
+    "strong_better": (False, True),
+    "both_bad": (False, False),
+    "unknown": (False, True),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedSamples:
+    """Calibration samples from observation records, and what they rest on.
+
+    ``measure`` is ``agreement`` (no record has a judge verdict: the strong answer is the
+    key) or ``judged`` (verdicts credit the cheap model's wins; see ``samples_from_records``).
+    ``verdicts`` counts the records by verdict (``agreed`` / ``disagreed`` without a judge);
+    ``skipped`` the records left out (an answer errored).
+    """
+
+    samples: list[Sample]
+    measure: str
+    verdicts: Mapping[str, int]
+    skipped: int
+    judge_cost_usd: float
+
+
+def observed_samples(records: Iterable[CallRecord], validator: str) -> ObservedSamples:
     """Calibration samples from observation records (``mode == "observe"``).
 
-    Quality is agreement with the strong model: ``cheap_ok`` = the cheap answer agreed,
-    ``strong_ok`` = True. Records whose agreement is unknown (an answer errored) are left out.
+    With judge verdicts quality is the judge's: ``equivalent`` = both right, ``cheap_better``
+    = a gain, ``strong_better`` = a loss, ``both_bad`` = both wrong, ``unknown`` = a loss;
+    records without a verdict count as ``equivalent`` when the answers agreed and as losses
+    otherwise. Without any verdict quality is agreement with the strong model (``cheap_ok``
+    = agreed, ``strong_ok`` = True). Records whose agreement is unknown and that have no
+    verdict (an answer errored) are left out.
     """
     out = []
+    counts: Counter[str] = Counter()
+    skipped = 0
+    judged = False
+    judge_cost = 0.0
     for r in records:
         obs = r.observation if r.mode == "observe" else None
-        if obs is None or obs.agree is None:
+        if obs is None:
             continue
+        judge_cost += obs.judge_cost_usd or 0.0
+        if obs.verdict is not None:
+            judged = True
+            cheap_ok, strong_ok = _JUDGED[obs.verdict]
+            counts[obs.verdict] += 1
+        elif obs.agree is None:
+            skipped += 1
+            continue
+        else:
+            cheap_ok, strong_ok = obs.agree, True
+            counts["agreed" if obs.agree else "disagreed"] += 1
         failed = {x.split(":", 1)[0] for x in obs.reasons}
         names = {v.validator for a in r.attempts for v in a.verdicts} | failed
         out.append(
             Sample(
                 score=obs.scores.get(validator),
-                cheap_ok=obs.agree,
-                strong_ok=True,
+                cheap_ok=cheap_ok,
+                strong_ok=strong_ok,
                 cheap_cost=obs.cheap_cost_usd or 0.0,
                 strong_cost=obs.strong_cost_usd or 0.0,
                 passed={n: n not in failed for n in sorted(names - {validator})},
                 cost_known=obs.cheap_cost_usd is not None and obs.strong_cost_usd is not None,
             )
         )
-    return out
+    return ObservedSamples(
+        out, "judged" if judged else "agreement", dict(counts), skipped, judge_cost
+    )
+
+
+def samples_from_records(records: Iterable[CallRecord], validator: str) -> list[Sample]:
+    """The samples of ``observed_samples`` (without what they rest on)."""
+    return observed_samples(records, validator).samples
 
 
 def _answer_cost(result: Result, *, verify: bool) -> float:
@@ -80,9 +142,18 @@ def samples_from_runs(
 ) -> list[Sample]:
     """Calibration samples from a cheap-mode and a strong-mode run of the same examples.
 
-    ``correct(answer, example) -> bool`` scores an answer. The cheap answer's first attempt
-    gives the score and the other verdicts; a failed call counts as wrong and unscored.
+    ``correct(answer, example) -> bool`` scores an answer, unless the example has a label
+    for the model that gave it (``Example.labels``), which is used instead. The cheap answer's
+    first attempt gives the score and the other verdicts; a failed call counts as wrong and
+    unscored.
     """
+
+    def right(got: Result | CascadeError, ex: Example) -> bool:
+        if not isinstance(got, Result):
+            return False
+        label = ex.labels.get(got.model)
+        return bool(correct(got.output, ex)) if label is None else label
+
     out = []
     for ex, c, s in zip(examples, cheap, strong, strict=True):
         first = (
@@ -95,8 +166,8 @@ def samples_from_runs(
         out.append(
             Sample(
                 score=score,
-                cheap_ok=isinstance(c, Result) and correct(c.output, ex),
-                strong_ok=isinstance(s, Result) and correct(s.output, ex),
+                cheap_ok=right(c, ex),
+                strong_ok=right(s, ex),
                 cheap_cost=_answer_cost(c, verify=True) if isinstance(c, Result) else 0.0,
                 strong_cost=_answer_cost(s, verify=True) if isinstance(s, Result) else 0.0,
                 passed={v.validator: v.passed for v in verdicts if v.validator != validator},

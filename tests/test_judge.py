@@ -1,0 +1,280 @@
+"""The judge comparator: observe mode asks a judge model where text comparison disagrees."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+import cascade
+from cascade.cli import main
+from cascade.events import Request
+from cascade.judge import JudgeCache, judge_key, judge_request, parse_judge_prompt, parse_verdict
+from cascade.testing import ReplayServer, Reply, ScriptedServer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Summarise X"}]
+JUDGE = "judge-m"
+PRICES = {JUDGE: {"input": 1.0, "output": 2.0}}
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as s:
+        yield s
+
+
+@pytest.fixture
+def make(tmp_path: Path, server: ScriptedServer) -> Callable[..., cascade.Cascade]:
+    def factory(**agreement: Any) -> cascade.Cascade:
+        policy = {
+            "models": ["gpt-4o-mini", "gpt-4o"],
+            "mode": "observe",
+            "prices": PRICES,
+            "agreement": {"comparator": "judge", "model": JUDGE, **agreement},
+        }
+        (tmp_path / "t.yaml").write_text(yaml.safe_dump(policy))
+        return cascade.Cascade(tmp_path, client=server.client(), store="memory://")
+
+    return factory
+
+
+def observed(c: cascade.Cascade) -> list[cascade.CallRecord]:
+    c.close()
+    return [r for r in c.store.records(task="t") if r.observation is not None]
+
+
+def shown_first(request: dict[str, Any]) -> str:
+    prompt = parse_judge_prompt(request["messages"])
+    assert prompt is not None
+    return prompt.a
+
+
+def test_the_judge_credits_a_better_cheap_answer_and_is_priced_and_recorded(make, server) -> None:
+    server.script("gpt-4o", "X is a letter.")
+    server.script("gpt-4o-mini", "X is the 24th letter of the alphabet.")
+    # The judge prefers the cheap answer, wherever it is shown.
+    server.script(
+        JUDGE,
+        lambda req: Reply(
+            "A" if shown_first(req).startswith("X is the") else "B",
+            prompt_tokens=300,
+            completion_tokens=1,
+        ),
+    )
+    c = make(rubric="Prefer precise answers.")
+    c.run("t", MSGS)
+    (rec,) = observed(c)
+    obs = rec.observation
+    assert obs.verdict == "cheap_better" and obs.agree is True
+    judge_calls = [a for a in rec.attempts if a.purpose == "judge"]
+    assert [a.model for a in judge_calls] == [JUDGE]
+    assert obs.judge_cost_usd == pytest.approx((300 * 1.0 + 1 * 2.0) / 1e6)
+    assert rec.cost_usd == pytest.approx(
+        obs.strong_cost_usd + obs.cheap_cost_usd + obs.judge_cost_usd
+    )
+    (asked,) = [c for c in server.calls() if c["model"] == JUDGE]
+    assert "Rubric: Prefer precise answers." in asked["messages"][0]["content"]
+
+
+def test_no_judge_call_where_the_cheaper_comparator_agrees(make, server) -> None:
+    server.script("gpt-4o", "Paris.")
+    server.script("gpt-4o-mini", "paris")
+    c = make()
+    c.run("t", MSGS)
+    (rec,) = observed(c)
+    assert rec.observation.verdict == "equivalent" and rec.observation.judge_cost_usd == 0
+    assert all(c["model"] != JUDGE for c in server.calls())
+
+
+def test_verdicts_are_cached_by_request_and_answers(make, server) -> None:
+    server.script("gpt-4o", "Long answer.")
+    server.script("gpt-4o-mini", "Short answer.")
+    server.script(JUDGE, "EQUIVALENT")
+    c = make()
+    c.run("t", MSGS)
+    c.run("t", MSGS)
+    records = observed(c)
+    assert [r.observation.verdict for r in records] == ["equivalent", "equivalent"]
+    assert len([x for x in server.calls() if x["model"] == JUDGE]) == 1
+
+
+@pytest.mark.parametrize("judge", [Reply("I think both are fine"), Reply(status=500)])
+def test_a_judge_that_errs_or_rambles_gives_unknown_never_an_exception(
+    make, server, judge: Reply
+) -> None:
+    server.script("gpt-4o", "One.")
+    server.script("gpt-4o-mini", "Two.")
+    server.script(JUDGE, judge)
+    c = make()
+    assert c.run("t", MSGS).output == "One."
+    (rec,) = observed(c)
+    assert rec.observation.verdict == "unknown" and rec.observation.agree is None
+
+
+def test_parse_verdict_maps_positions_back_to_models() -> None:
+    assert parse_verdict("A", swapped=False) == "cheap_better"
+    assert parse_verdict("A.", swapped=True) == "strong_better"
+    assert parse_verdict(" b\n", swapped=True) == "cheap_better"
+    assert parse_verdict("Neither", swapped=False) == "both_bad"
+    assert parse_verdict("", swapped=False) == "unknown"
+    assert parse_verdict("Answer A", swapped=False) == "unknown"
+
+
+def test_the_order_of_the_answers_is_fixed_by_the_pair_and_parses_back() -> None:
+    request = Request(MSGS, {"user": "u1", "temperature": 1})
+    swaps = set()
+    for i in range(16):
+        key = judge_key(MSGS, f"cheap {i}", "strong")
+        ask, swapped = judge_request(request, f"cheap {i}", "strong", None, key)
+        swaps.add(swapped)
+        prompt = parse_judge_prompt(ask.messages)
+        assert prompt is not None
+        assert (prompt.system, prompt.user) == ("Be brief.", "Summarise X")
+        assert {prompt.a, prompt.b} == {f"cheap {i}", "strong"}
+        assert (prompt.a == "strong") == swapped
+        assert ask.params["user"] == "u1" and ask.params["temperature"] == 0
+    assert swaps == {True, False}
+
+
+def test_the_cache_is_bounded_and_forgets_unknown() -> None:
+    cache = JudgeCache(size=2)
+    cache.put("a", "equivalent")
+    cache.put("b", "cheap_better")
+    cache.get("a")
+    cache.put("c", "both_bad")
+    cache.put("d", "unknown")
+    assert (cache.get("a"), cache.get("b"), cache.get("c"), cache.get("d")) == (
+        "equivalent",
+        None,
+        "both_bad",
+        None,
+    )
+
+
+def test_a_judge_needs_a_model(tmp_path: Path) -> None:
+    with pytest.raises(cascade.PolicyError, match="needs a model"):
+        cascade.Policy.from_dict(
+            {"models": ["a", "b"], "agreement": {"comparator": "judge"}}, task="t"
+        )
+
+
+def recorded(idx: int, mini: tuple[str, bool], big: tuple[str, bool]) -> dict[str, Any]:
+    def out(answer: str, correct: bool) -> dict[str, Any]:
+        return {"answer": answer, "raw_confidence": -0.01, "correct": correct,
+                "tokens_in": 50, "tokens_out": 2}  # fmt: skip
+
+    return {
+        "dataset": "d", "split": "train", "idx": idx, "conf_signal": "ModelIntrinsicLogProb",
+        "system_prompt": "", "user_prompt": f"question {idx}",
+        "models": {"gpt-4o-mini": out(*mini), "gpt-4o": out(*big)},
+    }  # fmt: skip
+
+
+def test_replay_answers_judge_calls_from_the_recorded_correct_flags(tmp_path: Path) -> None:
+    rows = [
+        recorded(0, ("Severn", True), ("River Severn", True)),  # both right: equivalent
+        recorded(1, ("Paris", True), ("Lyon", False)),  # the cheap one is right
+        recorded(2, ("Lyon", False), ("Paris", True)),  # the strong one is right
+        recorded(3, ("Lyon", False), ("Nice", False)),  # both wrong, differently
+        recorded(4, ("lyon", False), ("Lyon.", False)),  # both wrong, the same way
+    ]
+    policy = {
+        "models": ["gpt-4o-mini", "gpt-4o"],
+        "mode": "observe",
+        "validators": [{"type": "confidence", "source": "logprobs", "min": 0.5}],
+        "agreement": {"comparator": "judge", "model": "gpt-4o-mini", "prefilter": "exact"},
+    }
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(policy))
+    with ReplayServer(rows) as server:
+        c = cascade.Cascade(tmp_path, client=server.client(), store="memory://")
+        for r in rows:
+            c.run("t", [{"role": "user", "content": r["user_prompt"]}], user=f"d/train/{r['idx']}")
+        records = sorted(observed(c), key=lambda r: r.input or "")
+    verdicts = [r.observation.verdict for r in records]
+    assert verdicts == ["equivalent", "cheap_better", "strong_better", "both_bad", "equivalent"]
+
+
+def test_calibrate_from_store_credits_the_cheap_models_wins(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 300 observed calls, all confident: the cheap answer differs from the strong one on 50,
+    # and the judge finds the cheap one better on 40 of those, worse on 10 (3.3% loss,
+    # 13.3% gain): agreement certifies nothing; the judge's verdicts certify keeping them.
+    rows = []
+    for i in range(300):
+        if i < 40:
+            rows.append(recorded(i, (f"good {i}", True), (f"bad {i}", False)))
+        elif i < 50:
+            rows.append(recorded(i, (f"bad {i}", False), (f"good {i}", True)))
+        else:
+            rows.append(recorded(i, (f"same {i}", True), (f"same {i}", True)))
+    store = f"sqlite:///{tmp_path / 'obs.sqlite3'}"
+    pol = tmp_path / "policies"
+    pol.mkdir()
+    base = {
+        "models": ["gpt-4o-mini", "gpt-4o"],
+        "mode": "observe",
+        "validators": [{"type": "confidence", "source": "logprobs", "min": 0.5}],
+    }
+    for agreement, task in (
+        ({"comparator": "normalized"}, "text"),
+        ({"comparator": "judge", "model": "gpt-4o-mini"}, "judged"),
+    ):
+        (pol / f"{task}.yaml").write_text(yaml.safe_dump({**base, "agreement": agreement}))
+    with ReplayServer(rows) as server:
+        c = cascade.Cascade(pol, client=server.client(), store=store)
+        for task in ("text", "judged"):
+            for r in rows:
+                c.run(task, [{"role": "user", "content": r["user_prompt"]}])
+        c.close()
+    args = ["calibrate", "--target", "0.97", "--from-store", "--store", store]
+    assert main([*args, "--task", "text", "--policies", str(pol), "--write"]) == 1
+    out = capsys.readouterr().out
+    assert "comparator: judge" in out and "left" in out and "unchanged" in out
+    assert main([*args, "--task", "judged", "--policies", str(pol), "--write"]) == 0
+    out = capsys.readouterr().out
+    assert "cheap_better 40" in out and "strong_better 10" in out
+    assert "of the strong model's, target 97.0%" in out and "wrote min:" in out
+
+
+def test_calibrate_data_takes_per_example_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No references: labels say which model was right; the cheap model wins more often than it
+    # loses, so its answers may be kept although they never match the strong ones.
+    rows = [recorded(i, (f"a{i}", i % 20 != 0), (f"b{i}", i % 10 != 1)) for i in range(400)]
+    data = tmp_path / "labelled.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": str(r["idx"]),
+                    "messages": [{"role": "user", "content": r["user_prompt"]}],
+                    "labels": {m: o["correct"] for m, o in r["models"].items()},
+                }
+            )
+            + "\n"
+            for r in rows
+        )
+    )
+    pol = tmp_path / "policies"
+    pol.mkdir()
+    policy = {
+        "models": ["gpt-4o-mini", "gpt-4o"],
+        "validators": [{"type": "confidence", "source": "logprobs", "min": 0.5}],
+    }
+    (pol / "t.yaml").write_text(yaml.safe_dump(policy))
+    with ReplayServer(rows) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "unused")
+        argv = ["calibrate", "--task", "t", "--target", "0.97", "--data", str(data)]
+        code = main([*argv, "--policies", str(pol)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "strong model accuracy 90.0%, cheap model 95.0% (105.6% of the strong model's" in out

@@ -257,7 +257,9 @@ def test_observation_combines_the_strong_answer_with_the_shadow_run() -> None:
     finally:
         strong_flow.close()
         shadow.close()
-    combined, seen = _engine.observation(p, strong, outcome)
+    with pytest.raises(StopIteration) as done:  # no judge: nothing to call
+        next(_engine.observation(p, REQUEST, strong, outcome))
+    combined, seen = done.value.value
     assert combined.mode == "observe" and combined.model == "gpt-4o"
     assert [a.model for a in combined.attempts] == ["gpt-4o", "gpt-4o-mini"]
     assert seen.decision == "accept" and seen.reasons == ()
@@ -266,6 +268,34 @@ def test_observation_combines_the_strong_answer_with_the_shadow_run() -> None:
     assert Decimal(str(combined.cost_usd)) == Decimal(str(seen.cheap_cost_usd)) + Decimal(
         str(seen.strong_cost_usd)
     )
+
+
+def test_observation_yields_the_judges_call_where_the_answers_differ() -> None:
+    p = policy(mode="observe", agreement={"comparator": "judge", "model": "gpt-4o-mini"})
+    strong_flow, shadow = _engine.run(p, REQUEST), _engine.shadow(p, REQUEST)
+    try:
+        strong: Result = finish(
+            strong_flow, answer(start(strong_flow), '{"total": 10}', raw=object())
+        )
+        outcome = finish(shadow, answer(start(shadow), '{"total": 11}'))
+    finally:
+        strong_flow.close()
+        shadow.close()
+    flow = _engine.observation(p, REQUEST, strong, outcome)
+    try:
+        call = start(flow)
+        assert (call.model, call.purpose) == ("gpt-4o-mini", "judge")
+        first = (
+            "cheap"
+            if "11" in call.request.messages[1]["content"].split("<answer_a>")[1][:20]
+            else "strong"
+        )
+        combined, seen = finish(flow, answer(call, "A" if first == "strong" else "B"))
+    finally:
+        flow.close()
+    assert seen.verdict == "strong_better" and seen.agree is False
+    assert [a.purpose for a in combined.attempts][-1] == "judge"
+    assert seen.judge_cost_usd == combined.attempts[-1].cost_usd
 
 
 def test_the_shadow_run_never_raises_on_a_fatal_status() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -97,8 +98,14 @@ def test_verdicts_are_cached_by_request_and_answers(make, server) -> None:
     server.script("gpt-4o-mini", "Short answer.")
     server.script(JUDGE, "EQUIVALENT")
     c = make()
-    c.run("t", MSGS)
-    c.run("t", MSGS)
+
+    async def twice() -> None:  # one after the other: the first verdict is cached
+        for _ in range(2):
+            await c.arun("t", MSGS)
+            await c.drain()
+        await c.aclose()
+
+    asyncio.run(twice())
     records = observed(c)
     assert [r.observation.verdict for r in records] == ["equivalent", "equivalent"]
     assert len([x for x in server.calls() if x["model"] == JUDGE]) == 1

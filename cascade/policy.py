@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import validators as _validators  # registers the built-in validator types
+from .compare import AgreementSpec
 from .discovery.match import MatchSpec
 from .events import Request  # noqa: TC001  # used by the hook signatures at runtime
 from .exceptions import PolicyError, UnknownTaskError
@@ -30,44 +31,6 @@ from .validators import Cleaner, FollowUp, FromRequest, Preparer, Validator, bui
 
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SUFFIXES = (".yaml", ".yml", ".json")
-
-
-class AgreementSpec(BaseModel):
-    """How to decide that two answers agree."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    comparator: str = Field(
-        default="normalized",
-        description="exact | normalized | json | numeric | a name registered with "
-        "cascade.register_comparator",
-    )
-    tolerance: float = Field(default=1e-6, ge=0, description="Relative tolerance (numeric, json).")
-    fields: list[str] | None = Field(default=None, description="json: compare only these keys.")
-    model: str | None = Field(
-        default=None, description="judge: the model that judges; embedding: the embedding model."
-    )
-    rubric: str | None = Field(default=None, description="judge: what makes an answer good.")
-    rubric_file: str | None = Field(
-        default=None, description="judge: the rubric in a file (relative to the policy's)."
-    )
-    prefilter: str = Field(
-        default="normalized",
-        description="judge: the cheaper comparator tried first; the judge is asked only "
-        "where it disagrees.",
-    )
-    min: float | None = Field(
-        default=None, ge=-1, le=1, description="embedding: the least cosine similarity."
-    )
-
-    @model_validator(mode="after")
-    def _complete(self) -> AgreementSpec:
-        if self.comparator in ("judge", "embedding") and not self.model:
-            raise ValueError(f"comparator {self.comparator} needs a model")
-        if self.rubric is not None and self.rubric_file is not None:
-            raise ValueError("give rubric or rubric_file, not both")
-        if self.prefilter in ("judge", "embedding"):
-            raise ValueError("prefilter is a comparator without model calls")
-        return self
 
 
 class PolicyFile(BaseModel):

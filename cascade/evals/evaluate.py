@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._client import Cascade
-from ..compare import Comparator, comparator
+from ..compare import AgreementSpec, Comparator, comparator
 from ..events import Result
 from ..exceptions import CascadeError
-from ..policy import AgreementSpec, Policy, PolicySet
+from ..policy import Policy, PolicySet
 from ..transports import OpenAITransport, Transport
 from ..transports.sdk import async_twin
 

@@ -36,9 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from .._engine import REASK
-from ..compare import normalized
+from ..compare import AgreementSpec, normalized
 from ..judge import JudgePrompt, parse_judge_prompt
-from ..policy import AgreementSpec
 from .scripted import Reply, ScriptedServer
 
 __all__ = ["ReplayServer", "load_recorded", "load_routellm", "record_tag", "request_of"]

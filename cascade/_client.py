@@ -224,6 +224,7 @@ class Cascade:
         else:
             found = self._router.discovered(task) if self._router is not None else None
             policy = found or self.policies.get(task)
+        self._store or self.store  # noqa: B018  # made before any paid call: a bad URL raises
         return policy, make_request(policy.task, messages, params, policy.spec.params), start
 
     def _observing(self, policy: Policy) -> bool:
@@ -283,7 +284,10 @@ class Cascade:
         extra = self._router.record_extra(policy.task) if self._router is not None else None
         if observation is not None or extra is not None:
             record = replace(record, observation=observation, extra=extra or record.extra)
-        self.store.add(record)
+        try:
+            self.store.add(record)
+        except Exception:  # a store's bug must not fail a call that was answered and paid for
+            _log.exception("cascade.store_failed", task=policy.task, id=record.id)
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -296,7 +300,7 @@ class Cascade:
 
     @property
     def store(self) -> Store:
-        """Where call records go."""
+        """Where call records go, made at first use; ``ValueError`` for a bad URL."""
         if self._store is None:
             with self._lock:
                 if self._store is None:

@@ -217,18 +217,32 @@ def test_sqlite_is_shared_by_two_writers(tmp_path: Path, make_record: MakeRecord
     reader.close()
 
 
-def test_sqlite_add_after_close_still_writes(tmp_path: Path, make_record: MakeRecord) -> None:
+def test_sqlite_add_after_close_reaches_the_file_through_the_spool(
+    tmp_path: Path, make_record: MakeRecord
+) -> None:
     store = SQLiteStore(tmp_path / "r.sqlite3")
     store.close()
     r = make_record()
-    store.add(r)
-    assert list(store.records()) == [r]
+    store.add(r)  # never blocks, never writes on the caller's thread
+    assert list(store.records()) == []
+    later = SQLiteStore(tmp_path / "r.sqlite3")  # the next process, or one still running
+    later.flush()
+    assert list(later.records()) == [r]
+    later.close()
 
 
-def test_sqlite_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
+def test_sqlite_unopenable_path_spools_and_reading_is_a_store_error(
+    tmp_path: Path, make_record: MakeRecord
+) -> None:
     (tmp_path / "file").write_text("")
-    with pytest.raises(StoreError, match="cannot open"):
-        SQLiteStore(tmp_path / "file" / "r.sqlite3")
+    store = SQLiteStore(tmp_path / "file" / "r.sqlite3", spool=tmp_path / "spool")
+    r = make_record()
+    store.add(r)
+    store.flush()
+    assert len(list((tmp_path / "spool").rglob("*.jsonl"))) == 1
+    with pytest.raises(StoreError, match="cannot read"):
+        store.days()
+    store.close()
 
 
 # --- store_from_url --------------------------------------------------------------------------
@@ -250,12 +264,14 @@ def test_store_from_url_schemes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_default_store_is_sqlite_under_cascade_home(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_record: MakeRecord
 ) -> None:
     monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
     store = store_from_url(None)
     assert isinstance(store, SQLiteStore)
     assert store.path == tmp_path / "home" / "records.sqlite3"
+    store.add(make_record())
+    store.flush()
     assert store.path.exists()
     store.close()
     monkeypatch.delenv("CASCADE_HOME")
@@ -264,7 +280,8 @@ def test_default_store_is_sqlite_under_cascade_home(
 
 
 def test_unknown_scheme_names_the_known_ones() -> None:
-    with pytest.raises(ValueError, match=r"'mongo'.*memory://, redis://, rediss://, sqlite://"):
+    known = r"memory://, redis://, redis\+cluster://, rediss://, rediss\+cluster://, sqlite://"
+    with pytest.raises(ValueError, match=r"'mongo'.*" + known):
         store_from_url("mongo://:secret@db/x")
     with pytest.raises(ValueError, match=r":\*\*\*@") as info:
         store_from_url("mongo://:secret@db/x")

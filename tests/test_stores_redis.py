@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import time
@@ -150,26 +151,54 @@ def test_full_queue_spools_then_replays(
     store.close()
 
 
-def test_spool_left_by_another_process_is_replayed(
+def test_spool_left_by_another_process_is_replayed_at_once(
     redis_url: str, tmp_path: Path, make_record: MakeRecord
 ) -> None:
     first = RedisStore(redis_url, spool=tmp_path)
     first.close()
     leftover = [make_record() for _ in range(5)]
-    Spool(first.spool.directory).append(leftover)
+    Spool(first.spool.directory).append(leftover)  # a process that just ended
     (first.spool.directory / "torn.jsonl").write_text('[1, "half a rec')
-    second = RedisStore(redis_url, spool=tmp_path)
+    second = RedisStore(redis_url, spool=tmp_path)  # started right after it
     second.flush()
-    assert list(second.records()) == []  # still fresh: its writer may be appending
-    for path in first.spool.directory.glob("*"):
-        os.utime(path, (time.time() - 10, time.time() - 10))
-    third = RedisStore(redis_url, spool=tmp_path)
-    third.flush()
-    assert list(third.records()) == leftover
-    assert third.spool.corrupt_lines == 1
+    assert list(second.records()) == leftover
+    assert second.spool.corrupt_lines == 1
     assert not list(first.spool.directory.glob("*"))
     second.close()
-    third.close()
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_a_running_process_replays_what_another_spools_later(
+    redis_url: str, tmp_path: Path, make_record: MakeRecord, busy: bool
+) -> None:
+    running = RedisStore(redis_url, spool=tmp_path)  # a server process, busy or idle
+    first = make_record()
+    if busy:
+        running.add(first)
+        running.flush()  # it has looked at the spool and found nothing
+    later = [make_record() for _ in range(3)]
+    Spool(running.spool.directory).append(later)  # a short process that saw Redis down
+    deadline = time.monotonic() + 10
+    while len(list(running.records())) < len(later) + busy and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [r.id for r in running.records()] == [r.id for r in ([first] if busy else []) + later]
+    running.close()
+
+
+def test_a_file_being_appended_to_is_not_claimed(
+    redis_url: str, tmp_path: Path, make_record: MakeRecord
+) -> None:
+    store = RedisStore(redis_url, spool=tmp_path)
+    other = Spool(store.spool.directory)
+    other.append([make_record()])
+    (path,) = store.spool.directory.glob("*.jsonl")
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # another process is in the middle of an append
+        store.flush()
+        assert list(store.records()) == []
+    store.flush()
+    assert len(list(store.records())) == 1
+    store.close()
 
 
 def test_forked_child_gets_its_own_writer(redis_url: str, make_record: MakeRecord) -> None:

@@ -1,7 +1,8 @@
 """Where call records go: a backend per URL scheme, and ``store_from_url`` to pick one.
 
 ``memory://`` (this process), ``sqlite:///abs/path.sqlite3`` or ``sqlite://relative/path``
-(a local file, the default), ``redis://`` / ``rediss://`` (shared by many processes).
+(a local file, the default), ``redis://`` / ``rediss://`` (shared by many processes),
+``redis+cluster://host:port[,host:port...]`` / ``rediss+cluster://`` (a Redis Cluster).
 Add a scheme with ``register_store("myscheme", MyStore)``; the factory receives the URL and
 the keyword options given to ``store_from_url``.
 """
@@ -16,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from ._base import Store
 from ._codec import CorruptRecordError
+from ._shutdown import handle_sigterm
 from .memory import MemoryStore
 from .redis import RedisStore, mask_url
 from .sqlite import SQLiteStore
@@ -27,6 +29,7 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "default_sqlite_path",
+    "handle_sigterm",
     "register_store",
     "store_from_url",
 ]
@@ -61,6 +64,8 @@ _SCHEMES: dict[str, StoreFactory] = {
     "sqlite": _sqlite,
     "redis": RedisStore,
     "rediss": RedisStore,
+    "redis+cluster": RedisStore,
+    "rediss+cluster": RedisStore,
 }
 
 
@@ -72,9 +77,9 @@ def register_store(scheme: str, factory: StoreFactory) -> None:
 def store_from_url(url: str | None, **options: Any) -> Store:
     """Open the store a URL names; None or "" is SQLite at ``default_sqlite_path()``.
 
-    Raises ``ValueError`` for an unknown scheme (naming the known ones) and ``StoreError``
-    when a local store cannot be opened. A remote store that is down is not an error here:
-    its records are spooled until it answers.
+    Raises ``ValueError`` for an unknown scheme (naming the known ones) or a malformed URL.
+    Nothing is opened here: a file that cannot be opened or a server that is down is not an
+    error (its records are spooled until the store takes them); reading from it is.
     """
     if not url:
         return SQLiteStore(default_sqlite_path(), **options)

@@ -24,33 +24,44 @@ class CorruptRecordError(ValueError):
 
 
 def encode(record: CallRecord) -> str:
-    """The record as compact JSON text."""
-    return json.dumps(
-        [
-            VERSION,
-            record.id,
-            record.time,
-            record.task,
-            record.mode,
-            record.models,
-            record.model,
-            record.escalated,
-            record.ok,
-            [_attempt(a) for a in record.attempts],
-            record.cost_usd,
-            record.baseline_cost_usd,
-            record.latency_s,
-            record.prompt_tokens,
-            record.completion_tokens,
-            record.features,
-            record.input,
-            record.sampled,
-            _extra(record),
-            record.inclusion_probability,
-        ],
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    """The record as compact JSON text that is valid UTF-8.
+
+    Text is written as itself, except in a record holding a lone surrogate (``"\\ud800"``,
+    which no UTF-8 file or server accepts): that record is written with ``\\u`` escapes,
+    which read back to the same string.
+    """
+    fields = _fields(record)
+    text = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(fields, separators=(",", ":"))
+    return text
+
+
+def _fields(record: CallRecord) -> list[Any]:
+    return [
+        VERSION,
+        record.id,
+        record.time,
+        record.task,
+        record.mode,
+        record.models,
+        record.model,
+        record.escalated,
+        record.ok,
+        [_attempt(a) for a in record.attempts],
+        record.cost_usd,
+        record.baseline_cost_usd,
+        record.latency_s,
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.features,
+        record.input,
+        record.sampled,
+        _extra(record),
+        record.inclusion_probability,
+    ]
 
 
 def _extra(record: CallRecord) -> Any:

@@ -1,17 +1,23 @@
-"""A local spool: JSON Lines files that keep records while their server is unreachable.
+"""A local spool: JSON Lines files that keep records while their store cannot take them.
 
-Each process appends to its own file. Replaying claims a file by renaming it (so two
-processes sharing the directory never replay the same file at once), sends its records,
-and deletes it; when sending fails the file goes back to the spool under a new name.
+Every process of the machine that opens the same store shares one spool directory, and any
+of them replays any file in it, so a record spooled by a process that has ended reaches the
+store through whichever process runs next or still runs. Files are guarded by ``flock``:
+an append holds the lock on its file, and a replay claims a file by taking the lock and
+renaming it (``*.replaying``), holding the lock until the file is sent and deleted. A claim
+whose lock is free was left by a process that died while replaying: it is taken over at once.
+An append that finds its file renamed under it starts a new one, so no line is ever written
+to a file that has been claimed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
-import threading
-import time
 import uuid
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 import structlog
 
@@ -19,86 +25,143 @@ from ._codec import CorruptRecordError, decode, encode
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from pathlib import Path
 
     from ..events import CallRecord
 
 log = structlog.get_logger("cascade")
 
-# A claimed file left by a process that died while replaying it is taken back after this long.
-_STALE_CLAIM_S = 300.0
-# Another process's spool file is only claimed once it has been quiet this long, so that a
-# rename never races with an append still in progress there.
-_QUIET_S = 2.0
+
+def default_spool_dir() -> Path:
+    """``${CASCADE_HOME:-${XDG_STATE_HOME:-~/.local/state}/cascade}/spool``."""
+    home = os.environ.get("CASCADE_HOME")
+    if not home:
+        state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+        home = os.path.join(state, "cascade")
+    return Path(home).expanduser() / "spool"
 
 
 class Spool:
-    """Spool files in one directory (created on first use)."""
+    """Spool files in one directory (created on first use).
+
+    ``rejected`` counts records that could not be encoded (they are logged and left out);
+    ``corrupt_lines`` counts unreadable lines skipped on replay.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.corrupt_lines = 0
-        self._lock = threading.Lock()
+        self.rejected = 0
         self._token = uuid.uuid4().hex[:12]
-        # True when files may be waiting: set on append, and at start for files left over.
-        self.dirty = directory.is_dir() and any(self._claimable())
+        # Set on each append by this process: its own file waits to be replayed.
+        self.dirty = False
 
     def _own_file(self) -> Path:
         # The pid is read on each append so that a forked child writes a file of its own.
         return self.directory / f"{os.getpid()}-{self._token}.jsonl"
 
+    def _lines(self, records: list[CallRecord]) -> str:
+        lines = []
+        for r in records:
+            try:
+                lines.append(encode(r) + "\n")
+            except (TypeError, ValueError) as e:  # one bad record must not cost the others
+                self.rejected += 1
+                log.error("cascade.store_rejected", id=r.id, error=str(e))
+        return "".join(lines)
+
     def append(self, records: list[CallRecord]) -> None:
-        """Add records to this process's spool file."""
+        """Add records to this process's spool file; raises ``OSError`` when the disk does."""
         if not records:
             return
-        lines = "".join(encode(r) + "\n" for r in records)
-        with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with self._own_file().open("a", encoding="utf-8") as f:
+        lines = self._lines(records)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        while True:
+            path = self._own_file()
+            with path.open("a", encoding="utf-8") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                if not _same_file(f, path):
+                    continue  # claimed by a replay between our open and our lock
                 f.write(lines)
-            self.dirty = True
+                f.flush()
+                self.dirty = True
+                return
 
-    def _claimable(self) -> Iterator[Path]:
-        now = time.time()
-        mine = self._own_file()
-        for path in self.directory.glob("*.jsonl"):
-            if path == mine or _mtime(path) < now - _QUIET_S:
-                yield path
-        for path in self.directory.glob("*.replaying"):
-            if _mtime(path) < now - _STALE_CLAIM_S:
-                yield path
+    def rescue(self, records: list[CallRecord]) -> None:
+        """Write records to a new file of their own, taking no lock another thread of this
+        process may hold: what a signal handler or an exit hook calls. Raises ``OSError``."""
+        if not records:
+            return
+        lines = self._lines(records)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        part = self.directory / f"{name}.part"
+        with part.open("w", encoding="utf-8") as f:
+            f.write(lines)
+            f.flush()
+            os.fsync(f.fileno())
+        part.rename(self.directory / f"{name}.jsonl")  # replays take *.jsonl files only
+
+    def waiting(self) -> bool:
+        """True when the directory holds files to replay (of any process)."""
+        try:
+            with os.scandir(self.directory) as entries:
+                return any(e.name.endswith((".jsonl", ".replaying")) for e in entries)
+        except OSError:
+            return False
 
     def replay(self, send: Callable[[list[CallRecord]], object], batch_size: int) -> int:
         """Send every spooled record in batches, deleting each file once sent.
 
-        Returns how many records were sent. An exception from ``send`` puts the file back
-        and propagates (records already sent are sent again later: the receiver dedupes).
+        Files another process is appending to or replaying are left for later. Returns how
+        many records were sent. An exception from ``send`` puts the file back and
+        propagates (records already sent are sent again later: the receiver dedupes).
         """
-        if not self.directory.is_dir():
-            self.dirty = False
+        self.dirty = False
+        try:
+            with os.scandir(self.directory) as entries:
+                names = sorted(
+                    (e.name for e in entries if e.name.endswith((".jsonl", ".replaying"))),
+                    key=lambda n: _mtime(self.directory / n),
+                )
+        except OSError:
             return 0
-        with self._lock:
-            self.dirty = False
-            paths = sorted(self._claimable(), key=_mtime)
         sent = 0
-        for path in paths:
-            claimed = path.with_name(f"{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.replaying")
-            try:
-                with self._lock:  # our own file may be being appended to
-                    path.rename(claimed)
-            except FileNotFoundError:
-                continue  # another process claimed it first
-            try:
-                for batch in _batches(self._read(claimed), batch_size):
-                    send(batch)
-                    sent += len(batch)
-            except BaseException:
-                claimed.rename(self.directory / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.jsonl")
-                with self._lock:
+        for name in names:
+            claim = self._claim(self.directory / name)
+            if claim is None:
+                continue
+            f, claimed = claim
+            with f:
+                try:
+                    for batch in _batches(self._read(claimed), batch_size):
+                        send(batch)
+                        sent += len(batch)
+                except BaseException:
+                    back = self.directory / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.jsonl"
+                    with contextlib.suppress(OSError):
+                        claimed.rename(back)
                     self.dirty = True
-                raise
-            claimed.unlink()
+                    raise
+                claimed.unlink(missing_ok=True)
         return sent
+
+    def _claim(self, path: Path) -> tuple[IO[bytes], Path] | None:
+        """Lock and rename ``path``; None when it is gone or another process holds it."""
+        try:
+            f = path.open("rb")
+        except OSError:
+            return None
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not _same_file(f, path):
+                raise BlockingIOError  # renamed by another claim meanwhile
+            stem = path.name.split(".", 1)[0]
+            claimed = path.with_name(f"{stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.replaying")
+            path.rename(claimed)
+        except OSError:
+            f.close()
+            return None
+        return f, claimed
 
     def _read(self, path: Path) -> Iterator[CallRecord]:
         with path.open(encoding="utf-8", errors="replace") as f:
@@ -109,6 +172,13 @@ class Spool:
                     # A torn last line after a crash, or a damaged file: skip, keep the rest.
                     self.corrupt_lines += 1
                     log.warning("cascade.spool_corrupt_line", file=str(path), error=str(e))
+
+
+def _same_file(f: IO[str] | IO[bytes], path: Path) -> bool:
+    try:
+        return os.fstat(f.fileno()).st_ino == path.stat().st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _mtime(path: Path) -> float:

@@ -1,31 +1,45 @@
 """The background writer shared by the stores that write to disk or to a server.
 
-The caller's thread only does ``put_nowait`` into a bounded queue (safe from an event loop
-too); one daemon thread drains it in batches and hands each batch to the backend.
+The caller's thread only appends to a bounded deque (no lock, safe from an event loop too);
+one daemon thread reads batches from its head and hands each to the backend's handler. A
+record leaves the deque only once the handler returned for it (it was written or spooled),
+so at any moment the deque holds exactly the records not yet safe: what ``rescue`` saves when
+the process must end before they are written (see ``_shutdown``).
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
+import itertools
 import os
-import queue
 import threading
-import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
 
 from ..events import CallRecord
+from . import _shutdown
 
 log = structlog.get_logger("cascade")
 
-# The backend's batch handler: (records, a flush is waiting) -> seconds until it wants to be
-# called again even without new records (a retry after an outage), or None.
+# The backend's batch handler: (records, a flush or close is waiting) -> seconds until it
+# wants to be called again even without new records (a retry, a look at the spool), or None.
+# It writes or spools the records; raising ``Keep`` leaves them queued for the next call.
 Handler = Callable[[list[CallRecord], bool], float | None]
+# Saves records the writer could not handle in time (the store's spool); may raise OSError.
+Rescue = Callable[[list[CallRecord]], None]
+
+
+class Keep(Exception):  # a signal to the writer, not an error
+    """Raised by a handler that could neither write nor spool: keep the batch, retry later."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(wait)
+        self.wait = wait
 
 
 @dataclass(slots=True)
@@ -40,9 +54,11 @@ LINGER_S = 0.05
 
 
 class BatchWriter:
-    """A bounded queue drained by one daemon thread that calls ``handler`` per batch.
+    """A bounded deque drained by one daemon thread that calls ``handler`` per batch.
 
-    ``submit`` never blocks and returns False when the queue is full or the writer closed.
+    ``submit`` never blocks and returns False when the deque is full or the writer closed
+    (the caller then spools the record itself). ``rescue`` receives what is left when the
+    writer must stop before handling everything (at exit, on SIGTERM).
     """
 
     def __init__(
@@ -53,89 +69,123 @@ class BatchWriter:
         queue_size: int,
         batch_size: int,
         linger_s: float = LINGER_S,
+        rescue: Rescue | None = None,
     ):
         self._handler = handler
+        self._rescue = rescue
         self._batch_size = batch_size
         self._linger_s = linger_s
-        self._hurry = threading.Event()  # set by flush and close: stop lingering
+        self._max = queue_size
         self._name = name
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._closed = False
+        self.dropped = 0  # records neither written nor saved by ``rescue``
+        self._reset()
         self._start()
-        # A forked child has the queue but not the thread: give it its own.
+        # A forked child has the deque but not the thread: give it its own.
         os.register_at_fork(after_in_child=functools.partial(_restart_in_child, weakref.ref(self)))
-        # A weak reference, so that registering for exit does not keep the store alive.
-        self._at_exit = functools.partial(_close_at_exit, weakref.ref(self))
-        atexit.register(self._at_exit)
+        _shutdown.watch(self)
+
+    def _reset(self) -> None:
+        self._items: deque[object] = deque()
+        self._wake = threading.Event()  # set when the thread sleeps and there is work
+        self._hurry = threading.Event()  # set by flush and close: stop lingering
+        self._idle = False
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"cascade-{self._name}", daemon=True)
         self._thread.start()
 
-    def submit(self, record: CallRecord, *, block: bool = False) -> bool:
-        """Queue a record; False when the writer is closed or (unless ``block``) the queue full."""
-        if self._closed:
+    def submit(self, record: CallRecord) -> bool:
+        """Queue a record; False when the writer is closed or the deque full."""
+        if self._closed or len(self._items) >= self._max:
             return False
-        try:
-            self._queue.put(record, block=block)
-        except queue.Full:
-            return False
-        return True
+        self._items.append(record)
+        if self._idle:
+            self._wake.set()
+        # Closed meanwhile: the caller saves the record too (stores ignore a repeated id).
+        return not self._closed
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is handled; False on timeout or when closed."""
         if not self._thread.is_alive():
             return False
         marker = _Flush()
-        try:
-            self._queue.put(marker, timeout=timeout)
-        except queue.Full:
-            return False
+        self._items.append(marker)
         self._hurry.set()
+        self._wake.set()
         return marker.done.wait(timeout)
 
-    def close(self, timeout: float | None = None) -> None:
-        """Handle what is queued, then stop the thread."""
-        if self._closed:
-            return
+    def stop(self) -> None:
+        """Stop taking records and ask the thread to finish what is queued (returns at once)."""
         self._closed = True
-        atexit.unregister(self._at_exit)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            return
+        self._items.append(_STOP)
         self._hurry.set()
-        self._thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self._wake.set()
+
+    def join(self, timeout: float | None) -> bool:
+        """Wait for the thread after ``stop``; True when it handled everything."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Handle what is queued, then stop the thread; after ``timeout``, rescue the rest."""
+        if not self._closed:
+            self.stop()
+        if not self.join(timeout):
+            self.rescue()
+
+    def rescue(self) -> None:
+        """Hand every record not yet handled to ``rescue``: lock-free, so that a signal
+        handler may call it whatever the interrupted thread held. Records handled meanwhile
+        are saved twice; stores ignore the repeat."""
+        records = [i for i in list(self._items) if isinstance(i, CallRecord)]
+        if not records:
+            return
+        try:
+            if self._rescue is None:
+                raise OSError("nowhere to keep them")
+            self._rescue(records)
+        except Exception as e:
+            self.dropped += len(records)
+            with contextlib.suppress(Exception):
+                log.error(
+                    "cascade.store_dropped", store=self._name, records=len(records), error=str(e)
+                )
 
     def _run(self) -> None:
-        wait: float | None = None
+        wait: float | None = 0.0  # call the handler at once: a spool may be waiting
+        items = self._items
         while True:
-            try:
-                items = [self._queue.get(timeout=wait)]
-            except queue.Empty:
-                items = []
-            waiting = self._queue.qsize()
-            if items and isinstance(items[0], CallRecord) and waiting < self._batch_size:
+            if not items:
+                self._idle = True
+                if not items:  # re-read after raising the flag: a submit in between sets _wake
+                    self._wake.wait(wait)
+                self._idle = False
+                self._wake.clear()
+            if items and isinstance(items[0], CallRecord) and len(items) < self._batch_size:
                 self._linger()  # not when a full batch is waiting already
-            while items and len(items) < self._batch_size:
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            records = [i for i in items if isinstance(i, CallRecord)]
-            flushes = [i for i in items if isinstance(i, _Flush)]
-            stop = _STOP in items
+            n = min(len(items), self._batch_size)
+            batch = list(itertools.islice(items, n))
+            records = [i for i in batch if isinstance(i, CallRecord)]
+            urgent = len(records) < n  # a flush or stop marker is in the batch
             try:
-                wait = self._handler(records, bool(flushes) or stop)
+                wait = self._handler(records, urgent)
+            except Keep as k:
+                if _STOP not in batch:
+                    self._wake.wait(k.wait)  # a close ends the wait; what is left is rescued
+                    self._wake.clear()
+                    continue
+                self.rescue()
             except Exception:  # the thread must survive any backend bug
                 with contextlib.suppress(Exception):  # ...and a broken log destination
                     log.exception("cascade.store_writer_failed", records=len(records))
                 wait = None
-            for f in flushes:
-                f.done.set()
-            if stop:
-                return
+            for _ in range(n):
+                done = items.popleft()
+                if isinstance(done, _Flush):
+                    done.done.set()
+                elif done is _STOP:
+                    return
 
     def _linger(self) -> None:
         """Let a batch grow for up to ``linger_s`` after its first record: one write per
@@ -146,15 +196,8 @@ class BatchWriter:
             self._hurry.clear()
 
 
-def _close_at_exit(ref: weakref.ReferenceType[BatchWriter]) -> None:
-    writer = ref()
-    if writer is not None:
-        writer.close(timeout=5.0)
-
-
 def _restart_in_child(ref: weakref.ReferenceType[BatchWriter]) -> None:
     writer = ref()
     if writer is not None and not writer._closed:
-        writer._queue = queue.Queue(maxsize=writer._queue.maxsize)
-        writer._hurry = threading.Event()  # the parent's may have been locked by its thread
+        writer._reset()  # the parent's records are the parent's to write
         writer._start()

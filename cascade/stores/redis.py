@@ -1,8 +1,10 @@
-"""``redis://`` and ``rediss://``: a shared store many processes write to at once.
+"""``redis://``, ``rediss://`` and ``redis+cluster://``: a shared store many processes write to.
 
 URL: ``redis://[:password@]host:port/db?prefix=cascade&maxlen=1000000&retention=30d&spool=/dir``.
 Our own parameters (``prefix``, ``maxlen``, ``retention``, ``spool``, ``dedupe``, ``days``)
 are removed and the rest of the URL goes to redis-py's ``Redis.from_url`` (``rediss://`` is TLS).
+``redis+cluster://[:password@]host:port[,host:port...]?prefix=...`` uses a Redis Cluster,
+with the keys below tagged by task (see ``_redis_url.Keys``).
 
 Keys, under the prefix::
 
@@ -20,42 +22,49 @@ Keys, under the prefix::
 
 Each record is applied by one Lua script (SET NX of the seen key, then XADD if sampled,
 HINCRBY/HINCRBYFLOAT, EXPIRE, SADD), so writes are atomic, idempotent, and nothing is
-read-modify-write on the client. A background thread sends a batch per round trip; when Redis
-is unreachable batches go to a local spool and are replayed, oldest first, once it answers.
+read-modify-write on the client; on a cluster the task set is added to by its own SADD, as
+it lives in another slot. A background thread sends a batch per round trip; when Redis is
+unreachable batches go to a local spool and are replayed, oldest first, once it answers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import itertools
 import json
-import os
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 import structlog
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.exceptions import RedisClusterException
 
 from ..events import CallRecord, TaskDay
 from ..exceptions import StoreError
 from ._codec import CorruptRecordError, decode, encode
-from ._spool import Spool
+from ._delivery import Delivery, Unavailable
+from ._redis_url import Keys, mask_url, parse, parse_duration, spool_name
+from ._spool import Spool, default_spool_dir
 from ._writer import BatchWriter
 from .counters import FLOAT_COUNTERS, day_delta, day_of, merge_day
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from redis.cluster import RedisCluster
+
+__all__ = ["RedisStore", "default_spool_dir", "mask_url", "parse_duration"]
+
 log = structlog.get_logger("cascade")
 
 # ARGV: seen ttl, day ttl, task, trim kind, trim threshold, record ('' when unsampled),
 # counters as JSON (integers as numbers, floats as text for HINCRBYFLOAT: exact, and one
-# argument instead of dozens keeps the client's packing cheap).
+# argument instead of dozens keeps the client's packing cheap). KEYS[4], the task set, is
+# not given on a cluster (another slot).
 _APPLY = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
 if ARGV[6] ~= '' then redis.call('XADD', KEYS[2], ARGV[4], '~', ARGV[5], '*', 'r', ARGV[6]) end
@@ -64,58 +73,31 @@ for field, value in pairs(cjson.decode(ARGV[7])) do
   else redis.call('HINCRBY', KEYS[3], field, value) end
 end
 redis.call('EXPIRE', KEYS[3], ARGV[2])
-redis.call('SADD', KEYS[4], ARGV[3])
+if KEYS[4] then redis.call('SADD', KEYS[4], ARGV[3]) end
 return 1
 """
 _APPLY_SHA = hashlib.sha1(_APPLY.encode()).hexdigest()
-_OWN_PARAMS = ("prefix", "maxlen", "retention", "spool", "dedupe", "days")
 _PAGE = 5000
+# What a client raises while the server (or cluster) cannot be used; reads turn it into
+# StoreError, writes into a spool.
+_ERRORS = (redis.RedisError, RedisClusterException)
 # Stream ids are Redis's clock at insertion, never before the record's own time (a spooled
 # record is inserted later) unless the clocks disagree: start reading this much earlier.
 _CLOCK_SLACK_S = 3600.0
-_BACKOFF = (0.5, 10.0)
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, safe to log or show."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``30d``, ``12h``, ``15m``, ``45s`` or a plain number of seconds."""
-    units = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
-    text = text.strip().lower()
-    try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except ValueError:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30d, 12h, 15m, 45s)") from None
-
-
-def default_spool_dir() -> Path:
-    """``${CASCADE_HOME:-${XDG_STATE_HOME:-~/.local/state}/cascade}/spool``."""
-    home = os.environ.get("CASCADE_HOME")
-    if not home:
-        state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-        home = os.path.join(state, "cascade")
-    return Path(home).expanduser() / "spool"
 
 
 class RedisStore:
     """A store in Redis, written by a background thread that spools while Redis is away.
 
     Args:
-        url: ``redis://`` or ``rediss://`` URL; query parameters ``prefix``, ``maxlen``,
-            ``retention``, ``spool``, ``dedupe``, ``days`` override the keyword defaults.
+        url: ``redis://``, ``rediss://`` or ``redis+cluster://`` URL; query parameters
+            ``prefix``, ``maxlen``, ``retention``, ``spool``, ``dedupe``, ``days`` override
+            the keyword defaults.
         queue_size: records waiting for the writer; beyond it ``add`` spools directly.
         batch_size: records per pipeline (one round trip).
+
+    Raises ``ValueError`` for a malformed URL; connecting is left to the writer, so a
+    server that is down is not an error here.
     """
 
     def __init__(
@@ -131,39 +113,53 @@ class RedisStore:
         queue_size: int = 10_000,
         batch_size: int = 500,
     ) -> None:
-        parts = urlsplit(url)
-        query = dict(parse_qsl(parts.query))
-        own = {k: query.pop(k) for k in _OWN_PARAMS if k in query}
-        redis_url = urlunsplit(parts._replace(query=urlencode(query)))
-        self.url = mask_url(url)
+        target = parse(url, prefix)
+        own = target.own
+        self.url = target.masked
         self.prefix = own.get("prefix", prefix)
+        self.keys = Keys(self.prefix, target.cluster)
         self.maxlen = int(own.get("maxlen", maxlen))
         retention = own.get("retention", retention)
         self.retention_s = None if retention is None else _seconds(retention)
         self.dedupe_s = int(_seconds(own.get("dedupe", dedupe)))
         self.days_s = int(_seconds(own.get("days", days)))
         self.corrupt_records = 0
-        self._batch_size = batch_size
-        try:
-            self._client = redis.Redis.from_url(
-                redis_url,
-                socket_connect_timeout=2.0,
-                socket_timeout=5.0,
-                retry=Retry(NoBackoff(), 1),
-            )
-        except ValueError as e:
-            raise ValueError(f"invalid Redis URL {self.url}: {e}") from None
+        self._target = target
+        self._client_lock = threading.Lock()
+        self._client_made: redis.Redis | RedisCluster | None = None
+        if not target.cluster:  # made now, so that a malformed URL fails here
+            try:
+                self._client_made = target.client()
+            except ValueError as e:
+                raise ValueError(f"invalid Redis URL {self.url}: {e}") from None
         # One spool directory per server and prefix, so replays go back where they belong.
-        target = f"{parts.hostname}:{parts.port}{parts.path}/{self.prefix}"
         root = (
             Path(own["spool"]) if "spool" in own else Path(spool) if spool else default_spool_dir()
         )
-        self.spool = Spool(root / hashlib.sha1(target.encode()).hexdigest()[:16])
-        self._retry_at = 0.0
-        self._backoff = 0.0
+        self.spool = Spool(root / spool_name(target))
+        self._delivery = Delivery(self.url, self._send, self.spool, batch_size)
         self._writer = BatchWriter(
-            "redis", self._handle, queue_size=queue_size, batch_size=batch_size
+            "redis",
+            self._delivery,
+            queue_size=queue_size,
+            batch_size=batch_size,
+            rescue=self.spool.rescue,
         )
+
+    @property
+    def _client(self) -> redis.Redis | RedisCluster:
+        """The client; a cluster's is made on first use (it connects), raising
+        ``redis.RedisError`` while no node answers."""
+        if self._client_made is None:
+            with self._client_lock:
+                if self._client_made is None:
+                    self._client_made = self._target.client()
+        return self._client_made
+
+    @property
+    def dropped(self) -> int:
+        """Records lost: refused alone by Redis, unencodable, or neither sent nor spooled."""
+        return self._delivery.rejected + self.spool.rejected + self._writer.dropped
 
     # --- writing (caller's thread: add; writer thread: the rest) ------------------------------
 
@@ -174,43 +170,26 @@ class RedisStore:
         try:
             self.spool.append([record])
         except OSError as e:
+            self._writer.dropped += 1
             log.error("cascade.store_dropped", url=self.url, error=str(e), records=1)
 
-    def _handle(self, records: list[CallRecord], flushing: bool) -> float | None:
-        wait = self._retry_at - time.monotonic()
-        if wait > 0 and not flushing:
-            self.spool.append(records)
-            return wait
-        try:
-            if self.spool.dirty:
-                replayed = self.spool.replay(self._send, self._batch_size)
-                if replayed:
-                    log.info("cascade.store_replayed", url=self.url, records=replayed)
-            self._send(records)
-        except redis.RedisError as e:
-            self.spool.append(records)
-            self._backoff = min(max(self._backoff * 2, _BACKOFF[0]), _BACKOFF[1])
-            self._retry_at = time.monotonic() + self._backoff
-            log.warning(
-                "cascade.store_unavailable",
-                url=self.url,
-                error=str(e),
-                spooled=len(records),
-                retry_in_s=self._backoff,
-            )
-            return self._backoff
-        if self._backoff:
-            log.info("cascade.store_available", url=self.url)
-            self._backoff = 0.0
-        return None
-
     def _send(self, records: list[CallRecord]) -> None:
+        try:
+            self._pipeline(records)
+        except _ERRORS as e:
+            if _about_a_record(e):
+                raise
+            raise Unavailable(f"{type(e).__name__}: {e}") from e
+
+    def _pipeline(self, records: list[CallRecord]) -> None:
         """Apply records in one pipeline; load the script and resend when Redis lost it."""
-        if not records:
-            return
+        client = self._client
         for _ in range(2):
-            pipe = self._client.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
             trim = self._trim()
+            if self.keys.cluster:  # the task set is in a slot of its own
+                for task in sorted({r.task for r in records}):
+                    pipe.sadd(self.keys.tasks, task)
             for r in records:
                 self._apply(pipe, r, trim)
             results = pipe.execute(raise_on_error=False)
@@ -218,10 +197,11 @@ class RedisStore:
             if not errors:
                 return
             if not all(isinstance(e, redis.exceptions.NoScriptError) for e in errors):
-                raise errors[0]
+                # A server-wide error first: the batch waits as a whole, not record by record.
+                raise min(errors, key=_about_a_record)
             # After a restart the script cache is empty; records already applied are
             # ignored on the resend thanks to their seen keys.
-            self._client.script_load(_APPLY)
+            client.script_load(_APPLY)
         raise redis.RedisError("the apply script could not be loaded")
 
     def _trim(self) -> tuple[str, str]:
@@ -233,14 +213,17 @@ class RedisStore:
         counters = {
             k: repr(float(v)) if k in FLOAT_COUNTERS else v for k, v in day_delta(r).items()
         }
-        p = self.prefix
-        pipe.evalsha(
+        k = self.keys
+        keys = [k.seen(r.task, r.id), k.records(r.task), k.day(r.task, day_of(r.time))]
+        if not k.cluster:
+            keys.append(k.tasks)
+        # EVALSHA by name: redis-py's cluster pipeline refuses its evalsha() method, though
+        # it routes the command by its keys, which here share one slot.
+        pipe.execute_command(  # type: ignore[no-untyped-call]
+            "EVALSHA",
             _APPLY_SHA,
-            4,
-            f"{p}:seen:{r.id}",
-            f"{p}:records:{r.task}",
-            f"{p}:day:{r.task}:{day_of(r.time)}",
-            f"{p}:tasks",
+            len(keys),
+            *keys,
             self.dedupe_s,
             self.days_s,
             r.task,
@@ -256,7 +239,9 @@ class RedisStore:
     def close(self) -> None:
         """Flush, stop the writer thread and close the connections."""
         self._writer.close()
-        self._client.close()
+        if self._client_made is not None:
+            with contextlib.suppress(redis.RedisError):
+                self._client_made.close()
 
     # --- reading (the report's thread) --------------------------------------------------------
 
@@ -266,8 +251,8 @@ class RedisStore:
     def tasks(self) -> list[str]:
         """Every task with at least one call."""
         try:
-            names = self._client.smembers(f"{self.prefix}:tasks")
-        except redis.RedisError as e:
+            names = self._client.smembers(self.keys.tasks)
+        except _ERRORS as e:
             raise self._error(e) from e
         return sorted(_text(n) for n in names)
 
@@ -311,7 +296,7 @@ class RedisStore:
         limit: int | None = None,
         newest_first: bool = False,
     ) -> Iterator[CallRecord]:
-        key = f"{self.prefix}:records:{task}"
+        key = self.keys.records(task)
         low, high = start, "+"
         found = 0
         while True:
@@ -322,7 +307,7 @@ class RedisStore:
                     )
                 else:
                     page = self._client.xrange(key, low, high, count=_PAGE)  # type: ignore[assignment]
-            except redis.RedisError as e:
+            except _ERRORS as e:
                 raise self._error(e) from e
             for entry_id, fields in page:
                 try:
@@ -365,15 +350,24 @@ class RedisStore:
         try:
             pipe = self._client.pipeline(transaction=False)
             for n, d in keys:
-                pipe.hgetall(f"{self.prefix}:day:{n}:{d}")
+                pipe.hgetall(self.keys.day(n, d))
             hashes = pipe.execute()
-        except redis.RedisError as e:
+        except _ERRORS as e:
             raise self._error(e) from e
         return [
             merge_day(TaskDay(n, d), {_text(k): _text(v) for k, v in h.items()})
             for (n, d), h in zip(keys, hashes, strict=True)
             if h
         ]
+
+
+def _about_a_record(e: Exception) -> bool:
+    """True for an error one record causes (its key holds another type, its script failed):
+    that record is rejected. Any other error is the server's, and every record waits."""
+    if type(e) is not redis.ResponseError:
+        return isinstance(e, redis.DataError)
+    text = str(e)
+    return text.startswith("WRONGTYPE") or "user_script" in text
 
 
 def _seconds(value: str | float) -> float:

@@ -9,6 +9,8 @@ may share it. Writes happen on a background thread; ``flush`` waits for them.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import sqlite3
@@ -22,6 +24,8 @@ import structlog
 from ..events import CallRecord, TaskDay
 from ..exceptions import StoreError
 from ._codec import CorruptRecordError, decode, encode
+from ._delivery import Delivery, Unavailable
+from ._spool import Spool, default_spool_dir
 from ._writer import BatchWriter
 from .counters import day_delta, day_of, flat_counters, merge_day
 
@@ -41,19 +45,24 @@ CREATE TABLE IF NOT EXISTS days (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, time REAL NOT NULL) WITHOUT ROWID;
 """
-_RETRIES = 3
 
 
 class SQLiteStore:
     """A store in one SQLite file, written by a background thread.
 
+    Opening the file is the writer thread's first write, so a file that cannot be opened
+    (corrupt, read-only, a directory in its place, a full disk) never fails a caller: its
+    records go to the spool and are written once the file can be, by this process or the
+    next one that opens it. Reading raises ``StoreError``.
+
     Args:
         path: the database file; its directory is created.
         url: how the store was named (kept as ``.url``).
-        queue_size: records waiting for the writer before ``add`` waits for room (a local
-            disk that is slower than the calls is the one case where ``add`` blocks).
+        queue_size: records waiting for the writer; beyond it ``add`` spools directly.
         batch_size: records written per transaction.
         dedupe_s: how long an id is remembered to ignore a repeated ``add``.
+        spool: the spool root (default ``$CASCADE_HOME/spool``); the file's own spool is a
+            directory under it named from the file's absolute path.
     """
 
     def __init__(
@@ -64,49 +73,66 @@ class SQLiteStore:
         queue_size: int = 10_000,
         batch_size: int = 500,
         dedupe_s: float = 86_400.0,
+        spool: str | Path | None = None,
     ) -> None:
         self.path = Path(path).expanduser()
         self.url = url or f"sqlite:///{self.path}"
         self.corrupt_records = 0
         self._dedupe_s = dedupe_s
         self._last_prune = 0.0
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with closing(self._connect()) as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as e:
-            raise StoreError(f"cannot open {self.url}: {e}", url=self.url) from e
         self._db: sqlite3.Connection | None = None  # the writer thread's own connection
         self._db_pid = os.getpid()
+        target = "sqlite:" + os.path.abspath(self.path)
+        root = Path(spool) if spool else default_spool_dir()
+        self.spool = Spool(root / hashlib.sha1(target.encode()).hexdigest()[:16])
+        self._delivery = Delivery(self.url, self._send, self.spool, batch_size)
         self._writer = BatchWriter(
-            "sqlite", self._write, queue_size=queue_size, batch_size=batch_size
+            "sqlite",
+            self._delivery,
+            queue_size=queue_size,
+            batch_size=batch_size,
+            rescue=self.spool.rescue,
         )
 
+    @property
+    def dropped(self) -> int:
+        """Records lost: refused alone by SQLite, unencodable, or neither written nor spooled."""
+        return self._delivery.rejected + self.spool.rejected + self._writer.dropped
+
     def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
         return db
 
     def add(self, record: CallRecord) -> None:
-        """Queue the record for the writer thread (written at once after ``close``)."""
-        if not self._writer.submit(record, block=True):
-            self._write([record], False)
-
-    def _write(self, records: list[CallRecord], flushing: bool) -> None:
-        if not records:
+        """Queue the record; never blocks on the database, never raises (a full queue or a
+        closed store spools it)."""
+        if self._writer.submit(record):
             return
-        for attempt in range(_RETRIES):
-            try:
-                self._write_batch(records)
-                return
-            except sqlite3.Error as e:
-                log.warning(
-                    "cascade.store_write_failed", url=self.url, error=str(e), attempt=attempt
-                )
-                self._db = None
-                time.sleep(0.1 * 2**attempt)
-        log.error("cascade.store_dropped", url=self.url, records=len(records))
+        try:
+            self.spool.append([record])
+        except OSError as e:
+            self._writer.dropped += 1
+            log.error("cascade.store_dropped", url=self.url, error=str(e), records=1)
+
+    def _send(self, records: list[CallRecord]) -> None:
+        try:
+            self._write_batch(records)
+        except (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError):
+            raise  # about a record: the delivery finds which
+        except (OSError, sqlite3.Error) as e:
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.close()
+            self._db = None
+            raise Unavailable(f"cannot write {self.url}: {e}") from e
 
     def _write_batch(self, records: list[CallRecord]) -> None:
         if self._db is None or self._db_pid != os.getpid():
@@ -144,14 +170,15 @@ class SQLiteStore:
                 self._last_prune = now
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # keep the first error, not this one
+                db.execute("ROLLBACK")
             raise
 
     def _read(self, sql: str, args: tuple[object, ...]) -> Generator[tuple[object, ...]]:
         try:
             with closing(self._connect()) as db:
                 yield from db.execute(sql, args)
-        except sqlite3.Error as e:
+        except (OSError, sqlite3.Error) as e:
             raise StoreError(f"cannot read {self.url}: {e}", url=self.url) from e
 
     def records(
@@ -202,11 +229,11 @@ class SQLiteStore:
         return [str(t) for (t,) in self._read("SELECT DISTINCT task FROM days ORDER BY task", ())]
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until every record added so far is committed."""
+        """Wait until every record added so far is committed or spooled; retry the file now."""
         self._writer.flush(timeout)
 
     def close(self) -> None:
-        """Write what is queued and stop the writer thread."""
+        """Write what is queued and stop the writer thread (records added later are spooled)."""
         self._writer.close()
         if self._db is not None:
             self._db.close()

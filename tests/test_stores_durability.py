@@ -12,11 +12,15 @@ import textwrap
 import threading
 from typing import TYPE_CHECKING, Any
 
+import openai
 import pytest
 import yaml
 from conftest import RedisServer, free_port
 
 import cascade
+from cascade.cli import main
+from cascade.proxy import ProxyConfig, ProxyServer, create_app
+from cascade.proxy.server import proxy_cascade
 from cascade.stores import MemoryStore, RedisStore, SQLiteStore, Store, store_from_url
 from cascade.testing import ScriptedServer
 
@@ -106,6 +110,25 @@ def test_a_store_that_cannot_open_never_fails_a_paid_call(
             store.days()
 
 
+def test_cascade_serve_answers_with_a_store_that_cannot_open(
+    tmp_path: Path, server: ScriptedServer, policies: Path, immutable: Any
+) -> None:
+    url = _break("directory", tmp_path, immutable)
+    server.script("gpt-4o-mini", GOOD)
+    config = ProxyConfig(proxy_keys=("k",), default_task="t")
+    c, up = proxy_cascade(  # as `cascade serve` makes them
+        policies, url, config, base_url=server.base_url, api_key="up", max_retries=0, timeout=5
+    )
+    proxy = ProxyServer(create_app(c, config, up)).start()
+    try:
+        with openai.OpenAI(base_url=proxy.base_url, api_key="k", max_retries=0) as client:
+            for _ in range(3):
+                answer = client.chat.completions.create(model="m", messages=MSGS)  # type: ignore[arg-type]
+                assert answer.choices[0].message.content == GOOD
+    finally:
+        proxy.stop()
+
+
 async def test_a_broken_store_never_fails_arun(
     tmp_path: Path, server: ScriptedServer, policies: Path, immutable: Any
 ) -> None:
@@ -132,6 +155,22 @@ def test_records_of_a_broken_file_reach_it_once_it_is_repaired(
     assert list(repaired.records()) == records
     assert repaired.dropped == broken.dropped == 0
     repaired.close()
+
+
+def test_the_report_includes_what_the_spool_held(
+    tmp_path: Path, make_record: MakeRecord, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "r.sqlite3"
+    path.mkdir()
+    broken = SQLiteStore(path)  # a process that ran while the file could not be written
+    for _ in range(40):
+        broken.add(make_record())
+    broken.close()
+    path.rmdir()
+    url = f"sqlite:///{path}"
+    capsys.readouterr()  # what the broken store logged
+    assert main(["report", "--store", url, "--format", "json", "--since", "2d"]) == 0
+    assert json.loads(capsys.readouterr().out)["overall"]["calls"] == 40
 
 
 def test_a_store_that_cannot_write_its_spool_counts_what_it_drops(

@@ -153,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         store = store_from_url(url)
         try:
+            store.flush(timeout=60)  # first replay what this machine's spool holds for it
             report = build_report(
                 store, task=args.task, since=args.since, until=args.until, progress=progress,
                 sample=args.sample or None, certified=certified_thresholds(args.policies),

@@ -178,12 +178,18 @@ def test_a_store_that_cannot_write_its_spool_counts_what_it_drops(
 ) -> None:
     (tmp_path / "ro").mkdir()
     immutable(tmp_path / "ro")
-    store = SQLiteStore(tmp_path / "ro" / "r.sqlite3", spool=tmp_path / "ro" / "spool")
-    store.add(make_record())
-    store.flush(timeout=0.5)  # neither written nor spooled: it stays queued, retried
-    assert store.dropped == 0
-    store.close()  # the process ends: now it is lost, and counted
-    assert store.dropped == 1
+    store = SQLiteStore(
+        tmp_path / "ro" / "r.sqlite3", spool=tmp_path / "ro" / "spool", batch_size=2
+    )
+    for _ in range(5):
+        store.add(make_record())
+    # Neither written nor spooled: they stay queued and are retried, and neither a flush
+    # nor a close waits for that forever.
+    ends = threading.Thread(target=lambda: (store.flush(), store.close()))
+    ends.start()
+    ends.join(timeout=20)
+    assert not ends.is_alive()
+    assert store.dropped == 5  # the process ends: now they are lost, and counted
 
 
 def test_an_unknown_store_scheme_fails_before_any_paid_call(

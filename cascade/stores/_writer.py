@@ -45,6 +45,7 @@ class Keep(Exception):  # a signal to the writer, not an error
 @dataclass(slots=True)
 class _Flush:
     done: threading.Event = field(default_factory=threading.Event)
+    ok: bool = True  # False: released while records could be neither written nor spooled
 
 
 _STOP = object()
@@ -113,7 +114,7 @@ class BatchWriter:
         self._items.append(marker)
         self._hurry.set()
         self._wake.set()
-        return marker.done.wait(timeout)
+        return marker.done.wait(timeout) and marker.ok
 
     def stop(self) -> None:
         """Stop taking records and ask the thread to finish what is queued (returns at once)."""
@@ -171,11 +172,16 @@ class BatchWriter:
             try:
                 wait = self._handler(records, urgent)
             except Keep as k:
-                if _STOP not in batch:
-                    self._wake.wait(k.wait)  # a close ends the wait; what is left is rescued
+                for item in list(items):  # no flush waits for what cannot be saved now
+                    if isinstance(item, _Flush):
+                        item.ok = False
+                        item.done.set()
+                if not self._closed:
+                    self._wake.wait(k.wait)  # a close ends the wait
                     self._wake.clear()
                     continue
-                self.rescue()
+                self.rescue()  # closing: what is left is the rescue's (or counted as lost)
+                return
             except Exception:  # the thread must survive any backend bug
                 with contextlib.suppress(Exception):  # ...and a broken log destination
                     log.exception("cascade.store_writer_failed", records=len(records))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import time
 from html import unescape
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +68,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> MemoryStore:
 
 @pytest.fixture(scope="module")
 def served(store: MemoryStore) -> Iterator[ProxyServer]:
-    with ProxyServer(create_app(store, keys=(KEY,), cache_s=0)) as server:
+    with ProxyServer(create_app(store, keys=(KEY,), cache_s=0, background=False)) as server:
         yield server
 
 
@@ -260,3 +261,17 @@ def test_the_html_report_is_the_dashboards_pages(store: MemoryStore) -> None:
     page = render(report, "html")
     assert page == snapshot_html(json.loads(render(report, "json")))
     assert 'id="overview"' in page and page.count("<section") == 3
+
+
+def test_a_task_page_never_waits_for_its_patterns(store: MemoryStore) -> None:
+    app = create_app(store, keys=(KEY,), patterns_s=3600)
+    figures = app.state.dashboard.figures
+    with ProxyServer(app) as server:
+        status, _, page = get(server, "/task?task=extract", bearer())
+        assert status == 200 and 'data-field="pending"' in page
+        assert int(fields(page)["calls"]) == 12  # the counters are there at once
+        deadline = time.monotonic() + 60
+        while figures._building and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status, _, page = get(server, "/task?task=extract", bearer())
+        assert 'data-field="pending"' not in page and "Escalation rate by input size" in page

@@ -57,7 +57,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> MemoryStore:
 
 @pytest.fixture(scope="module")
 def served(store: MemoryStore) -> Iterator[ProxyServer]:
-    with ProxyServer(create_app(store, keys=(KEY,), cache_s=0)) as server:
+    with ProxyServer(create_app(store, keys=(KEY,), cache_s=0, background=False)) as server:
         yield server
 
 

@@ -6,14 +6,13 @@ Routes (under whatever path it is mounted at; ``cascade serve`` mounts it at ``/
 ``2024-05-01``, ``2024-05-01T12:00``; UTC). Pages are read-only: no GET changes anything.
 
 Figures are ``report_to_dict(build_report(store, ...))``: the Overview reads the counters only
-(``sample=0``), a Task page the newest ``sample`` stored records of its task too. Reports are
-kept ``cache_s`` seconds, so a page refreshed by many viewers reads the store once.
+(``sample=0``), a Task page the newest ``sample`` stored records of its task too, built in the
+background (see ``figures``), so no page load waits for a pattern analysis.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -25,9 +24,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..exceptions import StoreError
-from ..report import build_report, report_to_dict
 from .auth import COOKIE, Keys, login_form
 from .calls import CallFilter, calls_html, find_calls
+from .figures import Figures
 from .layout import CSP, e, page
 from .pages import overview_html, task_html
 
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_SAMPLE", "Dashboard", "create_app", "parse_when"]
 
-DEFAULT_SAMPLE = 2000
+DEFAULT_SAMPLE = 1000
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 _HEADERS = {
@@ -73,45 +72,24 @@ def parse_when(text: str, *, now: float | None = None) -> float:
 
 
 class Dashboard:
-    """The handlers over one store, with the keys that open them and a short report cache."""
+    """The handlers over one store, with the keys that open them and the cached figures."""
 
     def __init__(
         self, store: Store, *, keys: Sequence[str] = (), sample: int = DEFAULT_SAMPLE,
-        cache_s: float = 5.0,
+        cache_s: float = 5.0, patterns_s: float = 60.0, background: bool = True,
     ) -> None:  # fmt: skip
         self.store = store
         self.keys = Keys(keys)
-        self.sample = sample
-        self.cache_s = cache_s
-        self._cache: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-
-    # -- figures -------------------------------------------------------------------------
-
-    def report(
-        self, *, task: str | None, since: float | None, until: float | None, sample: int
-    ) -> dict[str, Any]:
-        """``report_to_dict(build_report(...))``, reused for ``cache_s`` seconds."""
-        key = (task, since, until, sample)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None and hit[0] > now:
-                return hit[1]
-        data = report_to_dict(
-            build_report(self.store, task=task, since=since, until=until, sample=sample)
+        self.figures = Figures(
+            store, sample=sample, cache_s=cache_s, patterns_s=patterns_s, background=background
         )
-        with self._lock:
-            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-            self._cache[key] = (now + self.cache_s, data)
-        return data
 
     # -- pages ---------------------------------------------------------------------------
 
     async def overview(self, request: Request) -> Response:
         """Every task together and one row per task."""
         span = _span(request)
-        data = await anyio.to_thread.run_sync(lambda: self.report(task=None, sample=0, **span))
+        data = await anyio.to_thread.run_sync(lambda: self.figures.counters(task=None, **span))
         body = _span_form(request, "", span) + overview_html(
             data, task_href=lambda t: _href(request, "task", task=t, **_raw_span(request))
         )
@@ -121,8 +99,8 @@ class Dashboard:
         """One task's figures, failures, sizes, patterns and observation."""
         name = request.query_params.get("task", "")
         span = _span(request)
-        data = await anyio.to_thread.run_sync(
-            lambda: self.report(task=name, sample=self.sample, **span)
+        data, complete = await anyio.to_thread.run_sync(
+            lambda: self.figures.with_patterns(task=name, **span)
         )
         found = [t for t in data["tasks"] if t["task"] == name]
         if not found:
@@ -130,8 +108,9 @@ class Dashboard:
             return self._page(request, "Task", _span_form(request, "task", span) + body, 404)
         calls = _href(request, "calls", task=name, **_raw_span(request))
         body = _span_form(request, "task", span, task=name) + task_html(
-            data, found[0], calls_href=calls
-        )
+            data, found[0], calls_href=calls,
+            pending=None if complete else self.figures.sample,
+        )  # fmt: skip
         return self._page(request, f"Task {name}", body)
 
     async def calls(self, request: Request) -> Response:
@@ -145,7 +124,7 @@ class Dashboard:
         )  # fmt: skip
         before = _cursor(q.get("before"))
         found = await anyio.to_thread.run_sync(lambda: find_calls(self.store, where, before=before))
-        data = await anyio.to_thread.run_sync(lambda: self.report(task=name, sample=0, **span))
+        data = await anyio.to_thread.run_sync(lambda: self.figures.counters(task=name, **span))
         validators = next((list(t["validators"]) for t in data["tasks"] if t["task"] == name), [])
         params = {k: v for k, v in q.items() if k != "before"}
         body = calls_html(
@@ -319,18 +298,23 @@ def _calls_form(request: Request, q: dict[str, str], validators: list[str]) -> s
 
 
 def create_app(
-    store: Store, *, keys: Sequence[str] = (), sample: int = DEFAULT_SAMPLE, cache_s: float = 5.0
-) -> Starlette:
+    store: Store, *, keys: Sequence[str] = (), sample: int = DEFAULT_SAMPLE,
+    cache_s: float = 5.0, patterns_s: float = 60.0, background: bool = True,
+) -> Starlette:  # fmt: skip
     """The dashboard over ``store`` as an ASGI app.
 
     Args:
         store: where the records and counters are read (never written).
         keys: keys that open it (empty: open; the caller decides whether that is safe).
         sample: stored records per task a Task page's patterns are drawn from, newest first.
-        cache_s: how long a built report is reused.
+        cache_s: how long a counter report is reused; ``patterns_s``: a report with
+            patterns. ``background=False`` builds the patterns during the page load.
     Returns a Starlette app whose ``state.dashboard`` is the ``Dashboard``.
     """
-    d = Dashboard(store, keys=keys, sample=sample, cache_s=cache_s)
+    d = Dashboard(
+        store, keys=keys, sample=sample, cache_s=cache_s, patterns_s=patterns_s,
+        background=background,
+    )  # fmt: skip
     app = Starlette(
         routes=[
             Route("/", d.guard(d.overview), methods=["GET"]),

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["CallFilter", "CallPage", "calls_html", "find_calls", "iso_time"]
 
 PAGE = 50
-SCAN = 5000
+SCAN = 1000
 
 
 @dataclass(frozen=True, slots=True)

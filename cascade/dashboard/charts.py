@@ -44,6 +44,17 @@ def nice_ticks(top: float, count: int = 4) -> list[float]:
     return [i * step for i in range(n + 1)]
 
 
+def _tick(fmt: Callable[[float], str], value: float) -> str:
+    """An axis tick without the noise of its unit's full precision: ``$0``, ``$0.02``."""
+    text = fmt(value)
+    if "." in text:
+        head, _, tail = text.partition(".")
+        digits = tail.rstrip("0123456789")
+        kept = tail[: len(tail) - len(digits)].rstrip("0")
+        text = head + ("." + kept if kept else "") + digits
+    return text
+
+
 def time_chart(
     labels: Sequence[str],
     series: Sequence[Series],
@@ -52,11 +63,13 @@ def time_chart(
     title: str,
     kind: str = "bar",
     hover: Callable[[int], str] | None = None,
+    short: Callable[[str], str] = str,
 ) -> str:
     """A chart of values over labelled points (days or hours): grouped bars or lines.
 
     Args:
-        labels: the x axis, one per point, oldest first.
+        labels: the x axis, one per point, oldest first (``short`` writes them on the axis;
+            the hover text has them whole).
         series: what is drawn; each has one value per label.
         fmt: formats a y value with its unit (axis ticks and hover text).
         title: the chart's accessible name and caption.
@@ -79,7 +92,7 @@ def time_chart(
         body.append(
             f'<line class="grid" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y(t):.1f}" y2="{y(t):.1f}"/>'
             f'<text class="tick" x="{_LEFT - 6}" y="{y(t) + 4:.1f}" text-anchor="end">'
-            f"{_e(fmt(t))}</text>"
+            f"{_e(_tick(fmt, t))}</text>"
         )
     every = max(1, math.ceil(len(labels) / 8))  # at most about 8 x labels
     for i, label in enumerate(labels):
@@ -87,7 +100,7 @@ def time_chart(
             x = _LEFT + slot * (i + 0.5)
             body.append(
                 f'<text class="tick" x="{x:.1f}" y="{_H - _BOTTOM + 16}" text-anchor="middle">'
-                f"{_e(label)}</text>"
+                f"{_e(short(label))}</text>"
             )
     body.append(
         f'<line class="axis" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y(0):.1f}" y2="{y(0):.1f}"/>'
@@ -141,35 +154,45 @@ def time_chart(
 
 
 def bar_rows(
-    rows: Sequence[tuple[str, float, str]],
+    rows: Sequence[tuple[str, float, str, str]],
     *,
     title: str,
     color: str = BLUE,
     top: float | None = None,
-    fmt: Callable[[float], str] = "{:g}".format,
+    intervals: Sequence[tuple[float, float] | None] = (),
 ) -> str:
-    """Horizontal bars, one per row of (label, value, hover text), the value printed after.
+    """Horizontal bars, one per row of (label, value, value as shown, hover text).
 
-    ``top`` is the value of a full bar (default the largest value).
+    ``top`` is the value of a full bar (default the largest value); ``intervals`` (one per
+    row, or none) are drawn as whiskers over the bars.
     """
     if not rows:
         return f'<p class="empty">{_e(title)}: nothing to show.</p>'
-    top = top or max(v for _, v, _ in rows) or 1.0
-    label_w, value_w, row = 130, 130, 24
+    top = top or max(v for _, v, _, _ in rows) or 1.0
+    label_w, value_w, row = 130, 150, 24
     span = _W - label_w - value_w
     height = row * len(rows) + 8
     body = [f"<title>{_e(title)}</title>"]
-    for i, (label, value, text) in enumerate(rows):
+    for i, (label, value, shown, text) in enumerate(rows):
         y0 = 4 + i * row
         w = max(value / top * span, 1.0 if value else 0.0)
         short = label if len(label) <= 18 else label[:17] + "\u2026"
+        whisker = ""
+        if i < len(intervals) and intervals[i] is not None:
+            low, high = intervals[i]  # type: ignore[misc]
+            x1, x2 = label_w + low / top * span, label_w + high / top * span
+            ym = y0 + 11
+            whisker = (
+                f'<path class="ci" d="M{x1:.1f},{ym}H{x2:.1f}M{x1:.1f},{ym - 4}V{ym + 4}'
+                f'M{x2:.1f},{ym - 4}V{ym + 4}"/>'
+            )
         body.append(
             f"<g><title>{_e(label)}: {_e(text)}</title>"
             f'<text class="tick" x="{label_w - 8}" y="{y0 + 15}" text-anchor="end">{_e(short)}'
             f'</text><rect class="track" x="{label_w}" y="{y0 + 3}" width="{span}" height="16"/>'
             f'<rect x="{label_w}" y="{y0 + 3}" width="{w:.1f}" height="16" fill="{color}"/>'
-            f'<text class="value" x="{label_w + span + 8}" y="{y0 + 15}">{_e(fmt(value))}</text>'
-            "</g>"
+            f'{whisker}<text class="value" x="{label_w + span + 8}" y="{y0 + 15}">{_e(shown)}'
+            "</text></g>"
         )
     return (
         f'<figure class="chart"><figcaption>{_e(title)}</figcaption>'

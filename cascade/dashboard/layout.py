@@ -21,6 +21,7 @@ __all__ = [
     "UNKNOWN",
     "card",
     "e",
+    "interval",
     "money",
     "ms",
     "number",
@@ -47,7 +48,7 @@ h1{font-size:1.45em;margin:.6em 0 .2em}h2{font-size:1.15em;margin:1.6em 0 .5em}
 h3{font-size:1em;margin:1.2em 0 .4em}
 .sub{color:var(--muted);margin:0 0 1em}
 a{color:var(--blue)}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(11.5em,1fr));gap:.8em}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(15em,1fr));gap:.8em}
 .card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:.7em .9em}
 .card .label{color:var(--muted);font-size:.85em}
 .card .value{font-size:1.45em;font-weight:650;font-variant-numeric:tabular-nums}
@@ -62,6 +63,7 @@ flex-wrap:wrap;gap:.4em 1em;align-items:center}
 .key{display:inline-flex;align-items:center;gap:.35em}
 svg.chart{width:100%;height:auto;display:block}
 svg text{font:12px system-ui,sans-serif;fill:#4a5663}svg text.value{fill:#1d2733}
+svg .ci{stroke:#1d2733;stroke-width:1.5;fill:none}
 svg .grid{stroke:#eceff3}svg .axis{stroke:#9aa5b1}svg .track{fill:#f1f3f6}
 svg .hit{fill:transparent}svg .hit:hover{fill:rgba(47,109,181,.08)}
 table.data{border-collapse:collapse;width:100%;background:#fff}
@@ -87,9 +89,13 @@ button{background:var(--blue);color:#fff;border-color:var(--blue);cursor:pointer
 .verdict{font-size:1.05em;font-weight:600}
 .login{max-width:26em;margin:4em auto}.login input{width:100%;margin:.4em 0 .8em}
 .calls .call{background:#fff;border:1px solid var(--line);border-radius:6px;margin:.3em 0}
-.call summary,.call.head{display:grid;grid-template-columns:10.5em 8em 9em 10em 5em 5em 1fr;
+.call summary,.call.head{display:grid;
+grid-template-columns:11.5em 7.5em 9.5em 9em 5em 5em 1fr;
 gap:.6em;padding:.45em .7em;align-items:center;cursor:pointer}
-.call.head{background:none;border:0;color:var(--muted);font-size:.85em;font-weight:600;
+.call summary .when{white-space:nowrap;font-variant-numeric:tabular-nums}
+.call summary code{justify-self:start}
+.call.head{background:none;border:1px solid transparent;color:var(--muted);font-size:.85em;
+font-weight:600;
 cursor:default}
 .call summary .preview{color:var(--muted);overflow:hidden;white-space:nowrap;
 text-overflow:ellipsis}
@@ -141,6 +147,15 @@ def rate(part: int, whole: float) -> str:
     if not whole:
         return f"{UNKNOWN} (0 calls)"
     return f"{part / whole * 100:.1f}% ({part:,} of {number(whole)})"
+
+
+def interval(value: float | None, low: float | None, high: float | None) -> str:
+    """``42.0% (95% CI 30.1-55.2%)``; the rate alone without bounds, unknown for None."""
+    if value is None:
+        return UNKNOWN
+    if low is None or high is None:
+        return pct(value)
+    return f"{pct(value)} (95% CI {low * 100:.1f}\u2013{pct(high)})"
 
 
 def ms(value: float | None) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .charts import BLUE, GREY, RED, Series, bar_rows, time_chart
-from .layout import UNKNOWN, card, e, money, ms, number, page, pct, rate, table
+from .charts import BLUE, GREEN, GREY, RED, Series, bar_rows, time_chart
+from .layout import UNKNOWN, card, e, interval, money, ms, number, page, pct, rate, table
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -27,7 +27,7 @@ def span_text(report: Mapping[str, Any]) -> str:
 
 def _figures(t: Mapping[str, Any]) -> str:
     saved_pct = t["savings_pct"]
-    saving_note = "unknown: no baseline cost" if saved_pct is None else f"{pct(saved_pct)} saved"
+    saving_note = "unknown: no baseline cost" if saved_pct is None else "baseline minus spend"
     return '<div class="cards">' + "".join((
         card("Spend with the cascade", money(t["cost_usd"]), field="cost_usd", raw=t["cost_usd"]),
         card("All-strong baseline", money(t["baseline_cost_usd"]), "every call on the strong model",
@@ -39,13 +39,27 @@ def _figures(t: Mapping[str, Any]) -> str:
         card("Calls", number(t["calls"]), "every call, from the counters", field="calls",
              raw=t["calls"]),
         card("Escalation rate", pct(t["escalation_rate"]) if t["calls"] else UNKNOWN,
-             rate(t["escalations"], t["calls"]), field="escalation_rate",
+             f"{t['escalations']:,} of {t['calls']:,} calls", field="escalation_rate",
              raw=t["escalation_rate"]),
         card("Not ok", number(t["not_ok"]), "failed validation or errored", field="not_ok",
              raw=t["not_ok"]),
-        card("Latency p50 / p95", f"{ms(t['latency_p50_ms'])} / {ms(t['latency_p95_ms'])}",
-             "upper bounds of histogram buckets"),
+        card("Latency p50 / p95", f"{_ms(t['latency_p50_ms'])} / {_ms(t['latency_p95_ms'])}",
+             "at most: upper bounds of histogram buckets"),
     )) + "</div>"  # fmt: skip
+
+
+def _ms(value: float | None) -> str:
+    text = ms(value)
+    return text.replace("\u2264 ", "") if value not in (None, float("inf")) else text
+
+
+def _day(label: str) -> str:
+    """``2024-05-01`` as ``May 1`` on an axis (the hover has the whole date)."""
+    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    try:
+        return f"{months[int(label[5:7]) - 1]} {int(label[8:10])}"
+    except (ValueError, IndexError):
+        return label
 
 
 def _daily(t: Mapping[str, Any]) -> str:
@@ -55,7 +69,7 @@ def _daily(t: Mapping[str, Any]) -> str:
         labels,
         [Series("with the cascade", BLUE, [d["cost_usd"] for d in days]),
          Series("all-strong baseline", GREY, [d["baseline_cost_usd"] for d in days])],
-        fmt=money, title="Spend per day (USD)",
+        fmt=money, title="Spend per day (USD)", short=_day,
         hover=lambda i: f"cascade {money(days[i]['cost_usd'])}, all-strong "
         f"{money(days[i]['baseline_cost_usd'])}, saved "
         f"{money(days[i]['baseline_cost_usd'] - days[i]['cost_usd'])}",
@@ -64,16 +78,27 @@ def _daily(t: Mapping[str, Any]) -> str:
     escalation = time_chart(
         labels, [Series("escalation rate", RED, rates)], fmt=lambda v: pct(v, 0),
         title="Escalation rate per day (% of calls)", kind="line" if len(days) > 1 else "bar",
+        short=_day,
         hover=lambda i: rate(days[i]["escalations"], days[i]["calls"]),
     )  # fmt: skip
     calls = time_chart(
         labels, [Series("calls", BLUE, [d["calls"] for d in days])], fmt=lambda v: f"{v:,.0f}",
-        title="Calls per day", hover=lambda i: f"{days[i]['calls']:,} calls",
+        title="Calls per day", hover=lambda i: f"{days[i]['calls']:,} calls", short=_day,
     )  # fmt: skip
-    return (
-        f'<div class="grid2"><div class="panel">{spend}</div><div class="panel">{escalation}'
-        f'</div><div class="panel">{calls}</div></div>'
-    )
+    saved = [
+        (d["baseline_cost_usd"] - d["cost_usd"]) / d["baseline_cost_usd"]
+        if d["baseline_cost_usd"] else None
+        for d in days
+    ]  # fmt: skip
+    savings = time_chart(
+        labels, [Series("saved", GREEN, saved)], fmt=lambda v: pct(v, 0),
+        title="Saved per day (% of the all-strong baseline)",
+        kind="line" if len(days) > 1 else "bar", short=_day,
+        hover=lambda i: f"saved {money(days[i]['baseline_cost_usd'] - days[i]['cost_usd'])} of "
+        f"{money(days[i]['baseline_cost_usd'])} = {pct(saved[i])}",
+    )  # fmt: skip
+    panels = "".join(f'<div class="panel">{c}</div>' for c in (spend, savings, escalation, calls))
+    return f'<div class="grid2">{panels}</div>'
 
 
 def overview_html(report: Mapping[str, Any], *, task_href: Callable[[str], str]) -> str:
@@ -108,11 +133,9 @@ def overview_html(report: Mapping[str, Any], *, task_href: Callable[[str], str])
 
 def _failures(t: Mapping[str, Any]) -> str:
     calls = t["calls"]
-    rows = [(v, float(n), rate(n, calls)) for v, n in t["validators"].items()]
-    chart = bar_rows(
-        rows[:12], title="Calls with a failed check, by validator", color=RED,
-        fmt=lambda v: f"{v:,.0f} of {calls:,} calls",
-    )  # fmt: skip
+    rows = [(v, float(n), f"{n:,} of {calls:,} calls", rate(n, calls))
+            for v, n in t["validators"].items()]  # fmt: skip
+    chart = bar_rows(rows[:12], title="Calls with a failed check, by validator", color=RED)
     reasons = [
         [e(v), number(r["calls"]), f"<code>{e(r['reason'])}</code>",
          f"<code>{e(r['example'])}</code>"]
@@ -125,23 +148,41 @@ def _failures(t: Mapping[str, Any]) -> str:
     )
 
 
+def _ci(x: Mapping[str, Any]) -> str:
+    return interval(x.get("rate"), x.get("rate_low"), x.get("rate_high"))
+
+
 def _sizes(p: Mapping[str, Any]) -> str:
+    buckets = p["size_buckets"]
     rows = [
-        (b["label"], b["rate"], f"{b['escalations']:,} escalated of {number(b['calls'])} calls")
-        for b in p["size_buckets"]
+        (b["label"], b["rate"], pct(b["rate"]),
+         f"{_ci(b)}: {b['escalations']:,} escalated of {number(b['calls'])} calls")
+        for b in buckets
+    ]  # fmt: skip
+    bounds = [
+        (b["rate_low"], b["rate_high"]) if b.get("rate_low") is not None else None for b in buckets
     ]
-    chart = bar_rows(rows, title="Escalation rate by input size (prompt tokens)", top=1.0,
-                     fmt=lambda v: pct(v))  # fmt: skip
+    chart = bar_rows(
+        rows, title="Escalation rate by input size (prompt tokens)", top=1.0, intervals=bounds
+    )
     return (
         f'<div class="panel">{chart}<p class="sub">Estimated from {p["sampled_records"]:,} '
-        "sampled records: passing calls are counted as 1 / the pass sampling rate "
-        f"({_rate_or_unknown(p['pass_sampling_rate'])}), so bucket sizes marked \u2248 are "
-        "estimates.</p></div>"
+        "stored records, each counting as 1 / its inclusion probability (pass sampling rate "
+        f"{_rate_or_unknown(p['pass_sampling_rate'])}); whiskers are exact 95% intervals, "
+        "call counts marked \u2248 are estimates.</p></div>"
     )
 
 
 def _rate_or_unknown(value: float | None) -> str:
     return "unknown: no passing call was sampled" if value is None else pct(value, 2)
+
+
+def _members(members: list[str], shown: int = 4) -> str:
+    """A merged term's first members, and how many more were found in the same inputs."""
+    codes = " ".join(f"<code>{e(m)}</code>" for m in members[:shown])
+    more = len(members) - shown
+    return codes + (f' <span class="sub">and {more:,} more in the same inputs</span>' if more > 0
+                    else "")  # fmt: skip
 
 
 def _patterns(p: Mapping[str, Any]) -> str:
@@ -150,12 +191,15 @@ def _patterns(p: Mapping[str, Any]) -> str:
         parts.append("<h3>Escalation rate by input feature</h3>" + table(
             ["feature", "value", "escalated", "rate"],
             [[e(f["feature"]), e(f["value"]), e(f"{f['escalations']:,} of {number(f['calls'])}"),
-              e(pct(f["rate"]))] for f in p["features"]], numeric=(2, 3)))  # fmt: skip
+              e(_ci(f))] for f in p["features"]], numeric=(2, 3)))  # fmt: skip
     if p["terms"]:
-        parts.append("<h3>Words over-represented in escalated inputs</h3>" + table(
-            ["term", "z", "escalated inputs", "passing inputs (est.)"],
-            [[f"<code>{e(x['term'])}</code>", f"{x['z']:.1f}", number(x["escalated"]),
-              number(x["passing"])] for x in p["terms"]], numeric=(1, 2, 3)))  # fmt: skip
+        parts.append("<h3>Words that escalate more than the other inputs</h3>" + table(
+            ["term", "inputs holding it", "escalated", "escalation rate", "the others", "q"],
+            [[_members(x.get("members") or [x["term"]]),
+              number(x.get("inputs")), number(x["escalated"]), e(_ci(x)),
+              e(pct(x.get("others_rate"))),
+              UNKNOWN if x.get("q_value") is None else f"{x['q_value']:.2g}"]
+             for x in p["terms"]], numeric=(1, 2, 3, 4, 5)))  # fmt: skip
     if p["duplicates"]:
         parts.append("<h3>Near-duplicate escalated inputs</h3>" + table(
             ["inputs", "example"],
@@ -211,15 +255,41 @@ def _observation(o: Mapping[str, Any], task: str) -> str:
 
 
 def task_html(
-    report: Mapping[str, Any], t: Mapping[str, Any], *, calls_href: str | None = None
-) -> str:
-    """The Task body: its figures and days, failures, sizes, patterns, observation."""
+    report: Mapping[str, Any], t: Mapping[str, Any], *, calls_href: str | None = None,
+    pending: int | None = None,
+) -> str:  # fmt: skip
+    """The Task body: its figures and days, failures, sizes, patterns, observation.
+
+    ``pending``: the patterns (from that many stored records) are still being built; the
+    report holds the counters only and the page says so.
+    """
+    if pending is not None:
+        return _task_counters(report, t, calls_href, pending)
     link = f' <a href="{e(calls_href)}">Browse its calls \u2192</a>' if calls_href else ""
     observation = _observation(t["observation"], t["task"]) if t.get("observation") else ""
     return (
         f'<h1>Task <code>{e(t["task"])}</code></h1><p class="sub">{e(span_text(report))}; '
         f"generated {e(report['generated_at'])}.{link}</p>{_figures(t)}{observation}{_daily(t)}"
         f'<div class="grid2">{_failures(t)}{_sizes(t["patterns"])}</div>{_patterns(t["patterns"])}'
+    )
+
+
+def _task_counters(
+    report: Mapping[str, Any], t: Mapping[str, Any], calls_href: str | None, pending: int
+) -> str:
+    link = f' <a href="{e(calls_href)}">Browse its calls \u2192</a>' if calls_href else ""
+    failures = bar_rows(
+        [(v, float(n), f"{n:,} of {t['calls']:,} calls", rate(n, t["calls"]))
+         for v, n in t["validators"].items()][:12],
+        title="Calls with a failed check, by validator", color=RED,
+    )  # fmt: skip
+    return (
+        f'<h1>Task <code>{e(t["task"])}</code></h1><p class="sub">{e(span_text(report))}; '
+        f"generated {e(report['generated_at'])}.{link}</p>{_figures(t)}"
+        f'<p class="panel" data-field="pending">Reasons, input sizes, patterns and the '
+        f"observation are being computed from the newest {pending:,} stored records of this "
+        "task; reload in a few seconds. The figures above count every call.</p>"
+        f'{_daily(t)}<div class="panel">{failures}</div>'
     )
 
 

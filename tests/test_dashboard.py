@@ -206,6 +206,7 @@ def test_find_calls_pages_through_matches_newest_first(
     where = CallFilter(task="extract", escalated=True)
     first = find_calls(store, where, page=10)
     assert len(first.records) == 10 and all(r.escalated for r in first.records)
+    assert first.scanned == 20  # read in chunks: no more than the page needed
     times = [r.time for r in first.records]
     assert times == sorted(times, reverse=True)
     second = find_calls(store, where, page=10, before=first.next_before)

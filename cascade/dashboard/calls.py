@@ -80,30 +80,41 @@ def find_calls(
     scan: int = SCAN,
 ) -> CallPage:
     """The newest ``page`` records matching ``where`` older than ``before``, reading at most
-    ``scan`` records. Raises ``StoreError`` when the store cannot be read."""
-    until = where.until
-    if before is not None:
-        until = before[0] if until is None else min(until, before[0])
-    read = store.records(
-        task=where.task, since=where.since, until=until, limit=scan + 1, newest_first=True
-    )
-    rows = sorted(read, key=lambda r: (r.time, r.id), reverse=True)
-    if before is not None:
-        rows = [r for r in rows if (r.time, r.id) < before]
-    more = len(rows) > scan
-    rows = rows[:scan]
+    ``scan`` records. Raises ``StoreError`` when the store cannot be read.
+
+    Records are read in growing chunks (twice the page, then doubling), each continuing
+    below the last record read, so a page most records match reads little more than itself.
+    """
     found: list[CallRecord] = []
     scanned = 0
-    for r in rows:
-        scanned += 1
-        if where.matches(r):
-            found.append(r)
-            if len(found) == page:
-                break
-    last = rows[scanned - 1] if scanned else None
-    unread = more or scanned < len(rows)
-    next_before = (last.time, last.id) if last is not None and unread else None
-    return CallPage(tuple(found), scanned, next_before)
+    cursor = before
+    chunk = 2 * page
+    while True:
+        want = min(chunk, scan - scanned)
+        until = where.until
+        if cursor is not None:
+            until = cursor[0] if until is None else min(until, cursor[0])
+        read = store.records(
+            task=where.task, since=where.since, until=until, limit=want + 1, newest_first=True
+        )
+        rows = sorted(read, key=lambda r: (r.time, r.id), reverse=True)
+        if cursor is not None:
+            rows = [r for r in rows if (r.time, r.id) < cursor]
+        more = len(rows) > want
+        batch = rows[:want]
+        for i, r in enumerate(batch):
+            scanned += 1
+            cursor = (r.time, r.id)
+            if where.matches(r):
+                found.append(r)
+                if len(found) == page:
+                    last = not more and i == len(batch) - 1  # nothing older is stored
+                    return CallPage(tuple(found), scanned, None if last else cursor)
+        if not more:
+            return CallPage(tuple(found), scanned, None)
+        if scanned >= scan:
+            return CallPage(tuple(found), scanned, cursor)
+        chunk *= 2
 
 
 def iso_time(t: float) -> str:

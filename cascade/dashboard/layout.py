@@ -94,7 +94,8 @@ grid-template-columns:11.5em 7.5em 9.5em 9em 5em 5em 1fr;
 gap:.6em;padding:.45em .7em;align-items:center;cursor:pointer}
 .call summary .when{white-space:nowrap;font-variant-numeric:tabular-nums}
 .call summary code{justify-self:start}
-.call.head{background:none;border:1px solid transparent;color:var(--muted);font-size:.85em;
+.call.head span{font-size:.85em}
+.call.head{background:none;border:1px solid transparent;color:var(--muted);
 font-weight:600;
 cursor:default}
 .call summary .preview{color:var(--muted);overflow:hidden;white-space:nowrap;

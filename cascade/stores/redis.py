@@ -300,13 +300,15 @@ class RedisStore:
         low, high = start, "+"
         found = 0
         while True:
+            # A limited read asks for what it still needs, not a whole page (entries are KBs).
+            count = _PAGE if limit is None else max(1, min(_PAGE, limit - found))
             try:
                 if newest_first:
                     page: list[tuple[bytes, dict[bytes, bytes]]] = self._client.xrevrange(  # type: ignore[assignment]
-                        key, high, low, count=_PAGE
+                        key, high, low, count=count
                     )
                 else:
-                    page = self._client.xrange(key, low, high, count=_PAGE)  # type: ignore[assignment]
+                    page = self._client.xrange(key, low, high, count=count)  # type: ignore[assignment]
             except _ERRORS as e:
                 raise self._error(e) from e
             for entry_id, fields in page:
@@ -323,7 +325,7 @@ class RedisStore:
                     found += 1
                     if limit is not None and found >= limit:
                         return
-            if len(page) < _PAGE:
+            if len(page) < count:
                 return
             last = "(" + page[-1][0].decode()
             if newest_first:

@@ -82,39 +82,34 @@ def find_calls(
     """The newest ``page`` records matching ``where`` older than ``before``, reading at most
     ``scan`` records. Raises ``StoreError`` when the store cannot be read.
 
-    Records are read in growing chunks (twice the page, then doubling), each continuing
-    below the last record read, so a page most records match reads little more than itself.
+    It first reads twice the page (enough when most records match), and only when that does
+    not fill the page reads ``scan`` records from the same start: two reads at most, each
+    from ``before`` (a read continuing from its own last record would make a store whose
+    order is not the records' time, like Redis, decode the records above it again).
     """
-    found: list[CallRecord] = []
-    scanned = 0
-    cursor = before
-    chunk = 2 * page
-    while True:
-        want = min(chunk, scan - scanned)
-        until = where.until
-        if cursor is not None:
-            until = cursor[0] if until is None else min(until, cursor[0])
+    until = where.until
+    if before is not None:
+        until = before[0] if until is None else min(until, before[0])
+    for want in sorted({min(2 * page, scan), scan}):
         read = store.records(
             task=where.task, since=where.since, until=until, limit=want + 1, newest_first=True
         )
         rows = sorted(read, key=lambda r: (r.time, r.id), reverse=True)
-        if cursor is not None:
-            rows = [r for r in rows if (r.time, r.id) < cursor]
+        if before is not None:
+            rows = [r for r in rows if (r.time, r.id) < before]
         more = len(rows) > want
         batch = rows[:want]
-        for i, r in enumerate(batch):
-            scanned += 1
-            cursor = (r.time, r.id)
+        found: list[CallRecord] = []
+        for i, r in enumerate(batch, 1):
             if where.matches(r):
                 found.append(r)
                 if len(found) == page:
-                    last = not more and i == len(batch) - 1  # nothing older is stored
-                    return CallPage(tuple(found), scanned, None if last else cursor)
+                    last = not more and i == len(batch)  # nothing older is stored
+                    return CallPage(tuple(found), i, None if last else (r.time, r.id))
         if not more:
-            return CallPage(tuple(found), scanned, None)
-        if scanned >= scan:
-            return CallPage(tuple(found), scanned, cursor)
-        chunk *= 2
+            return CallPage(tuple(found), len(batch), None)
+    tail = batch[-1]
+    return CallPage(tuple(found), len(batch), (tail.time, tail.id))
 
 
 def iso_time(t: float) -> str:

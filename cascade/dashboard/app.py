@@ -138,7 +138,9 @@ class Dashboard:
         """GET: the form; POST: check the key, set the session cookie, go on to ``next``."""
         next_path = _local(request.query_params.get("next"), request)
         if request.method == "GET":
-            return self._html(request, "Log in", login_form(_href(request, "login"), e(next_path)))
+            return self._html(
+                request, "Log in", login_form(e(_href(request, "login")), e(next_path))
+            )
         if not _same_origin(request):
             return self._html(request, "Log in", "<h1>Cross-site login refused</h1>", 403)
         body = await request.body()
@@ -146,7 +148,7 @@ class Dashboard:
         key = (form.get("key") or [""])[0]
         next_path = _local((form.get("next") or [""])[0], request)
         if not self.keys.required or not self.keys.check(key):
-            failed = login_form(_href(request, "login"), e(next_path), failed=True)
+            failed = login_form(e(_href(request, "login")), e(next_path), failed=True)
             return self._html(request, "Log in", failed, 401)
         response = RedirectResponse(next_path, status_code=303)
         response.set_cookie(

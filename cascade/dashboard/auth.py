@@ -35,11 +35,7 @@ class Keys:
 
     def __init__(self, keys: Sequence[str]) -> None:
         self._digests = tuple(_digest(k) for k in keys if k)
-        self._sessions = tuple(
-            hmac.new(k.encode("utf-8", "surrogateescape"), _CONTEXT, "sha256").hexdigest()
-            for k in keys
-            if k
-        )
+        self._sessions = tuple(self.session_for(k) for k in keys if k)
 
     @property
     def required(self) -> bool:

@@ -4,7 +4,7 @@ The unit is the input. For each token (a word or two-word phrase, or a feature v
 ``language=de``, ``has_code=true``, ``size>=1000``) the 2x2 table of inputs with and without
 it, escalated and not, comes from the collectors' tables, per stratum (task x prompt-size
 bucket x language: size tokens are stratified by language only, language tokens by size
-only). A token is tested when at least ``min_count`` escalated inputs and ``2 x min_count``
+only). A token is tested when at least ``min_count`` escalated inputs and ``3 x min_count``
 stored inputs hold it, and at least ``min_count`` stored inputs do not (support on both
 sides); the test is the one-sided
 Cochran-Mantel-Haenszel test within strata, so that a word of long or German inputs is not
@@ -18,6 +18,7 @@ lower bound of the rate.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -34,7 +35,9 @@ if TYPE_CHECKING:
 __all__ = ["Q", "Claim", "Found", "associations", "pass_inclusion"]
 
 Q = 0.05  # the false discovery rate across everything tested
-SUPPORT = 2  # x min_count: the least number of stored inputs holding a tested token
+CHECKED = 100  # term discoveries whose interval is computed exactly (the list shows 10)
+_Z_ORDER = 3.0  # the Wilson bound that only orders them
+SUPPORT = 3  # x min_count: the least number of stored inputs holding a tested token
 MERGE = 0.8  # share of a term's inputs that must hold an entry's first term to join it
 
 
@@ -189,8 +192,12 @@ def associations(parts: Sequence[Part], *, min_count: int = 5) -> Found:
     qs = benjamini_hochberg([p for *_, p in tests], Q)
     found = [(tests[i], qs[i]) for i in range(len(tests)) if qs[i] <= Q]
     alpha = fcr_alpha(len(found), len(tests), Q)
+    # Exact intervals cost ~1 ms each: the CHECKED discoveries with the highest approximate
+    # lower bound (Wilson) are checked exactly; the report lists far fewer.
+    found.sort(key=lambda f: -_approx_low(f[0][2], p_all, alpha))
+    terms_found = [f for f in found if f[0][1]][:CHECKED]
     claims: list[tuple[Claim, bool]] = []
-    for (token, terms, t, z, p), q in found:
+    for (token, terms, t, z, p), q in [f for f in found if not f[0][1]] + terms_found:
         share = t.kept / t.rest if t.rest > 0 else p_all
         low, high = rate_interval(t.escalated, t.kept, share, alpha)
         others = rate_of(esc_total - t.escalated, rest_total - t.rest)
@@ -203,23 +210,43 @@ def associations(parts: Sequence[Part], *, min_count: int = 5) -> Found:
     return Found(_merged(parts, words), feats, len(tests), overall)
 
 
+def _approx_low(t: _Table, p_all: float, alpha: float) -> float:
+    """A cheap stand-in for the exact lower bound, to order the discoveries (Wilson)."""
+    n = t.escalated + t.kept
+    if not n:
+        return 0.0
+    z = _Z_ORDER
+    theta = t.escalated / n
+    centre = (theta + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(theta * (1 - theta) / n + z * z / (4 * n * n))
+    low = max(centre - half, 0.0)
+    p = t.kept / t.rest if t.rest > 0 else p_all
+    return low * p / (1 - low + low * p) if low < 1 else 1.0
+
+
 def _merged(parts: Sequence[Part], claims: Sequence[Claim]) -> tuple[Term, ...]:
-    """Claims (best first) grouped into entries of terms occurring in nearly the same inputs."""
+    """Claims (best first) grouped into entries of terms occurring in nearly the same inputs.
+
+    Each claim's inputs are a bit set (a Python int) over the kept term hashes, so that the
+    share of a term's inputs holding an entry's first term is one AND and a bit count.
+    """
     if not claims:
         return ()
     wanted = {hash(c.token): i for i, c in enumerate(claims)}
     keys = set(wanted)
-    docs: list[set[int]] = [set() for _ in claims]
+    rows: list[list[int]] = [[] for _ in claims]
     n = 0
     for c, _ in parts:
         for hashes, _escalated in c.term_docs:
             for h in keys.intersection(hashes):
-                docs[wanted[h]].add(n)
+                rows[wanted[h]].append(n)
             n += 1
+    docs = [_bits(r, n) for r in rows]
+    sizes = [len(r) for r in rows]
     entries: list[tuple[int, list[int]]] = []  # (first claim, members)
     for i, d in enumerate(docs):
         for first, members in entries:
-            if d and len(d & docs[first]) >= MERGE * len(d):
+            if sizes[i] and (d & docs[first]).bit_count() >= MERGE * sizes[i]:
                 members.append(i)
                 break
         else:
@@ -227,6 +254,13 @@ def _merged(parts: Sequence[Part], claims: Sequence[Claim]) -> tuple[Term, ...]:
     return tuple(
         _term(claims[first], [claims[j].token for j in members]) for first, members in entries
     )
+
+
+def _bits(indexes: Sequence[int], n: int) -> int:
+    out = bytearray((n + 7) // 8)
+    for i in indexes:
+        out[i >> 3] |= 1 << (i & 7)
+    return int.from_bytes(out, "little")
 
 
 def _term(c: Claim, members: Sequence[str]) -> Term:

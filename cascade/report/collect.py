@@ -118,7 +118,7 @@ class PatternCollector:
         dup_limit: int = 5000,
         max_terms: int = 50_000,
         max_reasons: int = 500,
-        doc_limit: int = 20_000,
+        doc_limit: int = 2_000,
     ) -> None:
         self.dup_limit = dup_limit
         self.max_terms = max_terms

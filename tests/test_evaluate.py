@@ -142,8 +142,7 @@ def test_eval_cli_table_and_exit_code(setup: Path, capsys: pytest.CaptureFixture
     out, err = capsys.readouterr()
     assert "verdict: route (margin 15%)" in out
     assert "90.0% of the strong model's" in out
-    assert "cascade [" in err
-    assert "20/20" in err
+    assert "cascade: 20/20\n" in err  # not a terminal: a line when done, no bar
 
 
 def test_eval_cli_json_follows_the_documented_schema(
@@ -247,4 +246,4 @@ def test_calibrate_from_data_runs_cheap_and_strong_once_and_writes(
     assert "min: 0.9 " in out
     text = (setup / "qa.yaml").read_text()
     assert text.startswith("# answers\n")
-    assert "min: 0.9\n" in text
+    assert "min: 0.9  # certified by cascade calibrate (target 0.85, delta 0.05" in text

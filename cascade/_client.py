@@ -106,9 +106,7 @@ class Cascade:
         finally:
             flow.close()
 
-    def run(
-        self, task: str | None, messages: Sequence[Mapping[str, Any]], **params: Any
-    ) -> Result:
+    def run(self, task: str | None, messages: Sequence[Mapping[str, Any]], **params: Any) -> Result:
         """Answer ``messages`` for ``task``; other ``chat.completions.create`` args pass through.
 
         With ``task=None`` the task is the policy whose ``match:`` the request meets, else
@@ -282,6 +280,8 @@ class Cascade:
             stored_output_chars=spec.stored_output_chars,
         )
         extra = self._router.record_extra(policy.task) if self._router is not None else None
+        if result.start_rule is not None:  # pre-routed: the report can tell these apart
+            extra = {**(extra or record.extra), "start_at": result.start_rule}
         if observation is not None or extra is not None:
             record = replace(record, observation=observation, extra=extra or record.extra)
         try:

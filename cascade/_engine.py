@@ -17,7 +17,7 @@ escalates. ``max_attempts`` and ``max_cost_usd`` stop the climb early.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,7 @@ from .events import (
 from .exceptions import EscalationExhausted, ProviderError
 from .judge import Judge, judge_key, judge_request, parse_verdict
 from .pricing import usd
+from .routing import start_index
 from .validators import name_of
 
 if TYPE_CHECKING:
@@ -96,12 +97,22 @@ def run(policy: Policy, request: Request) -> Flow:
     """Answer ``request`` as the policy's mode says. See the module docstring.
 
     In ``observe`` mode this is the strongest model's answer; ``shadow`` is the cheap
-    model's run beside it and ``observation`` compares the two.
+    model's run beside it and ``observation`` compares the two. In ``cascade`` mode a
+    ``start_at`` rule may send the request straight to a stronger rung (``cascade.routing``).
     """
-    out = yield from climb(policy, prepare(policy, request), ladder(policy))
+    models, rule = ladder(policy), None
+    if policy.spec.start_at and policy.spec.mode == "cascade":
+        at, rule = start_index(policy.spec.start_at, models, request)
+        models = models[at:]
+    out = yield from climb(policy, prepare(policy, request), models)
     if out.accepted is not None:
-        return _result(policy, out.attempts, out.costs, *out.accepted, ok=True)
-    return _exhausted(policy, out)
+        result = _result(policy, out.attempts, out.costs, *out.accepted, ok=True)
+    else:
+        result = _exhausted(policy, out)
+    if rule is None:
+        return result
+    escalated = any(a.model != models[0] for a in result.attempts)
+    return replace(result, start_rule=rule, escalated=escalated)
 
 
 def climb(
@@ -132,18 +143,18 @@ def climb(
                         model=model,
                         status=reply.status,
                     ) from reply.exception
-                out.attempts.append(_failed(reply, purpose))
+                out.attempts.append(Attempt.failed(reply, purpose))
                 out.costs.append(Decimal(0))
                 break  # a provider fault is not the answer's fault: no re-ask, escalate
             completion, verdicts, extra = yield from _judge(
                 policy, reply, verify=model != policy.strongest
             )
             cost = _cost(policy, model, completion)
-            out.attempts.append(_attempt(completion, purpose, verdicts, cost))
+            out.attempts.append(Attempt.answered(completion, purpose, verdicts, usd(cost)))
             out.costs.append(cost)
             for verify in extra:
                 vcost = _cost(policy, model, verify)
-                out.attempts.append(_attempt(verify, "verify", (), vcost))
+                out.attempts.append(Attempt.answered(verify, "verify", (), usd(vcost)))
                 out.costs.append(vcost)
             if all(v.passed for v in verdicts):
                 out.accepted = (completion, verdicts)
@@ -160,7 +171,7 @@ def shadow(policy: Policy, request: Request) -> Generator[Call, Reply, Outcome]:
         return (yield from climb(policy, prepare(policy, request), policy.models[:1]))
     except ProviderError as e:
         return Outcome(
-            [_failed(Failure(e.model, "client_error", str(e), e.status), "answer")],
+            [Attempt.failed(Failure(e.model, "client_error", str(e), e.status), "answer")],
             [Decimal(0)],
             why=str(e),
         )
@@ -249,7 +260,7 @@ def _ask_judge(
     verdict = parse_verdict(reply.text, swapped)
     judge.cache.put(key, verdict)
     cost = _cost(policy, judge.model, reply)
-    return verdict, [_attempt(reply, "judge", (), cost)], cost
+    return verdict, [Attempt.answered(reply, "judge", (), usd(cost))], cost
 
 
 def _judge(
@@ -295,38 +306,6 @@ def _cost(policy: Policy, model: str, c: Completion) -> Decimal | None:
 
 def _spent(costs: list[Decimal | None]) -> Decimal:
     return sum((c for c in costs if c is not None), Decimal(0))
-
-
-def _attempt(
-    c: Completion, purpose: Purpose, verdicts: tuple[Verdict, ...], cost: Decimal | None
-) -> Attempt:
-    return Attempt(
-        model=c.model,
-        purpose=purpose,
-        output=c.text,
-        verdicts=verdicts,
-        prompt_tokens=c.prompt_tokens,
-        completion_tokens=c.completion_tokens,
-        cached_tokens=c.cached_tokens,
-        cost_usd=usd(cost),
-        latency_s=c.latency_s,
-        finish_reason=c.finish_reason,
-    )
-
-
-def _failed(f: Failure, purpose: Purpose) -> Attempt:
-    return Attempt(
-        model=f.model,
-        purpose=purpose,
-        output="",
-        verdicts=(),
-        prompt_tokens=0,
-        completion_tokens=0,
-        cached_tokens=0,
-        cost_usd=0.0,
-        latency_s=f.latency_s,
-        error=f.reason,
-    )
 
 
 def _baseline(policy: Policy, attempts: list[Attempt]) -> Decimal | None:

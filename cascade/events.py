@@ -150,6 +150,21 @@ class Attempt:
     error: str | None = None
     finish_reason: str | None = None
 
+    @classmethod
+    def answered(
+        cls, c: Completion, purpose: Purpose, verdicts: tuple[Verdict, ...], cost: float | None
+    ) -> Attempt:
+        """The attempt that got completion ``c``, judged by ``verdicts``, costing ``cost``."""
+        return cls(
+            c.model, purpose, c.text, verdicts, c.prompt_tokens, c.completion_tokens,
+            c.cached_tokens, cost, c.latency_s, finish_reason=c.finish_reason,
+        )  # fmt: skip
+
+    @classmethod
+    def failed(cls, f: Failure, purpose: Purpose) -> Attempt:
+        """The attempt that got no answer, only failure ``f``."""
+        return cls(f.model, purpose, "", (), 0, 0, 0, 0.0, f.latency_s, error=f.reason)
+
     @property
     def passed(self) -> bool:
         """True when the call answered and every validator run on it passed."""
@@ -180,6 +195,7 @@ class Result:
     baseline_cost_usd: float | None
     completion: Any = field(default=None, repr=False, compare=False)
     mode: str = "cascade"
+    start_rule: int | None = None  # the start_at rule that sent it up the ladder, if any
 
     @property
     def reasons(self) -> tuple[str, ...]:

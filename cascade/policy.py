@@ -26,6 +26,7 @@ from .events import Request  # noqa: TC001  # used by the hook signatures at run
 from .exceptions import PolicyError, UnknownTaskError
 from .judge import Judge
 from .pricing import Price, PriceSpec, price_of
+from .routing import StartRule, check_start
 from .transports.endpoints import Endpoint, Rung, load_providers, rung_endpoints
 from .validators import Cleaner, FollowUp, FromRequest, Preparer, Validator, build_validator
 
@@ -80,6 +81,7 @@ class PolicyFile(BaseModel):
         default_factory=lambda: AgreementSpec(),
         description="How two answers are compared (observe mode, eval, calibrate).",
     )
+    start_at: list[StartRule] = Field(default_factory=list, description="cascade.routing")
     store_inputs: Literal["full", "redacted", "hash", "none"] = "redacted"
     sample_passes: float = Field(default=0.05, ge=0, le=1)
     stored_output_chars: int = Field(default=2000, ge=0)
@@ -167,7 +169,8 @@ class Policy:
         models = tuple(m if isinstance(m, str) else m.name for m in spec.models)
         # The request's own checks run after the policy's, whose `parsed` comes first.
         derived = (FromRequest.beside(built),) if spec.derive else ()
-        judge = _judge(spec.agreement, path)
+        judge = Judge.of_policy(spec.agreement, path)
+        check_start(spec.start_at, models, path)
         priced = [*models, *([judge.model] if judge and judge.model not in models else [])]
         return cls(
             task=name,
@@ -224,16 +227,6 @@ class Policy:
         return cls.from_dict(
             data, task=path.stem, path=path, validators=validators, providers=providers
         )
-
-
-def _judge(spec: AgreementSpec, path: Path | None) -> Judge | None:
-    """The compiled judge of ``agreement: {comparator: judge}`` (None for other comparators)."""
-    if spec.comparator != "judge" or spec.model is None:
-        return None
-    try:
-        return Judge.of(spec.model, spec.rubric, spec.rubric_file, spec.prefilter, path)
-    except OSError as e:
-        raise PolicyError(f"cannot read the rubric: {e}", path=path, field="agreement") from None
 
 
 def _parse(text: str, path: Path) -> Any:

@@ -14,7 +14,7 @@ import pytest
 
 from cascade import _engine
 from cascade.events import Completion, Failure, Request, Result, TokenLogprob
-from cascade.exceptions import EscalationExhausted, ProviderError
+from cascade.exceptions import EscalationExhausted, PolicyError, ProviderError
 from cascade.policy import Policy
 
 SCHEMA = {"type": "object", "required": ["total"], "properties": {"total": {"type": "number"}}}
@@ -306,3 +306,62 @@ def test_the_shadow_run_never_raises_on_a_fatal_status() -> None:
     finally:
         shadow.close()
     assert outcome.accepted is None and outcome.attempts[0].error is not None
+
+
+START_AT = [
+    {"model": "gpt-4o", "prompt_tokens_over": 50},
+    {"model": "gpt-4o", "match": "(?i)stack trace"},
+    {"model": "gpt-4o", "tools_over": 1},
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "tools", "rule"),
+    [
+        ("x" * 204, 0, 0),
+        ("here is a Stack Trace", 0, 1),
+        ("short", 2, 2),
+        ("short", 1, None),
+        ("x" * 200, 0, None),
+    ],
+)
+def test_start_at_rules_send_matching_requests_straight_up_the_ladder(
+    text: str, tools: int, rule: int | None
+) -> None:
+    offered = [{"type": "function", "function": {"name": f"f{i}"}} for i in range(tools)]
+    request = Request([{"role": "user", "content": text}], {"tools": offered} if tools else {})
+    flow = _engine.run(policy(start_at=START_AT), request)
+    try:
+        call = start(flow)
+        assert call.model == ("gpt-4o-mini" if rule is None else "gpt-4o")
+        result: Result = finish(flow, answer(call, '{"total": 10}'))
+    finally:
+        flow.close()
+    assert result.start_rule == rule and not result.escalated
+
+
+def test_a_pre_routed_call_is_never_moved_down_and_not_in_other_modes() -> None:
+    rules = [{"model": "gpt-4o-mini", "match": "x"}]
+    for mode, first in (("cascade", "gpt-4o-mini"), ("strong", "gpt-4o")):
+        flow = _engine.run(
+            policy(start_at=rules, mode=mode),
+            REQUEST.replace(messages=[{"role": "user", "content": "x"}]),
+        )
+        try:
+            assert start(flow).model == first
+        finally:
+            flow.close()
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"model": "gpt-5", "tools_over": 1}, "is not one of the models"),
+        ({"model": "gpt-4o"}, "needs a condition"),
+        ({"model": "gpt-4o", "match": "(a"}, "invalid regex"),
+        ({"model": "gpt-4o", "match": r"(a)\1"}, "invalid regex"),  # backreferences: not linear
+    ],
+)
+def test_start_at_rules_fail_loudly(rule: dict[str, Any], message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        policy(start_at=[rule])

@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..events import Request
+from ..exceptions import PolicyError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from ..compare import AgreementSpec
     from ..events import Judgement
 
 __all__ = [
@@ -173,6 +175,19 @@ class Judge:
     rubric: str | None
     prefilter: str
     cache: JudgeCache = field(default_factory=JudgeCache)
+
+    @classmethod
+    def of_policy(cls, spec: AgreementSpec, path: Path | None) -> Judge | None:
+        """The judge of a policy's ``agreement: {comparator: judge}`` (None for any other
+        comparator). Raises PolicyError when the rubric file cannot be read."""
+        if spec.comparator != "judge" or spec.model is None:
+            return None
+        try:
+            return cls.of(spec.model, spec.rubric, spec.rubric_file, spec.prefilter, path)
+        except OSError as e:
+            raise PolicyError(
+                f"cannot read the rubric: {e}", path=path, field="agreement"
+            ) from None
 
     @classmethod
     def of(

@@ -59,8 +59,8 @@ from cascade.evals import (
     Sample,
     calibrate,
     fixed_sequence,
+    observed_samples,
     run_mode,
-    samples_from_records,
     write_threshold,
 )
 from cascade.stores import store_from_url
@@ -499,6 +499,26 @@ def _requests(path: Path, records: Sequence[Mapping[str, Any]]) -> Path:
     return path
 
 
+def _labelled(path: Path, records: Sequence[Mapping[str, Any]]) -> Path:
+    """Request lines with each model's recorded correctness as ``labels``."""
+    with path.open("w", encoding="utf-8") as f:
+        for r in records:
+            line = request_of(r)
+            line["labels"] = {m: bool(o["correct"]) for m, o in r["models"].items()}
+            f.write(json.dumps(line) + "\n")
+    return path
+
+
+# How each public path certifies its threshold: observation with the policy's own text
+# comparator, observation with the judge (answered by the replay server from the recording's
+# `correct` flags), or the labelled data path.
+SOURCES = {
+    "agreement": None,
+    "judge": {"comparator": "judge", "model": MINI},
+    "labels": None,
+}
+
+
 def public_path(
     bench: Bench,
     name: str,
@@ -508,41 +528,58 @@ def public_path(
     target: float,
     delta: float,
     tmp: Path,
+    source: str = "agreement",
 ) -> dict[str, Any]:
-    """observe -> cascade calibrate --from-store --write -> mode: cascade -> the test split."""
-    work = tmp / f"public-{name}"
+    """observe (or labelled data) -> cascade calibrate --write -> mode: cascade -> the test
+    split, all through the public commands."""
+    work = tmp / f"public-{name}-{source}"
     (work / "policies").mkdir(parents=True)
     policy = work / "policies" / f"{name}.yaml"
-    text = (HERE / "policies" / f"{name}.yaml").read_text()
-    policy.write_text(text + "mode: observe\nobserve_sample: 1.0\n")
+    spec = yaml.safe_load((HERE / "policies" / f"{name}.yaml").read_text())
+    if SOURCES[source] is not None:
+        spec["agreement"] = SOURCES[source]
+    observing = source != "labels"
+    spec["mode"] = "observe" if observing else "cascade"
+    spec["observe_sample"] = 1.0
+    policy.write_text(yaml.safe_dump(spec, sort_keys=False))
     obs = f"sqlite:///{work / 'observe.sqlite3'}"
     train = _requests(work / "train.jsonl", calib)
     test = _requests(work / "test.jsonl", evalset)
     pol = str(work / "policies")
-    code, _ = _cli("batch", str(train), "--task", name, "--policies", pol, "--store", obs)
-    assert code == 0, f"{name}: observe batch failed"
-    code, report = _cli(
-        "calibrate", "--task", name, "--target", str(target), "--from-store",
-        "--store", obs, "--policies", pol, "--delta", str(delta), "--write",
-    )  # fmt: skip
-    store = store_from_url(obs)
-    try:
-        samples = samples_from_records(store.records(task=name), "confidence")
-    finally:
-        store.close()
-    library: Calibration = calibrate(samples, target=target, delta=delta, measure="agreement")
+    common = ["--task", name, "--target", str(target), "--policies", pol, "--delta", str(delta)]
+    judge_share = None
+    if observing:
+        code, _ = _cli("batch", str(train), "--task", name, "--policies", pol, "--store", obs)
+        assert code == 0, f"{name}: observe batch failed"
+        code, report = _cli("calibrate", *common, "--from-store", "--store", obs, "--write")
+        store = store_from_url(obs)
+        try:
+            records = list(store.records(task=name))
+        finally:
+            store.close()
+        observed = observed_samples(records, "confidence")
+        library: Calibration = calibrate(
+            observed.samples, target=target, delta=delta, measure=observed.measure
+        )
+        strong_spent = sum(r.observation.strong_cost_usd or 0.0 for r in records if r.observation)
+        judge_share = observed.judge_cost_usd / strong_spent if strong_spent else None
+    else:
+        data = _labelled(work / "labelled.jsonl", calib)
+        code, report = _cli("calibrate", *common, "--data", str(data), "--write")
+        library = None  # type: ignore[assignment]
     written = yaml.safe_load(policy.read_text())["validators"][0]["min"]
-    assert (code == 0) == (library.short_threshold is not None)
-    assert code != 0 or written == library.short_threshold, (written, library.short_threshold)
-    calibrated = policy.read_text()
+    if library is not None:
+        assert (code == 0) == (library.short_threshold is not None)
+        assert code != 0 or written == library.short_threshold, (written, library.short_threshold)
+    calibrated = yaml.safe_load(policy.read_text())
     rows = {}
-    for label, mode, t in (
-        ("public: calibrate --from-store", "cascade" if code == 0 else "strong", written),
-        ("public: naive (same store)", "cascade", library.naive_threshold),
-    ):
+    runs = [(f"public: {source}", "cascade" if code == 0 else "strong", written)]
+    if source == "agreement" and library is not None:
+        runs.append(("public: naive (same store)", "cascade", library.naive_threshold))
+    for label, mode, t in runs:
         if t is None:
             continue
-        policy.write_text(calibrated.replace("mode: observe\n", f"mode: {mode}\n"))
+        policy.write_text(yaml.safe_dump({**calibrated, "mode": mode}, sort_keys=False))
         if t != written:
             write_threshold(policy, 0, t)
         out = work / f"results-{label.split(':')[1].split()[0]}.jsonl"
@@ -561,8 +598,43 @@ def public_path(
             if mode == "cascade"
             else 1.0,
             "threshold": f"{t:.6g}" if mode == "cascade" else "none: strong only",
+            "judge": judge_share if label == f"public: {source}" else None,
         }
-    return {"rows": rows, "report": report, "n": library.n}
+    return {"rows": rows, "report": report, "n": len(calib), "source": source}
+
+
+def learning_curve(
+    pool: PerExample, sizes: Sequence[int], target: float, delta: float, reps: int, seed: int = 1
+) -> list[dict[str, Any]]:
+    """Certified cost against the calibration size: ``reps`` draws of each size from the pooled
+    splits, calibrated on the draw (labels: the library's exact test) and measured on the rest,
+    beside the naive threshold and the oracle on the same rest."""
+    rng = random.Random(seed)
+    everyone = list(range(len(pool.score)))
+    out = []
+    for n in sizes:
+        if n >= len(everyone):
+            continue
+        rows: dict[str, list[float]] = {"sound": [], "naive": [], "oracle": []}
+        met = 0
+        for _ in range(reps):
+            rng.shuffle(everyone)
+            cal_idx, rest = everyone[:n], everyone[n:]
+            cal = calibrate(pool.samples(cal_idx), target=target, delta=delta)
+            q, c, _ = pool.at(cal.short_threshold, rest)
+            met += q >= target
+            rows["sound"].append(c)
+            rows["naive"].append(pool.at(cal.naive_threshold, rest)[1])
+            base = sum(pool.strong_cost[i] for i in rest)
+            rows["oracle"].append(
+                sum(pool.cheap_cost[i] + (0 if pool.cheap_ok[i] else pool.strong_cost[i])
+                    for i in rest) / base
+            )  # fmt: skip
+        out.append(
+            {"n": n, "reps": reps, "met": met / reps,
+             **{k: statistics.median(v) for k, v in rows.items()}}
+        )  # fmt: skip
+    return out
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -574,8 +646,8 @@ def table(results: Sequence[Mapping[str, Any]], target: float) -> str:
         " Quality and cost are shares of the strong model alone on the evaluation split.",
         "",
         "| dataset (calib / eval) | configuration | threshold(s) | escalated | quality | cost |"
-        " target |",
-        "|---|---|---|---:|---:|---:|---|",
+        " judge cost | target |",
+        "|---|---|---|---:|---:|---:|---:|---|",
     ]
     for res in results:
         n_cal, n_eval = res["n"]
@@ -586,12 +658,40 @@ def table(results: Sequence[Mapping[str, Any]], target: float) -> str:
                 verdict = "met" if row["quality"] >= target else "MISSED"
                 if res["name"] == "mmlu" and not conf.startswith("ladder"):
                     verdict += ", cost " + ("<= 45%" if row["cost"] <= 0.45 else "> 45%")
+            judge = "" if row.get("judge") is None else f"{row['judge']:.2%}"
             lines.append(
                 f"| {label} | {conf} | {row['threshold']} | {row['escalation']:.1%} | "
-                f"{row['quality']:.1%} | {row['cost']:.1%} | {verdict} |"
+                f"{row['quality']:.1%} | {row['cost']:.1%} | {judge} | {verdict} |"
             )
             label = ""
     return "\n".join(lines)
+
+
+def merged(a: PerExample, b: PerExample) -> PerExample:
+    """Two splits pooled (for the learning curve)."""
+    return PerExample(
+        a.score + b.score,
+        a.cheap_ok + b.cheap_ok,
+        a.strong_ok + b.strong_ok,
+        a.cheap_cost + b.cheap_cost,
+        a.strong_cost + b.strong_cost,
+    )
+
+
+def curve_lines(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The learning curve as a table: median cost (share of the strong model's) by size."""
+    lines = [
+        "| dataset | calibration examples | draws | target met (sound) | median cost: sound |"
+        " naive | oracle |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for res in results:
+        for row in res.get("curve", []):
+            lines.append(
+                f"| {res['name']} | {row['n']:,} | {row['reps']} | {row['met']:.0%} | "
+                f"{row['sound']:.1%} | {row['naive']:.1%} | {row['oracle']:.1%} |"
+            )
+    return lines
 
 
 def plot(results: Sequence[Mapping[str, Any]], target: float, out: Path) -> Path | None:
@@ -706,12 +806,18 @@ async def main_async(args: argparse.Namespace) -> int:
             start = time.perf_counter()
             res = await dataset(bench, name, calib, evalset, prices, args)
             if args.public:
-                pub = await asyncio.to_thread(
-                    public_path, bench, name, calib, evalset, res["eval_data"], args.target,
-                    args.delta[0], Path(tmp),
-                )  # fmt: skip
-                res["rows"].update(pub["rows"])
-                reports.append((name, pub["n"], pub["report"]))
+                for source in SOURCES:
+                    pub = await asyncio.to_thread(
+                        public_path, bench, name, calib, evalset, res["eval_data"],
+                        args.target, args.delta[0], Path(tmp), source,
+                    )  # fmt: skip
+                    res["rows"].update(pub["rows"])
+                    reports.append((name, source, pub["n"], pub["report"]))
+            if args.curve and name != "gsm8k":
+                pool = merged(res["cal_data"], res["eval_data"])
+                res["curve"] = learning_curve(
+                    pool, (100, 300, 1000, 2000), args.target, args.delta[0], args.curve
+                )
             if args.resample and len(evalset) >= 2 * len(calib):
                 res["resampled"] = [
                     resample(res["eval_data"], len(calib), args.target, d, args.resample)
@@ -727,8 +833,11 @@ async def main_async(args: argparse.Namespace) -> int:
     path = plot(results, args.target, Path(args.out))
     if path:
         print(f"- plot: {path}")
-    for name, n, report in reports:
-        print(f"\n`cascade calibrate --task {name} --from-store` on {n} observations:\n")
+    print()
+    print("\n".join(curve_lines(results)))
+    for name, source, n, report in reports:
+        how = "--data (labels)" if source == "labels" else f"--from-store ({source})"
+        print(f"\n`cascade calibrate --task {name} {how}` on {n} examples:\n")
         print("\n".join("    " + line for line in report.splitlines()))
     return 0
 
@@ -743,6 +852,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--resample", type=int, default=200, metavar="N", help="0: skip")
     parser.add_argument("--no-public", dest="public", action="store_false")
+    parser.add_argument(
+        "--curve", type=int, default=50, metavar="N", help="draws per learning-curve size; 0: skip"
+    )
     parser.add_argument("--out", default=str(HERE / "out"))
     # The library never configures logging; this script is the application.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))

@@ -567,7 +567,7 @@ def public_path(
         data = _labelled(work / "labelled.jsonl", calib)
         code, report = _cli("calibrate", *common, "--data", str(data), "--write")
         library = None  # type: ignore[assignment]
-    written = yaml.safe_load(policy.read_text())["validators"][0]["min"]
+    written = float(yaml.safe_load(policy.read_text())["validators"][0]["min"])
     if library is not None:
         assert (code == 0) == (library.short_threshold is not None)
         assert code != 0 or written == library.short_threshold, (written, library.short_threshold)

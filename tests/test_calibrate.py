@@ -7,6 +7,7 @@ import random
 from typing import TYPE_CHECKING
 
 import pytest
+import yaml
 
 from cascade.cli import main
 from cascade.evals import (
@@ -220,6 +221,13 @@ def test_write_changes_only_the_min_value(tmp_path: Path) -> None:
     path.write_text(POLICY)
     edit.write_threshold(path, 1, 0.9731)
     assert path.read_text() == POLICY.replace("min: 0.9", "min: 0.9731")
+
+
+def test_write_keeps_a_tiny_threshold_a_number_for_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "tickets.yaml"
+    path.write_text(POLICY)
+    edit.write_threshold(path, 1, 4e-06)  # "4e-06" would be a string to PyYAML
+    assert yaml.safe_load(path.read_text())["validators"][1]["min"] == 4e-06
 
 
 def test_write_marks_a_certified_threshold_and_the_report_reads_it(tmp_path: Path) -> None:

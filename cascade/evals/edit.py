@@ -32,6 +32,8 @@ def write_threshold(path: Path, index: int, value: float, *, note: str | None = 
     entry = YAML().load(text)["validators"][index]
     lines = text.splitlines(keepends=True)
     shown = f"{value:g}" if float(f"{value:g}") == value else repr(value)
+    if "e" in shown and "." not in shown:  # YAML 1.1 (PyYAML) reads 4e-06 as a string
+        shown = shown.replace("e", ".0e", 1)
     if "min" in entry:
         row, col = entry.lc.value("min")
         old = re.match(r"[^\s#,}\]]+", lines[row][col:])

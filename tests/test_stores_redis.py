@@ -185,6 +185,30 @@ def test_a_running_process_replays_what_another_spools_later(
     running.close()
 
 
+def test_records_of_a_run_with_a_wrong_password_reach_redis_through_the_next_run(
+    redis_server: RedisServer, tmp_path: Path, make_record: MakeRecord
+) -> None:
+    server = RedisServer(redis_server.binary, free_port(), tmp_path / "redis")
+    server.directory.mkdir()
+    server.start()
+    admin = redis.Redis(port=server.port)
+    admin.config_set("requirepass", "right")
+    admin.close()
+    try:
+        url = f"redis://:wrong@127.0.0.1:{server.port}/0"
+        wrong = RedisStore(url, spool=tmp_path / "spool")
+        records = [make_record() for _ in range(50)]
+        for r in records:
+            wrong.add(r)
+        wrong.close()  # refused by the server: all spooled, in the directory of that server
+        right = RedisStore(url.replace("wrong", "right"), spool=tmp_path / "spool")
+        right.flush()  # a process started right after, with the password fixed
+        assert [r.id for r in right.records()] == [r.id for r in records]
+        right.close()
+    finally:
+        server.kill()
+
+
 def test_a_file_being_appended_to_is_not_claimed(
     redis_url: str, tmp_path: Path, make_record: MakeRecord
 ) -> None:

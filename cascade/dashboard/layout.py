@@ -56,7 +56,8 @@ a{color:var(--blue)}
 .good{color:#2c7a4b}.bad{color:var(--red)}
 .panel{background:#fff;border:1px solid var(--line);border-radius:8px;padding:.8em 1em;
 margin:.8em 0}
-.grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(30em,1fr));gap:.8em}
+.grid2{display:grid;grid-template-columns:repeat(auto-fill,minmax(30em,1fr));gap:.8em;
+margin:.8em 0}.grid2 .panel{margin:0}
 figure.chart{margin:0}figure.chart figcaption{font-weight:600;margin-bottom:.3em;display:flex;
 flex-wrap:wrap;gap:.4em 1em;align-items:center}
 .legend{font-weight:400;color:var(--muted);display:flex;gap:1em}

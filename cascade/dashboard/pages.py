@@ -289,7 +289,7 @@ def _task_counters(
         f'<p class="panel" data-field="pending">Reasons, input sizes, patterns and the '
         f"observation are being computed from the newest {pending:,} stored records of this "
         "task; reload in a few seconds. The figures above count every call.</p>"
-        f'{_daily(t)}<div class="panel">{failures}</div>'
+        f'{_daily(t)}<div class="grid2"><div class="panel">{failures}</div></div>'
     )
 
 

@@ -229,7 +229,7 @@ def test_a_key_never_reaches_a_record_a_log_line_or_an_error(
 ) -> None:
     cheap.fail("llama-3.1-8b-instruct", 500, message="upstream broke")
     strong.fail("gpt-4o", 401, message="bad key")
-    logging.getLogger().setLevel(logging.DEBUG)
+    caplog.set_level(logging.DEBUG)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
     c = cascade.Cascade(policies, store="memory://")
     with structlog.testing.capture_logs() as logs, c:

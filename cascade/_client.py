@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import random
 import threading
@@ -20,11 +21,13 @@ from .exceptions import EscalationExhausted, InvalidRequestError
 from .policy import Policy, PolicySet
 from .recording import build_record
 from .stores import Store, store_from_url
+from .telemetry import metrics as _metrics
+from .telemetry import tracing
 from .transports import OpenAITransport, Transport
 from .transports.sdk import accepted
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
     from pathlib import Path
 
     import openai
@@ -85,7 +88,10 @@ class Cascade:
     # -- the drivers: perform the engine's calls, nothing else ---------------------------
 
     def _drive(self, flow: Generator[_engine.Call, _engine.Reply, _T]) -> _T:
-        perform = self.transport.call
+        perform: Callable[[_engine.Call], _engine.Reply] = self.transport.call
+        tracer = tracing.tracer()
+        if tracer is not None:  # a span per model call, when the application traces
+            perform = tracing.traced(tracer, perform)
         try:
             call = next(flow)
             while True:
@@ -96,7 +102,10 @@ class Cascade:
             flow.close()  # a call that raised leaves the engine suspended: end it here
 
     async def _adrive(self, flow: Generator[_engine.Call, _engine.Reply, _T]) -> _T:
-        perform = self.transport.acall
+        perform: Callable[[_engine.Call], Awaitable[_engine.Reply]] = self.transport.acall
+        tracer = tracing.tracer()
+        if tracer is not None:
+            perform = tracing.traced_async(tracer, perform)
         try:
             call = next(flow)
             while True:
@@ -115,11 +124,21 @@ class Cascade:
         Raises UnknownTaskError, PolicyError, InvalidRequestError (before any call),
         ProviderError, EscalationExhausted (when the policy says ``on_exhausted: raise``).
         """
+        tracer = tracing.tracer()
+        if tracer is None:
+            return self._run(task, messages, params)
+        with tracing.call_span(tracer, task) as span:  # the caller's current span is its parent
+            result = self._run(task, messages, params)
+            tracing.finished(span, result)
+            return result
+
+    def _run(self, task: str, messages: Sequence[Mapping[str, Any]], params: Any) -> Result:
         policy, request, start = self._begin(task, messages, params)
         strong: Future[Result] | None = None
         if self._observing(policy):  # the cheap model runs beside, off the caller's path
             strong = Future()
-            self._executor().submit(self._observe, policy, request, strong, start)
+            beside = contextvars.copy_context()  # its spans are the call's children too
+            self._executor().submit(beside.run, self._observe, policy, request, strong, start)
         try:
             result = self._drive(_engine.run(policy, request))
         except BaseException as e:
@@ -131,6 +150,15 @@ class Cascade:
         self, task: str | None, messages: Sequence[Mapping[str, Any]], **params: Any
     ) -> Result:
         """``run`` for asyncio: the same engine, calls made with the async client."""
+        tracer = tracing.tracer()
+        if tracer is None:
+            return await self._arun(task, messages, params)
+        with tracing.call_span(tracer, task) as span:
+            result = await self._arun(task, messages, params)
+            tracing.finished(span, result)
+            return result
+
+    async def _arun(self, task: str, messages: Sequence[Mapping[str, Any]], params: Any) -> Result:
         policy, request, start = self._begin(task, messages, params)
         strong: asyncio.Future[Result] | None = None
         if self._observing(policy):  # the cheap model runs concurrently, as a task
@@ -153,6 +181,8 @@ class Cascade:
         strong: Future[Result] | asyncio.Future[Result] | None,
         start: float,
     ) -> None:
+        if _metrics.INSTALLED:
+            _metrics.failed(policy.task, error)
         if strong is not None:
             strong.cancel()  # the observation has nothing to compare with
         if isinstance(error, EscalationExhausted):  # recorded, answered or not
@@ -240,6 +270,8 @@ class Cascade:
         latency = time.perf_counter() - start
         self._record(policy, request, result, latency)
         _log_result(result, latency)
+        if _metrics.INSTALLED:
+            _metrics.observe(result, latency)
         return result
 
     def _finish_observed(
@@ -252,6 +284,8 @@ class Cascade:
         combined, seen = observed
         latency = time.perf_counter() - start
         self._record(policy, request, combined, latency, observation=seen)
+        if _metrics.INSTALLED:
+            _metrics.observe(combined, latency)
         _log.info(
             "cascade.observed",
             task=policy.task,

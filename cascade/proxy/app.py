@@ -25,6 +25,7 @@ from starlette.routing import Mount, Route
 
 from ..dashboard import create_app as create_dashboard
 from ..exceptions import CascadeError, EscalationExhausted
+from ..telemetry import tracing
 from ..validators import request_problem
 from . import sse
 from .errors import error_response, from_exception
@@ -134,7 +135,8 @@ class Proxy:
                 _log.warning("cascade.unvalidated", task=task, reason=unjudgeable)
                 response.headers["x-cascade-unvalidated"] = _header_safe(unjudgeable, 512)
             return response
-        return await self._cascade(task, body, from_header=bool(header_task))
+        with tracing.continued(request.headers):  # the caller's traceparent, when tracing
+            return await self._cascade(task, body, from_header=bool(header_task))
 
     # -- the cascade call ----------------------------------------------------------------
 

@@ -21,13 +21,12 @@ from .exceptions import EscalationExhausted, InvalidRequestError
 from .policy import Policy, PolicySet
 from .recording import build_record
 from .stores import Store, store_from_url
-from .telemetry import metrics as _metrics
-from .telemetry import tracing
+from .telemetry import calls, tracing
 from .transports import OpenAITransport, Transport
 from .transports.sdk import accepted
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+    from collections.abc import Generator, Mapping, Sequence
     from pathlib import Path
 
     import openai
@@ -88,10 +87,7 @@ class Cascade:
     # -- the drivers: perform the engine's calls, nothing else ---------------------------
 
     def _drive(self, flow: Generator[_engine.Call, _engine.Reply, _T]) -> _T:
-        perform: Callable[[_engine.Call], _engine.Reply] = self.transport.call
-        tracer = tracing.tracer()
-        if tracer is not None:  # a span per model call, when the application traces
-            perform = tracing.traced(tracer, perform)
+        perform = tracing.traced(self.transport.call)  # a span per call, when tracing
         try:
             call = next(flow)
             while True:
@@ -102,10 +98,7 @@ class Cascade:
             flow.close()  # a call that raised leaves the engine suspended: end it here
 
     async def _adrive(self, flow: Generator[_engine.Call, _engine.Reply, _T]) -> _T:
-        perform: Callable[[_engine.Call], Awaitable[_engine.Reply]] = self.transport.acall
-        tracer = tracing.tracer()
-        if tracer is not None:
-            perform = tracing.traced_async(tracer, perform)
+        perform = tracing.traced_async(self.transport.acall)
         try:
             call = next(flow)
             while True:
@@ -132,7 +125,7 @@ class Cascade:
             tracing.finished(span, result)
             return result
 
-    def _run(self, task: str, messages: Sequence[Mapping[str, Any]], params: Any) -> Result:
+    def _run(self, task: str | None, messages: Sequence[Mapping[str, Any]], params: Any) -> Result:
         policy, request, start = self._begin(task, messages, params)
         strong: Future[Result] | None = None
         if self._observing(policy):  # the cheap model runs beside, off the caller's path
@@ -158,7 +151,9 @@ class Cascade:
             tracing.finished(span, result)
             return result
 
-    async def _arun(self, task: str, messages: Sequence[Mapping[str, Any]], params: Any) -> Result:
+    async def _arun(
+        self, task: str | None, messages: Sequence[Mapping[str, Any]], params: Any
+    ) -> Result:
         policy, request, start = self._begin(task, messages, params)
         strong: asyncio.Future[Result] | None = None
         if self._observing(policy):  # the cheap model runs concurrently, as a task
@@ -181,8 +176,7 @@ class Cascade:
         strong: Future[Result] | asyncio.Future[Result] | None,
         start: float,
     ) -> None:
-        if _metrics.INSTALLED:
-            _metrics.failed(policy.task, error)
+        calls.failed(policy.task, error)
         if strong is not None:
             strong.cancel()  # the observation has nothing to compare with
         if isinstance(error, EscalationExhausted):  # recorded, answered or not
@@ -269,9 +263,7 @@ class Cascade:
         result = _accepted(result)
         latency = time.perf_counter() - start
         self._record(policy, request, result, latency)
-        _log_result(result, latency)
-        if _metrics.INSTALLED:
-            _metrics.observe(result, latency)
+        calls.answered(result, latency)
         return result
 
     def _finish_observed(
@@ -284,17 +276,7 @@ class Cascade:
         combined, seen = observed
         latency = time.perf_counter() - start
         self._record(policy, request, combined, latency, observation=seen)
-        if _metrics.INSTALLED:
-            _metrics.observe(combined, latency)
-        _log.info(
-            "cascade.observed",
-            task=policy.task,
-            decision=seen.decision,
-            agree=seen.agree,
-            reasons=list(seen.reasons),
-            projected_cost_usd=seen.projected_cost_usd,
-            strong_cost_usd=seen.strong_cost_usd,
-        )
+        calls.observed(combined, seen, latency)
 
     def _record(
         self,
@@ -379,34 +361,6 @@ def _accepted(result: Result) -> Result:
         if fixed is not raw:
             return replace(result, completion=fixed)
     return result
-
-
-def _log_result(result: Result, latency: float) -> None:
-    prev = None
-    for a in result.attempts:
-        if prev is not None and a.model != prev.model and a.purpose != "verify":
-            _log.info(
-                "cascade.escalated",
-                task=result.task,
-                from_model=prev.model,
-                to_model=a.model,
-                reasons=prev.reasons,
-            )
-        if a.purpose != "verify":
-            prev = a
-    _log.info(
-        "cascade.call",
-        task=result.task,
-        model=result.model,
-        models=[a.model for a in result.attempts],
-        escalated=result.escalated,
-        ok=result.ok,
-        prompt_tokens=sum(a.prompt_tokens for a in result.attempts),
-        completion_tokens=sum(a.completion_tokens for a in result.attempts),
-        cost_usd=result.cost_usd,
-        baseline_cost_usd=result.baseline_cost_usd,
-        latency_s=round(latency, 6),
-    )
 
 
 _default: Cascade | None = None

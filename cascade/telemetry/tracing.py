@@ -84,11 +84,13 @@ def tracer() -> Any:
 
 
 @contextlib.contextmanager
-def call_span(tracer: Any, task: str) -> Iterator[Any]:
+def call_span(tracer: Any, task: str | None) -> Iterator[Any]:
     """The span of one cascade call, current while its attempts run; an exception (a
-    ProviderError, EscalationExhausted) is recorded on it and re-raised."""
+    ProviderError, EscalationExhausted) is recorded on it and re-raised. A task left to be
+    discovered (None) is named when the call has found it."""
+    attributes = {} if task is None else {"cascade.task": task}
     with tracer.start_as_current_span(
-        f"cascade {task}", kind=SpanKind.INTERNAL, attributes={"cascade.task": task}
+        f"cascade {task or 'call'}", kind=SpanKind.INTERNAL, attributes=attributes
     ) as span:
         try:
             yield span
@@ -101,8 +103,10 @@ def call_span(tracer: Any, task: str) -> Iterator[Any]:
 
 def finished(span: Any, result: Result) -> None:
     """Put the Result's decision and cost on the call's span."""
+    span.update_name(f"cascade {result.task}")
     span.set_attributes(
         {
+            "cascade.task": result.task,
             "cascade.mode": result.mode,
             "cascade.model": result.model,
             "cascade.escalated": result.escalated,
@@ -167,11 +171,14 @@ def _answered(span: Any, reply: Reply) -> None:
     span.set_status(Status(StatusCode.ERROR, reply.reason[:200]))
 
 
-def traced(tracer: Any, perform: Callable[[Call], Reply]) -> Callable[[Call], Reply]:
-    """``perform`` (a transport's ``call``) with a span per call."""
+def traced(perform: Callable[[Call], Reply]) -> Callable[[Call], Reply]:
+    """``perform`` (a transport's ``call``) with a span per call when tracing, else itself."""
+    tracer_ = tracer()
+    if tracer_ is None:
+        return perform
 
     def call(call: Call) -> Reply:
-        with _start(tracer, call) as span:
+        with _start(tracer_, call) as span:
             reply = perform(call)
             _answered(span, reply)
             return reply
@@ -180,12 +187,15 @@ def traced(tracer: Any, perform: Callable[[Call], Reply]) -> Callable[[Call], Re
 
 
 def traced_async(
-    tracer: Any, perform: Callable[[Call], Awaitable[Reply]]
+    perform: Callable[[Call], Awaitable[Reply]],
 ) -> Callable[[Call], Awaitable[Reply]]:
-    """``perform`` (a transport's ``acall``) with a span per call."""
+    """``perform`` (a transport's ``acall``) with a span per call when tracing, else itself."""
+    tracer_ = tracer()
+    if tracer_ is None:
+        return perform
 
     async def call(call: Call) -> Reply:
-        with _start(tracer, call) as span:
+        with _start(tracer_, call) as span:
             reply = await perform(call)
             _answered(span, reply)
             return reply

@@ -224,7 +224,7 @@ def main() -> int:
     print(f"runs per row: {args.runs}   python {sys.version.split()[0]}")
     print(
         "| calls | sample_passes | recall: always / 60% / German / long | precision (top 10) "
-        "| claims | intervals missing the truth | worst point error | s per report |"
+        "| claims | intervals missing the truth | worst point error | s per run |"
     )
     print("|---:|---:|---|---:|---:|---:|---:|---:|")
     for calls in args.calls:

@@ -285,3 +285,28 @@ def test_calibrate_data_takes_per_example_labels(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "strong model accuracy 90.0%, cheap model 95.0% (105.6% of the strong model's" in out
+
+
+def test_a_scorer_is_loaded_from_module_colon_function(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cascade.evals import scorer_of
+
+    (tmp_path / "my_scoring.py").write_text(
+        "def starts(answer, reference, spec):\n    return answer.startswith(reference)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    policy = cascade.Policy.from_dict(
+        {
+            "models": ["gpt-4o-mini", "gpt-4o"],
+            "agreement": {"comparator": "judge", "model": "gpt-4o"},
+        },
+        task="t",
+    )
+    fn, spec = scorer_of(policy, "my_scoring:starts")
+    assert fn("Paris, France", "Paris", spec) and not fn("Lyon", "Paris", spec)
+    with pytest.raises(LookupError, match="cannot load the scorer"):
+        scorer_of(policy, "my_scoring:missing")
+    # With no scorer a judged policy scores references with its prefilter.
+    fn, spec = scorer_of(policy)
+    assert spec.comparator == "normalized" and fn("paris.", "Paris", spec)

@@ -47,7 +47,7 @@ def add_parser(subparsers: Any) -> None:
     cal.add_argument("--store", default=None, help="store URL (default: $CASCADE_STORE)")
     cal.add_argument("--validator", default=None, help="which confidence validator")
     cal.add_argument("--delta", type=float, default=0.05, help="allowed failure probability")
-    cal.add_argument("--scorer", default=None, help="a registered comparator name (--data)")
+    cal.add_argument("--scorer", default=None, help="a comparator name, or module:function")
     cal.add_argument("--concurrency", type=int, default=8)
     cal.add_argument("--write", action="store_true", help="set min: in the policy file")
     cal.set_defaults(func=run_calibrate)

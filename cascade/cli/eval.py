@@ -26,7 +26,7 @@ def add_parser(subparsers: Any) -> None:
     ev.add_argument("--policies", default=policies, help="policy directory")
     ev.add_argument("--margin", type=float, default=0.05, help="relative quality loss allowed")
     ev.add_argument("--format", choices=("table", "json"), default="table")
-    ev.add_argument("--scorer", default=None, help="a registered comparator name")
+    ev.add_argument("--scorer", default=None, help="a comparator name, or module:function")
     ev.add_argument("--concurrency", type=int, default=8)
     ev.set_defaults(func=run_eval)
 

@@ -25,6 +25,7 @@ runs go to a private in-memory store.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -327,10 +328,22 @@ def _summary(mode: str, rows: Sequence[Outcome]) -> ModeSummary:
 
 
 def scorer_of(policy: Policy, name: str | None = None) -> tuple[Comparator, AgreementSpec]:
-    """The comparator scoring answers: ``name`` if given, else the policy's agreement one."""
+    """The comparator scoring answers: ``name`` if given (a registered comparator, or
+    ``module:function`` taking ``(answer, reference, spec)`` and returning a bool), else the
+    policy's agreement one (for ``judge``, its ``prefilter``: references are text).
+    Raises LookupError for an unknown name or a path that does not load."""
     spec = policy.spec.agreement
+    if name is not None and ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            fn: Comparator = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise LookupError(f"cannot load the scorer {name!r}: {e}") from None
+        return fn, spec
     if name is not None:
         spec = spec.model_copy(update={"comparator": name})
+    elif spec.comparator == "judge":
+        spec = spec.model_copy(update={"comparator": spec.prefilter})
     return comparator(spec.comparator), spec
 
 

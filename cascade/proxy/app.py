@@ -12,8 +12,8 @@ from __future__ import annotations
 import inspect
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -23,21 +23,23 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
+from .._answer import Plan, header_safe, plan_chat, render
 from ..dashboard import create_app as create_dashboard
 from ..exceptions import CascadeError, EscalationExhausted
 from ..telemetry import tracing
 from ..validators import request_problem
-from . import sse
 from .errors import error_response, from_exception
-from .forward import Forwarder
+from .forward import Forwarder, passthrough
 from .metrics import CONTENT_TYPE, Metrics
+from .responses import responses
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
+
     import openai
     from starlette.requests import Request
 
     from .._client import Cascade
-    from ..events import Result
     from .config import ProxyConfig
 
 _log = structlog.get_logger("cascade")
@@ -53,8 +55,6 @@ _SDK_ARGS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - {
     "extra_body",
     "timeout",
 }
-# Decided by the proxy itself, never forwarded to a rung.
-_OWNED = frozenset({"model", "messages", "stream", "stream_options"})
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
@@ -103,6 +103,78 @@ class Proxy:
 
     async def chat(self, request: Request) -> Response:
         """``POST /v1/chat/completions``: through the cascade when a task applies."""
+        read = await self._json(request)
+        if isinstance(read, Response):
+            return read
+        raw, body = read
+        header_task = request.headers.get("x-cascade-task")
+        task = self.task_of(header_task, body)
+        unjudgeable = (
+            request_problem(body) if task is not None and "response_format" in body else None
+        )
+        if task is None or unjudgeable is not None:
+            self.metrics.passthrough += 1
+            response = await self.forward(request, raw)
+            if unjudgeable is not None:  # to the requested model as it is, and say why
+                _log.warning("cascade.unvalidated", task=task, reason=unjudgeable)
+                response.headers["x-cascade-unvalidated"] = header_safe(unjudgeable, 512)
+            return response
+        n = body.get("n")
+        if n is not None and n != 1:
+            return await self._strongest(request, task, body, f"n={n}")
+        with tracing.continued(request.headers):  # the caller's traceparent, when tracing
+            return await self.run(task, plan_chat(body, _SDK_ARGS), from_header=bool(header_task))
+
+    def task_of(self, header_task: str | None, body: Mapping[str, Any]) -> str | None:
+        """The task of a chat body: the header's, a route's, a policy's ``match:``, else one
+        discovered from the request; None: pass through."""
+        task = header_task or self.config.task_for(body)
+        if task is None:  # a policy's match:, else a task discovered from the request
+            routed = self.cascade.route(body.get("messages"), body, body.get("model"))
+            task = None if routed is None else routed.task
+        return task
+
+    # -- the cascade call ----------------------------------------------------------------
+
+    async def run(self, task: str, plan: Plan, *, from_header: bool) -> Response:
+        """Run ``plan`` for ``task``; the rendered answer, or the error as OpenAI words it."""
+        start = time.perf_counter()
+        try:
+            # Not checked here: the cascade checks messages and names the field at fault.
+            result = await self.cascade.arun(task, plan.messages, **plan.params)
+        except CascadeError as e:
+            return self._error(task, e, from_header)
+        self.metrics.observe(result, time.perf_counter() - start)
+        answer = render(plan, result, self.config.reasons_header_chars)
+        return Response(answer.body, headers=answer.headers, media_type=answer.media_type)
+
+    def _error(self, task: str, e: CascadeError, from_header: bool) -> Response:
+        status, response = from_exception(e, task_from_header=from_header)
+        self.metrics.error(task, status)
+        response.headers["x-cascade-task"] = header_safe(task, 200)
+        if isinstance(e, EscalationExhausted):
+            reasons = [r for a in e.attempts for r in a.reasons]
+            response.headers["x-cascade-reasons"] = header_safe(
+                "; ".join(reasons), self.config.reasons_header_chars
+            )
+            # Asking again would climb the same ladder and pay for it again.
+            response.headers["x-should-retry"] = "false"
+        return response
+
+    async def _strongest(
+        self, request: Request, task: str, body: dict[str, Any], why: str
+    ) -> Response:
+        """A request the cascade does not judge, sent to the task's strongest model."""
+        try:
+            model = self.cascade.policies.get(task).strongest
+        except CascadeError as e:
+            return self._error(task, e, from_header=True)
+        self.metrics.passthrough += 1
+        raw = json.dumps({**body, "model": model}).encode()
+        return passthrough(await self.forward(request, raw), f"{why}: sent to {model} unjudged")
+
+    async def _json(self, request: Request) -> tuple[bytes, dict[str, Any]] | Response:
+        """The request's body and its JSON object, or the refusal to answer."""
         refused = self._refuse(request)
         if refused is not None:
             return refused
@@ -120,78 +192,7 @@ class Proxy:
             return error_response(
                 400, "the request body must be a JSON object", code="invalid_json"
             )
-        header_task = request.headers.get("x-cascade-task")
-        task = header_task or self.config.task_for(body)
-        if task is None:  # a policy's match:, else a task discovered from the request
-            routed = self.cascade.route(body.get("messages"), body, body.get("model"))
-            task = None if routed is None else routed.task
-        unjudgeable = (
-            request_problem(body) if task is not None and "response_format" in body else None
-        )
-        if task is None or unjudgeable is not None:
-            self.metrics.passthrough += 1
-            response = await self.forward(request, raw)
-            if unjudgeable is not None:  # to the requested model as it is, and say why
-                _log.warning("cascade.unvalidated", task=task, reason=unjudgeable)
-                response.headers["x-cascade-unvalidated"] = _header_safe(unjudgeable, 512)
-            return response
-        with tracing.continued(request.headers):  # the caller's traceparent, when tracing
-            return await self._cascade(task, body, from_header=bool(header_task))
-
-    # -- the cascade call ----------------------------------------------------------------
-
-    async def _cascade(self, task: str, body: dict[str, Any], *, from_header: bool) -> Response:
-        stream = body.get("stream") is True
-        options = body.get("stream_options")
-        include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
-        params: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
-        for k, v in body.items():
-            if k in _OWNED:
-                continue
-            (params if k in _SDK_ARGS else extra)[k] = v
-        if extra:
-            params["extra_body"] = extra
-        start = time.perf_counter()
-        try:
-            # Not checked here: the cascade checks messages and names the field at fault.
-            messages: Any = body.get("messages")
-            result = await self.cascade.arun(task, messages, **params)
-        except CascadeError as e:
-            status, response = from_exception(e, task_from_header=from_header)
-            self.metrics.error(task, status)
-            response.headers["x-cascade-task"] = _header_safe(task, 200)
-            if isinstance(e, EscalationExhausted):
-                reasons = [r for a in e.attempts for r in a.reasons]
-                response.headers["x-cascade-reasons"] = self._reasons(reasons)
-            return response
-        self.metrics.observe(result, time.perf_counter() - start)
-        headers = self._headers(result)
-        if stream:
-            payload = sse.sse(_as_dict(result), include_usage=include_usage)
-            headers["cache-control"] = "no-cache"
-            return Response(payload, headers=headers, media_type="text/event-stream")
-        completion = result.completion
-        data = (
-            completion.model_dump_json(exclude_unset=True).encode()
-            if completion is not None
-            else json.dumps(_as_dict(result)).encode()
-        )
-        return Response(data, headers=headers, media_type="application/json")
-
-    def _headers(self, result: Result) -> dict[str, str]:
-        cost = result.cost_usd
-        return {
-            "x-cascade-task": _header_safe(result.task, 200),
-            "x-cascade-model": _header_safe(result.model, 200),
-            "x-cascade-escalated": "true" if result.escalated else "false",
-            "x-cascade-ok": "true" if result.ok else "false",
-            "x-cascade-reasons": self._reasons(result.reasons),
-            "x-cascade-cost-usd": "unknown" if cost is None else f"{cost:.8f}",
-        }
-
-    def _reasons(self, reasons: Any) -> str:
-        return _header_safe("; ".join(reasons), self.config.reasons_header_chars)
+        return raw, body
 
     # -- shared checks -------------------------------------------------------------------
 
@@ -247,36 +248,6 @@ class Proxy:
             await anyio.to_thread.run_sync(self.cascade.close)
 
 
-def _as_dict(result: Result) -> dict[str, Any]:
-    """The accepted ChatCompletion as a dict (built from the Result if the SDK gave none)."""
-    if result.completion is not None:
-        data: dict[str, Any] = result.completion.model_dump(exclude_unset=True)
-        return data
-    return {
-        "id": "chatcmpl-cascade",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": result.model,
-        "choices": [
-            {
-                "index": 0,
-                "finish_reason": "stop",
-                "message": {"role": "assistant", "content": result.output},
-            }
-        ],
-    }
-
-
-def _header_safe(text: str, limit: int) -> str:
-    """``text`` as one line of printable ASCII, at most ``limit`` characters."""
-    if len(text) <= limit and text.isascii() and text.isprintable():
-        return text  # the usual case: a task or model name
-    clean = "".join(
-        c if " " <= c < "\x7f" else (f"\\u{ord(c):04x}" if c > "\x7f" else " ") for c in text
-    )
-    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
-
-
 async def _to_dashboard(request: Request) -> Response:
     return RedirectResponse(str(request.url.path) + "/", status_code=307)
 
@@ -296,6 +267,7 @@ def create_app(cascade: Cascade, config: ProxyConfig, upstream: openai.AsyncOpen
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", proxy.chat, methods=["POST"]),
+            Route("/v1/responses", partial(responses, proxy), methods=["POST"]),
             Route("/v1/{path:path}", proxy.passthrough, methods=_ALL_METHODS),
             Route("/healthz", proxy.healthz, methods=["GET"]),
             Route("/metrics", proxy.metrics_text, methods=["GET"]),

@@ -114,9 +114,17 @@ class Forwarder:
             self._http = None
 
 
+def passthrough(response: Response, reason: str) -> Response:
+    """``response`` (forwarded unchanged) with ``x-cascade-passthrough: reason``: why the
+    cascade did not judge it."""
+    clean = "".join(c if " " <= c < "\x7f" else " " for c in reason)[:300]
+    response.raw_headers.append((b"x-cascade-passthrough", clean.encode()))
+    return response
+
+
 async def _relay(response: Any) -> AsyncIterator[bytes]:
     async for chunk in response.aiter_raw():
         yield chunk
 
 
-__all__ = ["Forwarder"]
+__all__ = ["Forwarder", "passthrough"]

@@ -314,6 +314,8 @@ class ScriptedServer:
         chat = endpoint == "/chat/completions" or _AZURE_CHAT.match(endpoint) is not None
         if chat and http.method == "POST":
             return self._chat(request)
+        if endpoint == "/responses" and http.method == "POST":
+            return self._responses(request)
         if endpoint == "/models" and http.method == "GET":
             with self._lock:
                 names = list(self._models)
@@ -323,6 +325,35 @@ class ScriptedServer:
     def _record(self, request: dict[str, Any]) -> None:
         with self._lock:
             self.requests.append(request)
+
+    def _responses(self, request: dict[str, Any]) -> wire.HttpResponse:
+        """A Responses API request, answered by the rules as the chat request of its input
+        and instructions would be (upstream state, such as ``previous_response_id``, and
+        built-in tools are ignored: the script decides the answer)."""
+        from ..responses import ChatRequest, events, to_chat, to_response
+
+        text = {"input": request.get("input"), "instructions": request.get("instructions")}
+        translated = to_chat(text)
+        chat: dict[str, Any] = {
+            "model": request.get("model"),
+            "messages": translated.messages if isinstance(translated, ChatRequest) else [],
+            "logprobs": "message.output_text.logprobs" in (request.get("include") or ()),
+            "top_logprobs": request.get("top_logprobs"),
+            "_path": request["_path"],
+            "_headers": request["_headers"],
+            "_responses": request,
+        }
+        answer = self._chat(chat)
+        if answer.status != 200 or not isinstance(answer.body, bytes):
+            return answer
+        response = to_response(json.loads(answer.body), request)
+        if request.get("stream") is not True:
+            return wire.HttpResponse(200, wire.dumps(response))
+        stream = (
+            b"event: " + e["type"].encode() + b"\ndata: " + wire.dumps(e) + b"\n\n"
+            for e in events(response)
+        )
+        return wire.HttpResponse(200, stream, "text/event-stream")
 
     def _chat(self, request: dict[str, Any]) -> wire.HttpResponse:
         try:

@@ -1,8 +1,9 @@
 """A finished ChatCompletion replayed as the ``chat.completion.chunk`` objects of a stream.
 
 The cascade can only judge a whole answer, so a "streamed" answer is validated first and then
-replayed: a role chunk, the content (in pieces of ``piece_chars``), the tool calls, a finish
-chunk, a usage chunk when asked for (``stream_options.include_usage``). Used by the proxy (as
+replayed: a role chunk, the content (a chunk per token with its logprob when the answer has
+logprobs, else in pieces of ``piece_chars``), the tool calls, a finish chunk, a usage chunk
+when asked for (``stream_options.include_usage``). Used by the proxy (as
 server-sent events) and by ``cascade.wrap`` (as chunk objects).
 """
 
@@ -42,8 +43,25 @@ def chunks(
 
         yield delta({"role": message.get("role") or "assistant", "content": ""})
         content = message.get("content") or ""
-        for start in range(0, len(content), piece_chars):
-            yield delta({"content": content[start : start + piece_chars]})
+        tokens = (choice.get("logprobs") or {}).get("content")
+        if tokens and "".join(t.get("token", "") for t in tokens) == content:
+            for t in tokens:  # a chunk per token, each with its logprob, as the API streams
+                yield chunk(
+                    [
+                        {
+                            "index": index,
+                            "delta": {"content": t.get("token", "")},
+                            "logprobs": {"content": [t], "refusal": None},
+                            "finish_reason": None,
+                        }
+                    ]
+                )
+        else:
+            for start in range(0, len(content), piece_chars):
+                piece = delta({"content": content[start : start + piece_chars]})
+                if tokens and start == 0:  # not token-aligned: all of them on the first piece
+                    piece["choices"][0]["logprobs"] = {"content": tokens, "refusal": None}
+                yield piece
         if message.get("refusal"):
             yield delta({"refusal": message["refusal"]})
         for i, call in enumerate(message.get("tool_calls") or ()):

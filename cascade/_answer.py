@@ -11,10 +11,13 @@ upstream reported it; the sums over every attempt are in ``cascade``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from openai.resources.chat.completions import Completions
 
 from . import responses
 from ._stream import chunks
@@ -26,6 +29,17 @@ if TYPE_CHECKING:
 
 # Chat arguments the front decides itself, never sent to a rung.
 _OWNED = frozenset({"model", "messages", "stream", "stream_options"})
+# Arguments the SDK's create() names; anything else the client sent (its own `extra_body`
+# fields arrive as top-level keys) goes back into `extra_body` so the SDK does not reject it.
+# The SDK-only options (extra_headers, timeout...) are not body fields: a body key with such a
+# name is an unknown field like any other, so a client cannot set the upstream call's headers.
+SDK_ARGS = frozenset(inspect.signature(Completions.create).parameters) - {
+    "self",
+    "extra_headers",
+    "extra_query",
+    "extra_body",
+    "timeout",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +65,9 @@ class Answer:
     media_type: str
 
 
-def plan_chat(body: Mapping[str, Any], sdk_args: frozenset[str] | None = None) -> Plan:
-    """The plan of a chat completion body. With ``sdk_args`` (the SDK ``create()``'s
-    arguments), other fields go into ``extra_body`` so that the SDK does not refuse them."""
+def plan_chat(body: Mapping[str, Any], sdk_args: frozenset[str] | None = SDK_ARGS) -> Plan:
+    """The plan of a chat completion body. Fields that are not ``sdk_args`` (the SDK
+    ``create()``'s arguments) go into ``extra_body`` so that the SDK does not refuse them."""
     options = body.get("stream_options")
     params: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -79,10 +93,14 @@ def plan_responses(body: Mapping[str, Any]) -> Plan | responses.Unjudged:
     chat = responses.to_chat(body)
     if isinstance(chat, responses.Unjudged):
         return chat
+    params = {k: v for k, v in chat.params.items() if k in SDK_ARGS}
+    extra = {k: v for k, v in chat.params.items() if k not in SDK_ARGS}
+    if extra:
+        params["extra_body"] = extra
     return Plan(
         api="responses",
         messages=chat.messages,
-        params=chat.params,
+        params=params,
         stream=body.get("stream") is True,
         include_usage=False,
         body=body,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import openai
 import pytest
 import yaml
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -98,7 +99,7 @@ def test_an_explicit_cascade_is_used(server, policies) -> None:
     server.script("gpt-4o-mini", GOOD)
     mine = cascade.Cascade(policies, client=server.client(), store="memory://")
     client = wrap(server.client(), task="invoice", cascade=mine)
-    client.chat.completions.create(messages=MSGS)
+    client.chat.completions.create(model="gpt-4o", messages=MSGS)
     assert client.cascade is mine
     assert [d.calls for d in mine.store.days(task="invoice")] == [1]
 
@@ -108,7 +109,7 @@ def test_sync_stream_replays_the_validated_answer(server, policies) -> None:
     client = wrap(server.client(), task="invoice")
     chunks = list(
         client.chat.completions.create(
-            messages=MSGS, stream=True, stream_options={"include_usage": True}
+            model="gpt-4o", messages=MSGS, stream=True, stream_options={"include_usage": True}
         )
     )
     assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
@@ -119,16 +120,15 @@ def test_sync_stream_replays_the_validated_answer(server, policies) -> None:
 
 
 def test_other_resources_pass_through(server, policies) -> None:
-    server.script("gpt-4o", "raw")
+    server.script("gpt-4o-mini", GOOD)
     inner = server.client()
     client = wrap(inner, task="invoice")
+    assert isinstance(client, openai.OpenAI)
     assert client.base_url == inner.base_url
     assert client.api_key == inner.api_key
-    assert client.models is inner.models
-    assert client.embeddings is inner.embeddings
-    raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MSGS)
-    assert raw.parse().choices[0].message.content == "raw"  # the SDK's own call, no cascade
-    assert [r["model"] for r in server.requests] == ["gpt-4o"]
+    assert client.max_retries == inner.max_retries
+    assert [m.id for m in client.models.list()] == ["gpt-4o-mini"]  # the SDK's own call
+    assert server.requests[0]["_path"] == "/v1/models"
     assert "cascade.wrap" in repr(client)
 
 
@@ -161,11 +161,12 @@ async def test_async_without_task_passes_through(server, policies) -> None:
     client = wrap(server.async_client())
     reply = await client.chat.completions.create(model="gpt-4o", messages=MSGS)
     assert reply.choices[0].message.content == "plain"
-    assert client.models is client._inner.models
+    assert [r["model"] for r in server.requests] == ["gpt-4o"]
 
 
-def test_invalid_requests_raise_before_any_call(server, policies) -> None:
-    client = wrap(server.client(), task="invoice")
-    with pytest.raises(cascade.InvalidRequestError):
-        client.chat.completions.create(messages=[])
+def test_invalid_requests_raise_the_sdks_error_before_any_call(server, policies) -> None:
+    client = wrap(server.client(max_retries=2), task="invoice")
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="gpt-4o", messages=[])
+    assert e.value.body["code"] == "invalid_request"  # type: ignore[index]
     assert server.requests == []

@@ -9,7 +9,6 @@ path is a 404 in OpenAI's error format. Client keys are checked on every ``/v1``
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from contextlib import asynccontextmanager
@@ -18,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import structlog
-from openai.resources.chat.completions import AsyncCompletions
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -44,17 +42,6 @@ if TYPE_CHECKING:
 
 _log = structlog.get_logger("cascade")
 
-# Arguments the SDK's create() names; anything else the client sent (its own `extra_body`
-# fields arrive as top-level keys) goes back into `extra_body` so the SDK does not reject it.
-# The SDK-only options (extra_headers, timeout...) are not body fields: a body key with such a
-# name is an unknown field like any other, so a client cannot set the upstream call's headers.
-_SDK_ARGS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - {
-    "self",
-    "extra_headers",
-    "extra_query",
-    "extra_body",
-    "timeout",
-}
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
@@ -123,7 +110,7 @@ class Proxy:
         if n is not None and n != 1:
             return await self._strongest(request, task, body, f"n={n}")
         with tracing.continued(request.headers):  # the caller's traceparent, when tracing
-            return await self.run(task, plan_chat(body, _SDK_ARGS), from_header=bool(header_task))
+            return await self.run(task, plan_chat(body), from_header=bool(header_task))
 
     def task_of(self, header_task: str | None, body: Mapping[str, Any]) -> str | None:
         """The task of a chat body: the header's, a route's, a policy's ``match:``, else one

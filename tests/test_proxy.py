@@ -280,9 +280,7 @@ def test_routes_by_model_and_metadata(start, upstream, policies) -> None:
     assert by_meta.parse().choices[0].message.content == GOOD
 
 
-def test_with_discovery_off_a_request_without_task_is_forwarded_unchanged(
-    start, upstream
-) -> None:
+def test_with_discovery_off_a_request_without_task_is_forwarded_unchanged(start, upstream) -> None:
     upstream.script("gpt-4o", "plain answer")
     proxy = start(ProxyConfig(proxy_keys=(KEY,), discover=False))
     body = b'{"model": "gpt-4o",   "messages": [{"role": "user", "content": "hi"}], "seed": 7}'

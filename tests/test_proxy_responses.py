@@ -193,9 +193,9 @@ def test_what_the_cascade_cannot_judge_goes_upstream_unchanged(
     assert {k: sent[k] for k in extra} == extra
 
 
-def test_no_task_is_forwarded_with_the_reason(start, upstream) -> None:
+def test_no_task_and_no_discovery_is_forwarded_with_the_reason(start, upstream) -> None:
     upstream.script("gpt-4o", "plain")
-    proxy = start()
+    proxy = start(ProxyConfig(proxy_keys=(KEY,), discover=False))
     raw = proxy.client().responses.with_raw_response.create(model="gpt-4o", input="hi")
     assert raw.parse().output_text == "plain"
     assert raw.headers["x-cascade-passthrough"] == "no task applies"
@@ -216,3 +216,24 @@ def test_exhausted_ladder_with_raise_is_502_not_retried(start, upstream, policie
     assert e.value.response.json()["error"]["code"] == "escalation_exhausted"
     assert e.value.response.headers["x-should-retry"] == "false"
     assert len(upstream.requests) == 2  # the SDK did not climb the ladder again
+
+
+def test_a_responses_call_without_task_is_discovered_like_its_chat_twin(start, upstream) -> None:
+    upstream.script("gpt-4o-mini", GOOD)
+    proxy = start(ProxyConfig(proxy_keys=(KEY,), discover={"mode": "cascade"}))
+    client = proxy.client()
+    raw = client.responses.with_raw_response.create(
+        model="gpt-4o", input=INVOICE, instructions="Extract the key fields of the invoice."
+    )
+    assert raw.parse().output_text == GOOD
+    chat = client.chat.completions.with_raw_response.create(
+        model="gpt-4o",
+        messages=[
+            {"role": "system", "content": "Extract the key fields of the invoice."},
+            {"role": "user", "content": INVOICE},
+        ],
+    )
+    # One template, one task, whichever API the request came by.
+    assert raw.headers["x-cascade-task"] == chat.headers["x-cascade-task"]
+    assert raw.headers["x-cascade-task"].startswith("extract-the-key-fields")
+    assert [r["_path"] for r in upstream.requests] == ["/v1/chat/completions"] * 2

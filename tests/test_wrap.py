@@ -158,7 +158,8 @@ async def test_async_task_from_extra_body_and_stream(server, policies) -> None:
 
 async def test_async_without_task_passes_through(server, policies) -> None:
     server.script("gpt-4o", "plain")
-    client = wrap(server.async_client())
+    inner = server.async_client()
+    client = wrap(inner, cascade=cascade.Cascade(async_client=inner, discover=False))
     reply = await client.chat.completions.create(model="gpt-4o", messages=MSGS)
     assert reply.choices[0].message.content == "plain"
     assert [r["model"] for r in server.requests] == ["gpt-4o"]

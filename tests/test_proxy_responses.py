@@ -237,3 +237,20 @@ def test_a_responses_call_without_task_is_discovered_like_its_chat_twin(start, u
     assert raw.headers["x-cascade-task"] == chat.headers["x-cascade-task"]
     assert raw.headers["x-cascade-task"].startswith("extract-the-key-fields")
     assert [r["_path"] for r in upstream.requests] == ["/v1/chat/completions"] * 2
+
+
+def test_logprobs_asked_for_come_back_whole_and_streamed(start, upstream) -> None:
+    upstream.script("gpt-4o-mini", Reply(GOOD, logprobs=[(GOOD, -0.5, [("x", -2.0)])]))
+    proxy = start()
+    client = proxy.client()
+    asked = {"include": ["message.output_text.logprobs"], "top_logprobs": 1}
+    response = client.responses.create(model="gpt-4o", input=INVOICE, extra_headers=TASK, **asked)
+    (part,) = response.output[0].content  # type: ignore[union-attr]
+    assert [(t.token, t.logprob) for t in part.logprobs] == [(GOOD, -0.5)]  # type: ignore[union-attr]
+    assert upstream.requests[0]["logprobs"] is True
+    assert upstream.requests[0]["top_logprobs"] == 1
+    stream = client.responses.create(
+        model="gpt-4o", input=INVOICE, stream=True, extra_headers=TASK, **asked
+    )
+    deltas = [e for e in stream if e.type == "response.output_text.delta"]
+    assert [(t.token, t.top_logprobs[0].token) for t in deltas[0].logprobs] == [(GOOD, "x")]

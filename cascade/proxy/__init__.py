@@ -2,13 +2,17 @@
 
 Point any OpenAI client at it (``base_url="http://127.0.0.1:8787/v1"``, ``api_key=<proxy key>``)
 and name the task in the ``X-Cascade-Task`` header, or let the server config route requests
-by requested ``model`` and/or ``metadata`` fields (or a ``default_task``). A chat request with
-no task, and every other ``/v1`` request, is forwarded upstream unchanged.
+by requested ``model`` and/or ``metadata`` fields (or a ``default_task``). A chat or
+Responses request with no task, and every other ``/v1`` request, is forwarded upstream
+unchanged.
 
 - The policy chooses the models: the request's ``model`` is ignored for a cascaded call.
-- The answer is the accepted ChatCompletion, with headers ``x-cascade-task``,
+- The answer is the accepted ChatCompletion (or, for ``POST /v1/responses``, a Response made
+  from it: see ``cascade.proxy.responses``), with headers ``x-cascade-task``,
   ``x-cascade-model``, ``x-cascade-escalated``, ``x-cascade-ok``, ``x-cascade-reasons``,
-  ``x-cascade-cost-usd``.
+  ``x-cascade-cost-usd``, ``x-cascade-prompt-tokens``, ``x-cascade-completion-tokens``,
+  ``x-cascade-attempts``, and the ``cascade`` field in its JSON (``cascade._answer``).
+- What the proxy forwards without judging it says why in ``x-cascade-passthrough``.
 - Streaming (``stream: true``) is supported, with a trade-off: the cascade must validate the
   whole answer before it can accept it, so the proxy waits for the complete answer (and any
   escalation), then sends it as OpenAI-format server-sent events (role, content, tool calls,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import openai
 import pydantic
 import pytest
 import test_proxy
@@ -98,7 +97,7 @@ def test_langchain_chat_openai_with_the_responses_api(start, upstream) -> None:
     assert [r["model"] for r in upstream.requests] == ["gpt-4o-mini", "gpt-4o"] * 2
 
 
-def test_pydantic_ai_openai_responses_model(start, upstream) -> None:
+async def test_pydantic_ai_openai_responses_model(start, upstream) -> None:
     pytest.importorskip("pydantic_ai")
     from pydantic_ai import Agent
     from pydantic_ai.models.openai import OpenAIResponsesModel
@@ -106,8 +105,8 @@ def test_pydantic_ai_openai_responses_model(start, upstream) -> None:
 
     proxy = start(ProxyConfig(proxy_keys=(KEY,), default_task="invoice"))
     upstream.script("gpt-4o-mini", "not json").script("gpt-4o", GOOD)
-    client = openai.AsyncOpenAI(base_url=proxy.server.base_url, api_key=KEY, max_retries=0)
-    model = OpenAIResponsesModel("gpt-4o", provider=OpenAIProvider(openai_client=client))
-    result = Agent(model, instructions="Extract the invoice as JSON.").run_sync(INVOICE)
+    async with proxy.async_client() as client:
+        model = OpenAIResponsesModel("gpt-4o", provider=OpenAIProvider(openai_client=client))
+        result = await Agent(model, instructions="Extract the invoice as JSON.").run(INVOICE)
     assert result.output == GOOD
     assert [r["model"] for r in upstream.requests] == ["gpt-4o-mini", "gpt-4o"]

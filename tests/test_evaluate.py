@@ -247,3 +247,10 @@ def test_calibrate_from_data_runs_cheap_and_strong_once_and_writes(
     text = (setup / "qa.yaml").read_text()
     assert text.startswith("# answers\n")
     assert "min: 0.9  # certified by cascade calibrate (target 0.85, delta 0.05" in text
+
+
+def test_eval_table_says_unknown_for_a_cost_it_does_not_know() -> None:
+    from cascade.cli.eval import _money
+
+    assert _money(None) == "unknown"  # a model without a known price, never "$0.0000"
+    assert _money(0.00012) == "$0.0001"

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import validators as _validators  # registers the built-in validator types
 from .compare import AgreementSpec
-from .discovery.match import MatchSpec
+from .discovery import MatchSpec
 from .events import Request  # noqa: TC001  # used by the hook signatures at runtime
 from .exceptions import PolicyError, UnknownTaskError
 from .judge import Judge

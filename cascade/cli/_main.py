@@ -12,13 +12,25 @@ from typing import TYPE_CHECKING
 
 from .._logging import configure_logging
 from ..exceptions import CascadeError
-from . import batch, calibrate, check, dashboard, demo, eval, replay, report, schema, serve
+from . import (
+    batch,
+    calibrate,
+    check,
+    dashboard,
+    demo,
+    eval,
+    replay,
+    report,
+    schema,
+    serve,
+    tasks,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 # In the order `cascade --help` lists them.
-_COMMANDS = (demo, schema, check, report, dashboard, eval, calibrate, batch, replay, serve)
+_COMMANDS = (demo, schema, check, report, tasks, dashboard, eval, calibrate, batch, replay, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,8 @@
 ``evaluate`` runs the cheap model, the strong model and the cascade on labelled examples;
 ``calibrate`` certifies the confidence threshold that keeps a quality target (``exact`` holds
 the exact tests); ``samples`` turns observation records or runs into calibration samples;
-``edit`` writes a certified threshold into a policy file.
+``edit`` writes a certified threshold into a policy file; ``promote`` writes a policy for a
+discovered task from its recorded answers.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .evaluate import (
     scorer_of,
     with_mode,
 )
+from .promote import Promotion, infer_validators, promote
 from .samples import (
     ObservedSamples,
     confidence_validator,
@@ -53,6 +55,7 @@ __all__ = [
     "Outcome",
     "Point",
     "Progress",
+    "Promotion",
     "Sample",
     "ValidatorEffect",
     "aevaluate",
@@ -61,9 +64,11 @@ __all__ = [
     "confidence_validator",
     "evaluate",
     "fixed_sequence",
+    "infer_validators",
     "load_examples",
     "observed_samples",
     "p_value",
+    "promote",
     "quality_at",
     "run_each",
     "run_mode",

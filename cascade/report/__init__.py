@@ -19,6 +19,7 @@ from .build import (
 )
 from .observation import ObservationSummary, observation_of, wilson_interval
 from .render import Format, render, report_to_dict
+from .tasks import TaskRow, render_tasks, task_rows
 from .values import (
     DuplicateGroup,
     FeatureRate,
@@ -43,6 +44,7 @@ __all__ = [
     "SizeBucket",
     "Suggestion",
     "TaskReport",
+    "TaskRow",
     "Term",
     "Totals",
     "aggregate",
@@ -50,6 +52,8 @@ __all__ = [
     "latency_quantile",
     "observation_of",
     "render",
+    "render_tasks",
     "report_to_dict",
+    "task_rows",
     "wilson_interval",
 ]

@@ -1,0 +1,217 @@
+"""Unmodified clients against ``cascade serve`` with an empty policies directory and
+``discover: {mode: cascade}``: the request's own schema and tools decide escalation, tasks are
+named from the traffic, ``cascade tasks`` counts them, and a promoted policy passes ``check``.
+
+The upstream is a ``ScriptedServer``: the cheap model breaks the request's own schema or tools,
+the strong model answers well. Third-party clients are skipped when not installed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import openai
+import pydantic
+import pytest
+
+from cascade.cli import main
+from cascade.proxy import ProxyConfig, ProxyServer, create_app
+from cascade.proxy.server import proxy_cascade
+from cascade.testing import Reply, ScriptedServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+KEY = "proxy-key-1"
+SYSTEM = "Extract the invoice fields from the customer's message as JSON."
+GOOD = {"number": "INV-1", "total": 10}
+BAD = {"number": "INV-1", "total": "ten"}
+
+
+class Invoice(pydantic.BaseModel):
+    number: str
+    total: float
+
+
+def answer(good: bool) -> Any:
+    """A reply in the request's own terms: a call of its first tool, else JSON content."""
+    args = GOOD if good else BAD
+
+    def reply(request: dict[str, Any]) -> Reply:
+        tools = request.get("tools") or []
+        if tools:
+            name = tools[0]["function"]["name"]
+            if not good and "unknown tool" in request["messages"][-1]["content"]:
+                name = "drop_db"
+            return Reply(content=None, tool_calls=[{"name": name, "arguments": args}],
+                         finish_reason="tool_calls")  # fmt: skip
+        return Reply(json.dumps(args))
+
+    return reply
+
+
+@pytest.fixture
+def upstream() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as s:
+        s.script("gpt-4o-mini", answer(good=False))
+        s.script("gpt-4o", answer(good=True))
+        yield s
+
+
+@pytest.fixture
+def proxy(upstream: ScriptedServer, tmp_path: Path) -> Iterator[Any]:
+    """``cascade serve`` with no policy at all, discovering tasks in cascade mode."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    config = ProxyConfig(proxy_keys=(KEY,), discover={"mode": "cascade"})
+    store = f"sqlite:///{tmp_path / 'calls.db'}"
+    c, up = proxy_cascade(
+        policies, store, config, base_url=upstream.base_url, api_key="sk-up", max_retries=0
+    )
+    server = ProxyServer(create_app(c, config, up)).start()
+    server.policies, server.store_url, server.cascade = policies, store, c  # type: ignore[attr-defined]
+    yield server
+    server.stop()
+
+
+def client(proxy: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=proxy.base_url, api_key=KEY, max_retries=0)
+
+
+def messages(text: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
+
+
+SCHEMA_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "invoice",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"number": {"type": "string"}, "total": {"type": "number"}},
+            "required": ["number", "total"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def test_openai_sdk_an_answer_breaking_the_requests_schema_escalates(proxy, upstream) -> None:
+    with client(proxy) as c:
+        raw = c.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=messages("Invoice INV-1 over 10 EUR"),
+            response_format=SCHEMA_FORMAT,
+        )  # fmt: skip
+    assert json.loads(raw.parse().choices[0].message.content) == GOOD
+    assert raw.headers["x-cascade-escalated"] == "true"
+    assert "response_format: schema" in raw.headers["x-cascade-reasons"]
+    assert raw.headers["x-cascade-task"].startswith("extract-the-invoice-fields-")
+    assert [r["model"] for r in upstream.calls()] == ["gpt-4o-mini", "gpt-4o"]
+
+
+def test_openai_sdk_a_call_of_an_unknown_tool_escalates(proxy, upstream) -> None:
+    tool = {
+        "type": "function",
+        "function": {"name": "save_invoice", "parameters": SCHEMA_FORMAT["json_schema"]["schema"]},
+    }
+    with client(proxy) as c:
+        raw = c.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=messages("INV-1, 10 (call an unknown tool)"), tools=[tool]
+        )
+    call = raw.parse().choices[0].message.tool_calls[0]
+    assert (call.function.name, json.loads(call.function.arguments)) == ("save_invoice", GOOD)
+    assert "not one of the request's tools" in raw.headers["x-cascade-reasons"]
+
+
+def test_discovered_names_are_stable_and_cascade_tasks_counts_them(proxy, capsys) -> None:
+    with client(proxy) as c:
+        for n in (1, 2, 3):
+            c.chat.completions.create(
+                model="gpt-4o", messages=messages(f"Invoice INV-{n}"), response_format=SCHEMA_FORMAT
+            )
+        other = [{"role": "system", "content": "Summarise ticket 4411 for the on-call engineer."},
+                 {"role": "user", "content": "printer"}]  # fmt: skip
+        c.chat.completions.create(model="gpt-4o", messages=other)
+    proxy.cascade.store.flush()
+    capsys.readouterr()  # the calls' log lines
+    assert main(["tasks", "--store", proxy.store_url, "--policies", str(proxy.policies),
+                 "--format", "json"]) == 0  # fmt: skip
+    rows = {r["task"]: r for r in json.loads(capsys.readouterr().out)["tasks"]}
+    (invoice,) = [t for t in rows if t.startswith("extract-the-invoice-fields-")]
+    (summary,) = [t for t in rows if t.startswith("summarise-ticket-")]
+    assert rows[invoice]["calls"] == 3 and rows[invoice]["kind"] == "discovered"
+    assert rows[invoice]["escalation_rate"] == 1.0 and rows[invoice]["mode"] == "cascade"
+    assert rows[summary]["calls"] == 1
+    assert main(["tasks", "--store", proxy.store_url, "--policies", str(proxy.policies)]) == 0
+    assert invoice in capsys.readouterr().out
+
+
+def test_a_promoted_policy_is_accepted_by_cascade_check(proxy, capsys) -> None:
+    with client(proxy) as c:
+        for n in range(3):
+            c.chat.completions.create(
+                model="gpt-4o", messages=messages(f"Invoice INV-{n}"), response_format=SCHEMA_FORMAT
+            )
+    proxy.cascade.store.flush()
+    capsys.readouterr()
+    main(["tasks", "--store", proxy.store_url, "--format", "json"])
+    (task,) = [r["task"] for r in json.loads(capsys.readouterr().out)["tasks"]]
+    where = ["--store", proxy.store_url, "--policies", str(proxy.policies)]
+    assert main(["tasks", "promote", task, *where]) == 0
+    text = (proxy.policies / f"{task}.yaml").read_text()
+    assert "mode: observe" in text and "fingerprint:" in text
+    assert "number: required, present in 3 of 3 answers" in text
+    assert main(["check", "--policies", str(proxy.policies)]) == 0
+    assert main(["tasks", "promote", task, *where]) == 2  # exists: not replaced without --force
+
+
+# -- third-party clients ---------------------------------------------------------------------
+
+
+def test_langchain_structured_output_escalates_on_the_requests_schema(proxy, upstream) -> None:
+    lc = pytest.importorskip("langchain_openai")
+    llm = lc.ChatOpenAI(model="gpt-4o", base_url=proxy.base_url, api_key=KEY, max_retries=0)
+    out = llm.with_structured_output(Invoice, method="json_schema").invoke(
+        messages("Invoice INV-1 over 10 EUR")
+    )
+    assert out == Invoice(**GOOD)
+    assert [r["model"] for r in upstream.calls()] == ["gpt-4o-mini", "gpt-4o"]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydantic on litellm's own TypedDicts
+def test_litellm_escalates_on_the_requests_schema(proxy, upstream, monkeypatch) -> None:
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no download at import
+    litellm = pytest.importorskip("litellm")
+    reply = litellm.completion(
+        model="openai/gpt-4o", api_base=proxy.base_url, api_key=KEY,
+        messages=messages("Invoice INV-1 over 10 EUR"), response_format=SCHEMA_FORMAT,
+    )  # fmt: skip
+    assert json.loads(reply.choices[0].message.content) == GOOD
+    assert [r["model"] for r in upstream.calls()] == ["gpt-4o-mini", "gpt-4o"]
+
+
+def test_instructor_tools_mode_escalates_on_bad_arguments(proxy, upstream) -> None:
+    instructor = pytest.importorskip("instructor")
+    with client(proxy) as c:
+        out = instructor.from_openai(c).chat.completions.create(
+            model="gpt-4o", response_model=Invoice, max_retries=0,
+            messages=messages("Invoice INV-1 over 10 EUR"),
+        )  # fmt: skip
+    assert out.model_dump() == Invoice(**GOOD).model_dump()
+    assert [r["model"] for r in upstream.calls()] == ["gpt-4o-mini", "gpt-4o"]
+
+
+def test_pydantic_ai_output_tool_escalates_on_bad_arguments(proxy, upstream) -> None:
+    pytest.importorskip("pydantic_ai")
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    model = OpenAIChatModel("gpt-4o", provider=OpenAIProvider(base_url=proxy.base_url, api_key=KEY))
+    agent = Agent(model, output_type=Invoice, system_prompt=SYSTEM, retries=0)
+    assert agent.run_sync("Invoice INV-1 over 10 EUR").output == Invoice(**GOOD)
+    assert [r["model"] for r in upstream.calls()] == ["gpt-4o-mini", "gpt-4o"]

@@ -110,6 +110,50 @@ def compare_language(n: int, messages: list[dict[str, str]]) -> int:
     return 0
 
 
+def compare_derive(n: int, messages: list[dict[str, str]]) -> int:
+    """Own time per call before (a named task, ``derive: false``) and after (no task: the
+    fingerprint names it; the request's own checks run), alternating call by call, for a
+    request without and with a ``response_format`` schema (sync only)."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    tmp = Path(tempfile.mkdtemp())
+    (tmp / "invoice.yaml").write_text(yaml.safe_dump({**POLICY, "derive": False}))
+    schema = POLICY["validators"][0]["schema"]  # type: ignore[index]
+    fmt = {"type": "json_schema", "json_schema": {"name": "invoice", "schema": schema}}
+    rows = []
+    with ScriptedServer() as server:
+        server.script("gpt-4o-mini", ANSWER)
+        discover = {"mode": "cascade", "validators": POLICY["validators"]}
+        c = cascade.Cascade(tmp, client=server.client(), store="memory://", discover=discover)
+        for label, params in (
+            ("no response_format", {}),
+            ("response_format", {"response_format": fmt}),
+        ):
+            own: dict[str, list[float]] = {"before": [], "after": []}
+            for i in range(2 * (n + 200)):
+                side = "after" if i % 2 else "before"
+                t1 = time.perf_counter()
+                if side == "before":
+                    r = c.run("invoice", messages, **params)
+                else:
+                    r = c.run(None, messages, model="gpt-4o", **params)
+                t2 = time.perf_counter()
+                assert r.ok and not r.escalated, r.reasons
+                if i >= 400:
+                    own[side].append(t2 - t1 - sum(a.latency_s for a in r.attempts))
+            rows.append((label, own))
+        c.close()
+    print(f"calls per side: {n}   python {sys.version.split()[0]}   cpus: {os.cpu_count()}")
+    print("| request | before p50 | after p50 | added p50 | before p99 | after p99 |")
+    print("|---|---|---|---|---|---|")
+    for label, own in rows:
+        b, a = statistics.median(own["before"]), statistics.median(own["after"])
+        print(
+            f"| {label} | {b * 1e3:.3f} ms | {a * 1e3:.3f} ms | {(a - b) * 1e3:.3f} ms"
+            f" | {pct(own['before'], 0.99) * 1e3:.3f} ms | {pct(own['after'], 0.99) * 1e3:.3f} ms |"
+        )
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=3000, help="calls per side and mode")
@@ -117,6 +161,11 @@ def main() -> int:
     ap.add_argument(
         "--compare-language", action="store_true",
         help="alternate CLD2 and the old stop-word language guess, call by call (sync only)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--compare-derive", action="store_true",
+        help="alternate a named task without the request's own checks and a discovered one "
+        "with them, call by call (sync only)",
     )  # fmt: skip
     ap.add_argument("--text-chars", type=int, default=0, help="pad the user message to N chars")
     args = ap.parse_args()
@@ -128,6 +177,8 @@ def main() -> int:
         messages = [MESSAGES[0], {"role": "user", "content": text}]
     if args.compare_language:
         return compare_language(args.n, messages)
+    if args.compare_derive:
+        return compare_derive(args.n, messages)
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     tmp = Path(tempfile.mkdtemp())

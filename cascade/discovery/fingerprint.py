@@ -29,7 +29,8 @@ _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "<email>"),
     # Quoted values, bounded so that an unclosed quote costs a bounded look-ahead.
     (re.compile(r"\"[^\"\n]{0,300}\"|\u201c[^\u201d\n]{0,300}\u201d"), "<quoted>"),
-    (re.compile(r"(?<![\w'])'[^'\n]{1,300}'(?![\w'])|`[^`\n]{1,300}`"), "<quoted>"),
+    # A single quote followed by a letter inside a value is an apostrophe ('O'Brien').
+    (re.compile(r"(?<![\w'])'(?:[^'\n]|'(?=\w)){1,300}'(?!\w)|`[^`\n]{1,300}`"), "<quoted>"),
     (
         re.compile(
             r"(?<!\d)(?:\d{4}-\d{1,2}-\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?Z?)?"

@@ -48,6 +48,8 @@ def schema_error(validator: Any, instance: Any) -> str | None:
     """Why ``instance`` fails ``validator`` ("at $.total: 'abc' is not of type 'number'"),
     or None when it passes. Never raises: an unresolvable ``$ref`` is a reason too."""
     try:
+        if validator.is_valid(instance):  # the usual case, and cheaper than ranking errors
+            return None
         error = js_exceptions.best_match(validator.iter_errors(instance))
     except Exception as e:  # a $ref that cannot be resolved, an instance nested too deeply
         return f"cannot be checked: {type(e).__name__}: {str(e)[:200]}"

@@ -218,6 +218,26 @@ async def sequential(proxy: int, upstream: int, n: int) -> tuple[Sample, Sample]
     return d, p
 
 
+async def compare_derive(proxy: int, n: int) -> tuple[Sample, Sample]:
+    """One client, alternating: the named task without the request's own checks (before),
+    then the same request with no header: its task discovered, its own checks run (after)."""
+    named = await Conn(proxy, request_bytes("invoice")).open()
+    found = await Conn(proxy, request_bytes(None)).open()
+    before, after = Sample(warm_up=200), Sample(warm_up=200)
+    for i in range(n + 200):
+        for conn, sample in ((named, before), (found, after)):
+            start = time.perf_counter()
+            status = await conn.send()
+            took = time.perf_counter() - start
+            if i >= 200:
+                sample.latencies.append(took)
+                sample.elapsed += took
+                sample.errors += status != 200
+    named.writer.close()
+    found.writer.close()
+    return before, after
+
+
 async def load(
     port: int, payload: bytes, clients: int, n: int, rate: float | None, server: int | None = None
 ) -> Sample:
@@ -359,9 +379,12 @@ def start_proxy(
     command = [sys.executable, "-m", "cascade.cli", "serve", "--port", str(port)]
     store = f"sqlite:///{tmp / 'records.sqlite3'}" if args.store == "sqlite" else args.store
     command += ["--policies", str(tmp), "--store", store, "--workers", str(args.workers)]
+    settings = dict(getattr(args, "config_extra", None) or {})
     if args.upstream_http:
+        settings["upstream_http"] = args.upstream_http
+    if settings:
         config = tmp / "proxy.yaml"
-        config.write_text(f"upstream_http: {args.upstream_http}\n")
+        config.write_text(json.dumps(settings))  # JSON is YAML too
         command += ["--config", str(config)]
     if args.profile:
         command[1:1] = ["-m", "cProfile", "-o", args.profile]
@@ -435,6 +458,11 @@ def main() -> int:
     )
     ap.add_argument("--repeat", type=int, default=1, help="run every measurement this often")
     ap.add_argument("--profile", help="cProfile the proxy into this file (1 worker)")
+    ap.add_argument(
+        "--compare-derive", action="store_true",
+        help="one client alternating a named task without the request's own checks and the "
+        "same request discovered with them (fingerprint + derived checks)",
+    )  # fmt: skip
     ap.add_argument("--role", choices=["upstream"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.role == "upstream":
@@ -448,6 +476,8 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp())
     (tmp / "invoice.yaml").write_text(yaml.safe_dump(POLICY))
+    if args.compare_derive:
+        return _compare_derive(args, tmp)
     runs: list[tuple[Sample, ...]] = []
     c, n, proxied = args.concurrency, args.n, request_bytes("invoice")
     for _ in range(args.repeat):  # new processes each time: the runs are independent
@@ -507,6 +537,34 @@ def main() -> int:
     if args.profile:
         print()
         pstats.Stats(args.profile).sort_stats("tottime").print_stats(25)
+    return 0
+
+
+def _compare_derive(args: argparse.Namespace, tmp: Path) -> int:
+    import yaml
+
+    (tmp / "invoice.yaml").write_text(yaml.safe_dump({**POLICY, "derive": False}))
+    discover = {"mode": "cascade", "models": POLICY["models"], "validators": POLICY["validators"]}
+    args.config_extra = {"discover": discover}
+    children: list[subprocess.Popen[str]] = []
+    rows = []
+    try:
+        _, up_port = start_upstream(children)
+        _, proxy_port = start_proxy(args, f"http://127.0.0.1:{up_port}/v1", tmp, children)
+        for _ in range(args.repeat):
+            rows.append(asyncio.run(compare_derive(proxy_port, args.n)))
+    finally:
+        stop(children)
+    print(f"python {sys.version.split()[0]}   cpus: {os.cpu_count()}   requests per side: {args.n}")
+    print("| run | named, derive: false p50 / p99 | discovered, derived p50 / p99 | added p50 |")
+    print("|---|---|---|---|")
+    for i, (b, a) in enumerate(rows, 1):
+        print(
+            f"| {i} | {ms(b.p(0.5))} / {ms(b.p(0.99))} ms | {ms(a.p(0.5))} / {ms(a.p(0.99))} ms"
+            f" | {ms(a.p(0.5) - b.p(0.5))} ms |"
+        )
+    errors = sum(s.errors for r in rows for s in r)
+    print(f"errors: {errors}")
     return 0
 
 

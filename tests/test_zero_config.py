@@ -8,6 +8,8 @@ the strong model answers well. Third-party clients are skipped when not installe
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +52,13 @@ def answer(good: bool) -> Any:
         return Reply(json.dumps(args))
 
     return reply
+
+
+@pytest.fixture(autouse=True)
+def _collected() -> Iterator[None]:
+    """Garbage left by a client library is collected inside the test that made it."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture
@@ -192,6 +201,10 @@ def test_litellm_escalates_on_the_requests_schema(proxy, upstream, monkeypatch) 
     )  # fmt: skip
     assert json.loads(reply.choices[0].message.content) == GOOD
     assert [r["model"] for r in upstream.calls()] == ["gpt-4o-mini", "gpt-4o"]
+    # litellm keeps its clients (and their event loop) for the process: close them here.
+    from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+    asyncio.run(close_litellm_async_clients())
 
 
 def test_instructor_tools_mode_escalates_on_bad_arguments(proxy, upstream) -> None:
@@ -205,13 +218,16 @@ def test_instructor_tools_mode_escalates_on_bad_arguments(proxy, upstream) -> No
     assert [r["model"] for r in upstream.calls()] == ["gpt-4o-mini", "gpt-4o"]
 
 
-def test_pydantic_ai_output_tool_escalates_on_bad_arguments(proxy, upstream) -> None:
+async def test_pydantic_ai_output_tool_escalates_on_bad_arguments(proxy, upstream) -> None:
     pytest.importorskip("pydantic_ai")
     from pydantic_ai import Agent
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
 
-    model = OpenAIChatModel("gpt-4o", provider=OpenAIProvider(base_url=proxy.base_url, api_key=KEY))
-    agent = Agent(model, output_type=Invoice, system_prompt=SYSTEM, retries=0)
-    assert agent.run_sync("Invoice INV-1 over 10 EUR").output == Invoice(**GOOD)
+    # Its client is closed inside the test's event loop, so no socket outlives the test.
+    async with openai.AsyncOpenAI(base_url=proxy.base_url, api_key=KEY, max_retries=0) as oc:
+        model = OpenAIChatModel("gpt-4o", provider=OpenAIProvider(openai_client=oc))
+        agent = Agent(model, output_type=Invoice, system_prompt=SYSTEM, retries=0)
+        result = await agent.run("Invoice INV-1 over 10 EUR")
+    assert result.output == Invoice(**GOOD)
     assert [r["model"] for r in upstream.calls()] == ["gpt-4o-mini", "gpt-4o"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -234,18 +233,6 @@ def test_features_without_code_or_json() -> None:
 )
 def test_language_guess(text: str, expected: str) -> None:
     assert language(text) == expected
-
-
-def test_features_are_cheap() -> None:
-    text = ("Please summarise the following report about quarterly sales. " * 60)[:4000]
-    res = result(attempt())
-    messages = [{"role": "system", "content": "You summarise."}, {"role": "user", "content": text}]
-    build_record(res, messages, latency_s=0.1, rng=lambda: 0.9)
-    start = time.perf_counter()
-    for _ in range(200):
-        build_record(res, messages, latency_s=0.1, rng=lambda: 0.9)
-    per_call = (time.perf_counter() - start) / 200
-    assert per_call < 0.0005, f"build_record took {per_call * 1e6:.0f} µs per unsampled call"
 
 
 # --- daily counters --------------------------------------------------------------------------

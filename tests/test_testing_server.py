@@ -176,7 +176,7 @@ async def test_async_client_gets_the_rate_limit_too(server: ScriptedServer) -> N
 def test_delay_times_the_client_out_without_blocking_other_requests(
     server: ScriptedServer, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    server.script("slow", Reply(content="late", delay_s=0.4)).script("fast", "now")
+    server.script("slow", Reply(content="late", delay_s=3.0)).script("fast", "now")
     client = server.client(timeout=0.1)
     with pytest.raises(openai.APITimeoutError):
         client.chat.completions.create(model="slow", messages=MSGS)
@@ -185,20 +185,19 @@ def test_delay_times_the_client_out_without_blocking_other_requests(
         target=lambda: answered.append(ask(server, "slow").choices[0].message.content)
     )
     waiter.start()
-    started = time.perf_counter()
     assert ask(server, "fast").choices[0].message.content == "now"
-    assert time.perf_counter() - started < 0.2  # the sleeping request held nobody up
+    assert waiter.is_alive()  # answered while the slow request still sleeps: nobody held up
     waiter.join()
     assert answered == ["late"]
     assert capfd.readouterr().err == ""  # the timed-out client's hang-up is no error
 
 
 def test_stopping_during_a_delayed_reply_is_quiet(capfd: pytest.CaptureFixture[str]) -> None:
-    with ScriptedServer(default=Reply("late", delay_s=0.3)) as s:
+    with ScriptedServer(default=Reply("late", delay_s=30)) as s:
         with pytest.raises(openai.APITimeoutError):
             s.client(timeout=0.05).chat.completions.create(model="m", messages=MSGS)
         started = time.perf_counter()
-    assert time.perf_counter() - started < 0.15  # stop() did not wait for the sleeper
+    assert time.perf_counter() - started < 20  # stop() did not wait out the 30 s sleeper
     time.sleep(0.3)  # it wakes up to a closed connection
     assert capfd.readouterr().err == ""
 
@@ -417,9 +416,7 @@ def test_base_url_needs_a_started_server_and_stop_is_quick() -> None:
     conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
     conn.request("GET", "/v1/models")
     assert conn.getresponse().read()  # and the connection is kept alive
-    started = time.perf_counter()
-    s.stop()
-    assert time.perf_counter() - started < 0.2
+    s.stop()  # returns although a kept-alive connection is still open
     conn.request("GET", "/v1/models")
     with pytest.raises((ConnectionError, http.client.HTTPException)):  # closed by the server
         conn.getresponse()

@@ -1,5 +1,7 @@
 """Ladders across endpoints: each rung's calls reach its own server with its own key, through
-``Cascade.run``/``arun``, ``cascade.run``, ``cascade serve`` (direct and SDK upstreams), Azure;
+``Cascade.run``/``arun``, ``cascade.run``, ``cascade serve`` (direct, SDK-on-aiohttp and
+SDK-on-httpx upstreams), observe mode, eval, ``cascade batch``/``calibrate``/``report`` (priced
+per rung), Azure;
 keys never reach a record, a log line or an error; the policy errors of rungs and providers."""
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import structlog
 import yaml
 
 import cascade
+from cascade.cli import main
 from cascade.evals import Example, aevaluate
 from cascade.policy import Endpoint, Policy, PolicySet
 from cascade.proxy import ProxyConfig, ProxyServer, create_app
@@ -173,7 +176,7 @@ async def test_eval_runs_every_mode_on_the_rungs_endpoints(
     assert_each_got_its_own(cheap, strong, n=2)
 
 
-@pytest.mark.parametrize("upstream_http", ["direct", "httpx"])
+@pytest.mark.parametrize("upstream_http", ["direct", "aiohttp", "httpx"])
 def test_cascade_serve_calls_each_rungs_endpoint(
     policies, cheap, strong, nowhere, upstream_http
 ) -> None:
@@ -195,7 +198,40 @@ def test_cascade_serve_calls_each_rungs_endpoint(
             assert reply.headers["x-cascade-model"] == "gpt-4o"
             assert reply.headers["x-cascade-cost-usd"] == "0.00255000"
         client.close()
+        # The endpoint rungs' clients are on the upstream's HTTP transport, as upstream is.
+        endpoint = c.policies.get("t").endpoints["gpt-4o"]
+        http = type(c.transport.endpoints.async_(endpoint)._client).__name__
+        assert ("AioHttp" in http) == (upstream_http != "httpx")
     assert_each_got_its_own(cheap, strong, n=2)
+
+
+def test_batch_calibrate_and_the_report_use_each_rungs_endpoint_and_price(
+    policies, cheap, strong, nowhere, tmp_path, capsys
+) -> None:
+    data = tmp_path / "requests.jsonl"
+    lines = [{"messages": MSGS, "id": str(i), "reference": GOOD} for i in range(3)]
+    data.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    batch = ["batch", "--task", "t", "--policies", str(policies), "--store", url, str(data)]
+    assert main(batch) == 0
+    assert_each_got_its_own(cheap, strong, n=3)
+    capsys.readouterr()
+    assert main(["report", "--store", url, "--format", "json"]) == 0
+    (task,) = json.loads(capsys.readouterr().out)["tasks"]
+    # Each call: the cheap rung's 1,000 tokens at its policy's $0.05, the strong one's at $2.50.
+    assert task["cost_usd"] == pytest.approx(3 * 0.00255)
+    assert task["baseline_cost_usd"] == pytest.approx(3 * 0.0025)
+    assert task["uncosted_calls"] == 0
+
+    data_t = yaml.safe_load((policies / "t.yaml").read_text())
+    confidence = [{"type": "confidence", "source": "logprobs", "min": 0.5}]
+    (policies / "c.yaml").write_text(yaml.safe_dump({**data_t, "validators": confidence}))
+    argv = ["calibrate", "--task", "c", "--target", "0.9", "--policies", str(policies)]
+    main([*argv, "--data", str(data), "--scorer", "json"])
+    out = capsys.readouterr().out
+    assert "3 calibration examples" in out and "cheap model 0.0%" in out
+    assert "strong model alone: $2.5000 per 1,000 calls" in out  # the strong rung's own price
+    assert_each_got_its_own(cheap, strong, n=6)  # batch's 3, then calibrate's cheap and strong
 
 
 def test_an_azure_rung_through_the_sdks_azure_client(tmp_path, cheap, nowhere, monkeypatch) -> None:

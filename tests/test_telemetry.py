@@ -19,9 +19,10 @@ from opentelemetry.util._once import Once
 from prometheus_client import CollectorRegistry
 
 import cascade
+from cascade.metrics import enable_metrics
 from cascade.proxy import ProxyConfig, ProxyServer, create_app
 from cascade.proxy.server import proxy_cascade
-from cascade.telemetry import enable_metrics, tracing
+from cascade.telemetry import tracing
 from cascade.testing import Reply, ScriptedServer
 
 if TYPE_CHECKING:

@@ -83,7 +83,9 @@ def proxy_cascade(
 
         transport: Transport = DirectTransport(upstream)  # the app closes upstream
     else:
-        transport = OpenAITransport(async_client=upstream)
+        # The rungs that name an endpoint get clients on the same HTTP transport as upstream.
+        endpoint_http = openai.DefaultAioHttpClient if choice == "aiohttp" else None
+        transport = OpenAITransport(async_client=upstream, endpoint_http_client=endpoint_http)
     where = policies or os.environ.get("CASCADE_POLICIES") or "policies"
     named = PolicySet(where, providers=config.providers)
     cascade = Cascade(named, store=store, transport=transport, discover=config.discover)

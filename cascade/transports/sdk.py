@@ -19,6 +19,8 @@ from ..events import Completion, Failure, TokenLogprob, ToolCall
 from .endpoints import EndpointClients, MissingKeyError, key_failure
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .._engine import Call
 
 
@@ -31,6 +33,7 @@ class OpenAITransport:
             ``client`` is given, the async client is a twin with its settings.
         owned: close the given clients too. Clients the transport made are always closed by
             ``close``/``aclose``; given ones are left open unless ``owned``.
+        endpoint_http_client: makes endpoint async clients' ``http_client``; None: httpx.
 
     A call whose rung names an endpoint (``Call.endpoint``) goes to that endpoint's clients,
     made once per endpoint by the transport's ``endpoints`` registry and closed with it.
@@ -42,13 +45,14 @@ class OpenAITransport:
         async_client: openai.AsyncOpenAI | None = None,
         *,
         owned: bool = False,
+        endpoint_http_client: Callable[[], Any] | None = None,
     ) -> None:
         self._client = client
         self._async_client = async_client
         self._owns_client = owned or client is None
         self._owns_async_client = owned or async_client is None
         self._lock = threading.Lock()
-        self.endpoints = EndpointClients()
+        self.endpoints = EndpointClients(http_client=endpoint_http_client)
 
     @property
     def client(self) -> openai.OpenAI:

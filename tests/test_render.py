@@ -73,7 +73,7 @@ def test_table_shows_the_figures(report: Report) -> None:
     assert "calls 80   escalations 72 (90.0%)" in extract
     # cost 72 * 0.0044 + 8 * 0.0004 = 0.32 against 80 * 0.004 = 0.32
     assert "cost $0.3200 vs $0.3200 with the strong model alone" in extract
-    assert "latency p50 2,500 ms, p95 2,500 ms" in extract
+    assert "latency p50 \u22642,500 ms, p95 \u22642,500 ms" in extract
     assert re.search(r"json_schema +72 calls\n", extract)
     single = replace(report.tasks[0], validators={"json_schema": 1})
     assert re.search(r"json_schema +1 call\n", render(replace(report, tasks=(single,)), "table"))
@@ -175,3 +175,12 @@ def test_a_model_without_a_price_shows_unknown_cost_not_zero() -> None:
     data = json.loads(render(report, "json"))["tasks"][0]
     assert (data["cost_usd"], data["savings_usd"], data["savings_pct"]) == (None, None, None)
     assert data["uncosted_calls"] == 1
+
+
+def test_money_never_rounds_a_cost_to_zero_and_latencies_say_they_are_bounds() -> None:
+    from cascade.report.render._format import money, ms
+
+    assert money(0.00006805) == "$0.000068"
+    assert money(-0.00000055) == "-$0.00000055"  # not "$-0.0000"
+    assert (money(0.0075), money(123.456), money(0.0)) == ("$0.0075", "$123.46", "$0.0000")
+    assert (ms(250.0), ms(float("inf")), ms(None)) == ("\u2264250 ms", ">60,000 ms", "-")

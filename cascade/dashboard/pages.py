@@ -43,14 +43,9 @@ def _figures(t: Mapping[str, Any]) -> str:
              raw=t["escalation_rate"]),
         card("Not ok", number(t["not_ok"]), "failed validation or errored", field="not_ok",
              raw=t["not_ok"]),
-        card("Latency p50 / p95", f"{_ms(t['latency_p50_ms'])} / {_ms(t['latency_p95_ms'])}",
+        card("Latency p50 / p95", f"{ms(t['latency_p50_ms'])} / {ms(t['latency_p95_ms'])}",
              "at most: upper bounds of histogram buckets"),
     )) + "</div>"  # fmt: skip
-
-
-def _ms(value: float | None) -> str:
-    text = ms(value)
-    return text.replace("\u2264 ", "") if value not in (None, float("inf")) else text
 
 
 def _day(label: str) -> str:

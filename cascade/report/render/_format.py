@@ -39,12 +39,18 @@ def clip(text: str, n: int) -> str:
 
 
 def money(x: float) -> str:
-    """Dollars with enough decimals for sub-cent costs."""
-    return f"${x:,.2f}" if abs(x) >= 100 else f"${x:,.4f}"
+    """Dollars with enough decimals for sub-cent costs: two significant digits at least, up to
+    eight decimals ('$0.000068', '-$0.00000055'), so a cost never reads as $0.0000."""
+    sign, x = ("-" if x < 0 else ""), abs(x)
+    if x >= 100:
+        return f"{sign}${x:,.2f}"
+    places = 4 if x == 0 or x >= 0.001 else min(8, 1 - math.floor(math.log10(x)))
+    return f"{sign}${x:,.{places}f}"
 
 
 def ms(x: float | None) -> str:
-    """A latency bound in milliseconds as text ('-' for none, '>60000' past the last)."""
+    """A latency bucket's upper bound in milliseconds as text: '≤250 ms' (the quantile is at
+    most that), '-' for none, '>60,000 ms' past the last bucket."""
     if x is None:
         return "-"
-    return f"{x:,.0f} ms" if math.isfinite(x) else ">60,000 ms"
+    return f"\u2264{x:,.0f} ms" if math.isfinite(x) else ">60,000 ms"

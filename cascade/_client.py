@@ -12,9 +12,8 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import structlog
-
 from . import _engine
+from ._logging import get_logger
 from ._request import make_request
 from .discovery import Router
 from .exceptions import EscalationExhausted, InvalidRequestError
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
     from .discovery import Routed
     from .events import Observation, Request, Result
 
-_log = structlog.get_logger("cascade")
+_log = get_logger()
 _T = TypeVar("_T")
 
 

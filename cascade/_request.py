@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import structlog
-
+from ._logging import get_logger
 from .events import Request
 from .exceptions import InvalidRequestError
 from .validators import request_problem
 
-_log = structlog.get_logger("cascade")
+_log = get_logger()
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 # Arguments the cascade decides itself, or that would change what "an answer" is.

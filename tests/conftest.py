@@ -15,6 +15,7 @@ import pytest
 import redis
 import structlog
 
+from cascade._logging import reset_logging
 from cascade.events import Attempt, CallRecord, Verdict
 
 if TYPE_CHECKING:
@@ -188,9 +189,10 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def _structlog_defaults() -> Iterator[None]:
-    """The command line configures structlog (it is an application); undo it per test."""
+    """The command line configures logging (it is an application); undo it per test."""
     yield
     structlog.reset_defaults()
+    reset_logging()
 
 
 # -- what a chat request put on the wire (tests of the SDK fast path and the proxy upstream) --

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -556,9 +557,10 @@ async def test_arun_escalates_on_provider_errors(make, server) -> None:
     assert r.model == "gpt-4o" and r.attempts[0].error.startswith("server_error 500")
 
 
-def test_logs_one_event_per_call_and_per_escalation_without_the_key(make, server) -> None:
+def test_logs_one_event_per_call_and_per_escalation_without_the_key(make, server, caplog) -> None:
     server.script("gpt-4o-mini", "nope").script("gpt-4o", GOOD)
     c = make()
+    caplog.set_level(logging.INFO, logger="cascade")  # INFO events only when asked for
     with structlog.testing.capture_logs() as logs:
         c.run("t", MSGS)
     events = [e["event"] for e in logs]

@@ -15,8 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
+from .._logging import get_logger
 from ..exceptions import StoreError
 from ..report import build_report, report_to_dict
 
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Figures"]
 
-_log = structlog.get_logger("cascade")
+_log = get_logger()
 Key = tuple[str | None, float | None, float | None, int]
 
 

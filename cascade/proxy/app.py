@@ -16,12 +16,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
-import structlog
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from .._answer import Plan, header_safe, plan_chat, render
+from .._logging import get_logger
 from ..dashboard import create_app as create_dashboard
 from ..exceptions import CascadeError, EscalationExhausted
 from ..telemetry import tracing
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .._client import Cascade
     from .config import ProxyConfig
 
-_log = structlog.get_logger("cascade")
+_log = get_logger()
 
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import openai
-import structlog
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
+from .._logging import get_logger
 from .errors import error_response
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
 
-_log = structlog.get_logger("cascade")
+_log = get_logger()
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and the ones the proxy sets itself.
 _DROP_REQUEST = frozenset(

@@ -17,11 +17,11 @@ from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
 import openai
-import structlog
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from .._client import Cascade
+from .._logging import get_logger
 from ..policy import PolicySet
 from ..transports import OpenAITransport
 from .app import create_app
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ..stores import Store
     from ..transports import Transport
 
-_log = structlog.get_logger("cascade")
+_log = get_logger()
 
 
 def build(
@@ -208,7 +208,7 @@ def serve(
 
     ``verbose`` turns on the per-request logs, uvicorn's access log and (in worker processes)
     the cascade's per-call events; ``cascade serve`` passes its ``--verbose``. ``None`` leaves
-    the workers' logging as structlog's defaults and keeps the access log.
+    the workers' cascade events silent (no logging configured) and keeps the access log.
     """
     app = build(policies=policies, store=store, config=config, host=host)  # fail fast, once
     access_log = verbose is not False

@@ -15,8 +15,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING
 
-import structlog
-
+from .._logging import get_logger
 from ._writer import Keep
 
 if TYPE_CHECKING:
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
     from ..events import CallRecord
     from ._spool import Spool
 
-log = structlog.get_logger("cascade")
+log = get_logger()
 
 SCAN_S = 1.0
 _BACKOFF = (0.5, 10.0)

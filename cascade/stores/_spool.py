@@ -19,8 +19,7 @@ import uuid
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-import structlog
-
+from .._logging import get_logger
 from ._codec import CorruptRecordError, decode, encode
 
 if TYPE_CHECKING:
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
 
     from ..events import CallRecord
 
-log = structlog.get_logger("cascade")
+log = get_logger()
 
 
 def default_spool_dir() -> Path:

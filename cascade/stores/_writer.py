@@ -19,12 +19,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import structlog
-
+from .._logging import get_logger
 from ..events import CallRecord
 from . import _shutdown
 
-log = structlog.get_logger("cascade")
+log = get_logger()
 
 # The backend's batch handler: (records, a flush or close is waiting) -> seconds until it
 # wants to be called again even without new records (a retry, a look at the spool), or None.

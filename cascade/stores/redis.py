@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import redis
-import structlog
 from redis.exceptions import RedisClusterException
 
+from .._logging import get_logger
 from ..events import CallRecord, TaskDay
 from ..exceptions import StoreError
 from ._codec import CorruptRecordError, decode, encode
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisStore", "default_spool_dir", "mask_url", "parse_duration"]
 
-log = structlog.get_logger("cascade")
+log = get_logger()
 
 # ARGV: seen ttl, day ttl, task, trim kind, trim threshold, record ('' when unsampled),
 # counters as JSON (integers as numbers, floats as text for HINCRBYFLOAT: exact, and one

@@ -19,8 +19,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import structlog
-
+from .._logging import get_logger
 from ..events import CallRecord, TaskDay
 from ..exceptions import StoreError
 from ._codec import CorruptRecordError, decode, encode
@@ -32,7 +31,7 @@ from .counters import day_delta, day_of, flat_counters, merge_day
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator
 
-log = structlog.get_logger("cascade")
+log = get_logger()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (

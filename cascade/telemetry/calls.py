@@ -1,7 +1,8 @@
 """What the library reports of each finished call: its log events and, when enabled, its
 Prometheus metrics. The drivers call these once per call; nothing here changes a call.
 
-Log events (structlog, logger ``cascade``; silent until the application configures logging):
+Log events (standard library logger ``cascade``, see ``cascade._logging``; silent until the
+application configures logging):
 ``cascade.escalated`` for each climb to another model, ``cascade.call`` per answered call,
 ``cascade.observed`` per observe-mode comparison.
 """
@@ -10,8 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import structlog
-
+from .._logging import get_logger
 from . import metrics
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["answered", "failed", "observed"]
 
-_log = structlog.get_logger("cascade")
+_log = get_logger()
 
 
 def answered(result: Result, latency: float) -> None:

@@ -16,9 +16,8 @@ import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from .._answer import Answer, Plan, plan_chat, plan_responses, render
+from .._logging import get_logger
 from ..exceptions import (
     CascadeError,
     EscalationExhausted,
@@ -37,7 +36,7 @@ except ImportError:  # pragma: no cover - openai < 3 uses httpx
 if TYPE_CHECKING:
     from .._client import Cascade
 
-_log = structlog.get_logger("cascade")
+_log = get_logger()
 
 
 class Router:

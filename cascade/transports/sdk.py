@@ -5,23 +5,36 @@ The one module that speaks to the openai SDK: a Call in, a Completion or a Failu
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import openai
-import pydantic
-from openai.types.chat import ChatCompletion
 
-from ..events import Completion, Failure, TokenLogprob, ToolCall
+from ..events import Failure
+from ._answers import NotACompletion, accepted, completion, parse
 from .endpoints import EndpointClients, MissingKeyError, key_failure
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .._engine import Call
+    from ..events import Completion
+
+# Read from here by the other transports and the client.
+__all__ = [
+    "NotACompletion",
+    "OpenAITransport",
+    "accepted",
+    "async_twin",
+    "call_async",
+    "call_sync",
+    "completion",
+    "failure",
+    "parse",
+    "post_args",
+    "sync_twin",
+]
 
 
 class OpenAITransport:
@@ -251,36 +264,6 @@ def _plain(value: Any) -> bool:
     return False
 
 
-def parse(
-    client: openai.OpenAI | openai.AsyncOpenAI, body: bytes, request_id: str | None = None
-) -> Any:
-    """The ChatCompletion in a response body, with its ``_request_id`` as ``create`` sets it.
-    A body that is not a ChatCompletion is taken as leniently as ``create`` takes it (fields
-    built as given, for servers that leave some out), or refused if the client was made with
-    strict response validation."""
-    try:
-        parsed = ChatCompletion.model_validate_json(body)
-        parsed._request_id = request_id
-        return parsed
-    except pydantic.ValidationError as e:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            return NotACompletion(f"the response is not JSON: {body[:200]!r}")
-        if not isinstance(data, dict) or getattr(client, "_strict_response_validation", False):
-            return NotACompletion(f"the response is not a ChatCompletion: {str(e)[:300]}")
-        built = ChatCompletion.construct(**data)
-        built._request_id = request_id
-        return built
-
-
-@dataclass(frozen=True, slots=True)
-class NotACompletion:
-    """A response body that held no ChatCompletion, and why; ``completion`` reports it."""
-
-    reason: str
-
-
 def async_twin(client: openai.OpenAI | openai.AsyncOpenAI) -> openai.AsyncOpenAI:
     """A new AsyncOpenAI with ``client``'s settings and a connection pool of its own."""
     return openai.AsyncOpenAI(
@@ -333,68 +316,3 @@ def _refused(e: BaseException) -> bool:
             return True
         cause = cause.__cause__ or cause.__context__
     return False
-
-
-def completion(call: Call, raw: Any, latency_s: float) -> Completion | Failure:
-    """Reduce a ChatCompletion to a Completion; a response without an answer is a Failure."""
-    if isinstance(raw, NotACompletion):
-        return Failure(call.model, "malformed_response", raw.reason, None, latency_s)
-    choices = getattr(raw, "choices", None)
-    if not choices:
-        return Failure(
-            call.model,
-            "malformed_response",
-            f"no choices in the response: {str(raw)[:200]}",
-            None,
-            latency_s,
-        )
-    choice = choices[0]
-    message = choice.message
-    if message is None:
-        return Failure(
-            call.model, "malformed_response", "choice without a message", None, latency_s
-        )
-    usage = raw.usage
-    details = getattr(usage, "prompt_tokens_details", None) if usage is not None else None
-    logprobs = None
-    if choice.logprobs is not None and choice.logprobs.content is not None:
-        logprobs = tuple(
-            TokenLogprob(
-                t.token,
-                t.logprob,
-                tuple((a.token, a.logprob) for a in (t.top_logprobs or ())),
-            )
-            for t in choice.logprobs.content
-        )
-    tool_calls: tuple[ToolCall, ...] = ()
-    if message.tool_calls:
-        tool_calls = tuple(
-            ToolCall(tc.id, tc.function.name, tc.function.arguments)
-            for tc in message.tool_calls
-            if getattr(tc, "function", None) is not None
-        )
-    return Completion(
-        model=call.model,
-        text=message.content or "",
-        request=call.request,
-        finish_reason=choice.finish_reason,
-        tool_calls=tool_calls,
-        logprobs=logprobs,
-        refusal=getattr(message, "refusal", None),
-        prompt_tokens=usage.prompt_tokens if usage is not None else 0,
-        completion_tokens=usage.completion_tokens if usage is not None else 0,
-        cached_tokens=(getattr(details, "cached_tokens", None) or 0) if details else 0,
-        usage_known=usage is not None,
-        latency_s=latency_s,
-        raw=raw,
-    )
-
-
-def accepted(raw: Any, output: str) -> Any:
-    """The ChatCompletion to hand back: a copy with the cleaned text when validators
-    stripped something (a self-rating) from the model's answer, else ``raw`` itself."""
-    if raw is None or not raw.choices or raw.choices[0].message.content == output:
-        return raw
-    copy = raw.model_copy(deep=True)
-    copy.choices[0].message.content = output
-    return copy

@@ -291,14 +291,16 @@ class Cascade:
             request.messages,
             latency_s=latency,
             store_inputs=spec.store_inputs,
+            store_outputs=spec.store_outputs,
             sample_passes=1.0 if observation else spec.sample_passes,
             stored_output_chars=spec.stored_output_chars,
+            observation=observation,
         )
         extra = self._router.record_extra(policy.task) if self._router is not None else None
         if result.start_rule is not None:  # pre-routed: the report can tell these apart
             extra = {**(extra or record.extra), "start_at": result.start_rule}
-        if observation is not None or extra is not None:
-            record = replace(record, observation=observation, extra=extra or record.extra)
+        if extra is not None:
+            record = replace(record, extra=extra)
         try:
             self.store.add(record)
         except Exception:  # a store's bug must not fail a call that was answered and paid for

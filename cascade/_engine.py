@@ -224,15 +224,16 @@ def observation(
         completion=strong.completion,
         mode="observe",
     )
-    limit = policy.spec.stored_output_chars
+    # Whole: the record cuts and masks them as store_outputs says (a cut first could keep
+    # half of a secret that lies across it).
     return combined, Observation(
         decision="accept" if accepted else "escalate",
         reasons=reasons,
         scores=scores,
         agree=agreed,
         comparator=policy.spec.agreement.comparator,
-        cheap_output=(judged[0].text if judged else "")[:limit],
-        strong_output=strong.output[:limit],
+        cheap_output=judged[0].text if judged else "",
+        strong_output=strong.output,
         cheap_cost_usd=usd(cheap_cost),
         strong_cost_usd=strong_cost,
         projected_cost_usd=projected,

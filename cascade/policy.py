@@ -83,6 +83,11 @@ class PolicyFile(BaseModel):
     )
     start_at: list[StartRule] = Field(default_factory=list, description="cascade.routing")
     store_inputs: Literal["full", "redacted", "hash", "none"] = "redacted"
+    store_outputs: Literal["full", "redacted", "hash", "none"] = Field(
+        default="redacted",
+        description="How attempt outputs are stored: a model that echoes its prompt would "
+        "otherwise undo the input's redaction. full, redacted, hash (sha256) or none.",
+    )
     sample_passes: float = Field(default=0.05, ge=0, le=1)
     stored_output_chars: int = Field(default=2000, ge=0)
 

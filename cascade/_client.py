@@ -299,6 +299,8 @@ class Cascade:
         extra = self._router.record_extra(policy.task) if self._router is not None else None
         if result.start_rule is not None:  # pre-routed: the report can tell these apart
             extra = {**(extra or record.extra), "start_at": result.start_rule}
+            if result.start_p is not None:
+                extra["start_p"] = round(result.start_p, 6)
         if extra is not None:
             record = replace(record, extra=extra)
         try:

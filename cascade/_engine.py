@@ -100,9 +100,9 @@ def run(policy: Policy, request: Request) -> Flow:
     model's run beside it and ``observation`` compares the two. In ``cascade`` mode a
     ``start_at`` rule may send the request straight to a stronger rung (``cascade.routing``).
     """
-    models, rule = ladder(policy), None
+    models, rule, p = ladder(policy), None, None
     if policy.spec.start_at and policy.spec.mode == "cascade":
-        at, rule = start_index(policy.spec.start_at, models, request)
+        at, rule, p = start_index(policy.spec.start_at, models, request)
         models = models[at:]
     out = yield from climb(policy, prepare(policy, request), models)
     if out.accepted is not None:
@@ -112,7 +112,7 @@ def run(policy: Policy, request: Request) -> Flow:
     if rule is None:
         return result
     escalated = any(a.model != models[0] for a in result.attempts)
-    return replace(result, start_rule=rule, escalated=escalated)
+    return replace(result, start_rule=rule, start_p=p, escalated=escalated)
 
 
 def climb(

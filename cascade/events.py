@@ -196,6 +196,7 @@ class Result:
     completion: Any = field(default=None, repr=False, compare=False)
     mode: str = "cascade"
     start_rule: int | None = None  # the start_at rule that sent it up the ladder, if any
+    start_p: float | None = None  # ... when a learned one: its P(escalate) of the request
 
     @property
     def reasons(self) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from . import (
     dashboard,
     demo,
     eval,
+    learn,
     replay,
     report,
     schema,
@@ -30,7 +31,20 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 # In the order `cascade --help` lists them.
-_COMMANDS = (demo, schema, check, report, tasks, dashboard, eval, calibrate, batch, replay, serve)
+_COMMANDS = (
+    demo,
+    schema,
+    check,
+    report,
+    tasks,
+    dashboard,
+    eval,
+    calibrate,
+    learn,
+    batch,
+    replay,
+    serve,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ from .calibrate import (
     p_value,
     quality_at,
 )
-from .edit import CERTIFIED, certified_validators, write_threshold
+from .edit import CERTIFIED, certified_validators, write_learned, write_threshold
 from .evaluate import (
     EvalReport,
     Example,
@@ -76,5 +76,6 @@ __all__ = [
     "samples_from_runs",
     "scorer_of",
     "with_mode",
+    "write_learned",
     "write_threshold",
 ]

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import PolicyError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["CERTIFIED", "certified_validators", "write_threshold"]
+__all__ = ["CERTIFIED", "certified_validators", "write_learned", "write_threshold"]
 
 # The mark `calibrate --write` leaves on the min: line it certified; the report reads it so
 # that it never suggests lowering a certified threshold.
@@ -68,3 +69,76 @@ def certified_validators(path: Path) -> set[int]:
             if CERTIFIED in lines[row]:
                 found.add(i)
     return found
+
+
+def write_learned(
+    path: Path, *, model: str, learned: str, above: float, note: str | None = None
+) -> None:
+    """Make ``start_at`` send calls to ``model`` when the model file ``learned`` puts their
+    P(escalate) above ``above``: the rule ``{model, learned, above}`` replaces an earlier
+    learned rule written on one line, or is added after the existing rules (which it keeps,
+    and which are consulted first), or starts a ``start_at:`` list at the end of the file.
+
+    YAML keeps its comments and layout (only that one line changes); a JSON policy is
+    rewritten. Raises ``PolicyError`` where the list is not in a form it can edit.
+    """
+    if path.suffix == ".json":
+        _write_learned_json(path, {"model": model, "learned": learned, "above": above})
+        return
+    from ruamel.yaml import YAML
+
+    text = path.read_text(encoding="utf-8")
+    data: Any = YAML().load(text) or {}
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    mark = f"  # cascade learn ({note})" if note else "  # cascade learn"
+    fields = f"model: {json.dumps(model)}, learned: {json.dumps(learned)}, above: {above:g}"
+    rule = f"{{{fields}}}{mark}\n"
+    rules = data.get("start_at") if hasattr(data, "get") else None
+    if rules is None or (hasattr(rules, "fa") and rules.fa.flow_style() and not rules):
+        if rules is not None:  # `start_at: []`: the line goes, a block list takes its place
+            row, _ = data.lc.key("start_at")
+            del lines[row]
+        lines += ["start_at:\n", f"  - {rule}"]
+        path.write_text("".join(lines), encoding="utf-8")
+        return
+    if not hasattr(rules, "lc") or rules.fa.flow_style():
+        raise PolicyError("add the learned rule to start_at by hand (flow style)", path=path)
+    for i, item in enumerate(rules):
+        if hasattr(item, "get") and item.get("learned") is not None:
+            row, col = rules.lc.item(i)
+            if not item.fa.flow_style() or _item_end(lines, row, col) != row + 1:
+                raise PolicyError(
+                    f"replace the learned rule start_at[{i}] by hand (it spans lines)", path=path
+                )
+            lines[row] = lines[row][:col] + rule
+            path.write_text("".join(lines), encoding="utf-8")
+            return
+    row, col = rules.lc.item(len(rules) - 1)
+    dash = lines[row][:col].rindex("-")
+    lines.insert(_item_end(lines, row, col), " " * dash + f"- {rule}")
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+def _item_end(lines: list[str], row: int, col: int) -> int:
+    """The line after the block-list item at (``row``, ``col``): the next line, past blank
+    and comment lines, indented no deeper than its dash."""
+    dash = lines[row][:col].rindex("-")
+    end = row + 1
+    for i in range(row + 1, len(lines)):
+        body = lines[i].strip()
+        if not body or body.startswith("#"):
+            continue
+        if len(lines[i]) - len(lines[i].lstrip()) <= dash:
+            break
+        end = i + 1
+    return end
+
+
+def _write_learned_json(path: Path, rule: dict[str, Any]) -> None:
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    rules = [r for r in data.get("start_at") or [] if not r.get("learned")]
+    data["start_at"] = [*rules, rule]
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,170 @@
+"""``cascade learn --task T [--store URL] [--write]``: fit, from the task's records, a model of
+P(escalate | input) (``cascade.routing.fit``), print its held-out metrics and where it breaks
+even; ``--write`` puts it beside the policy and adds the ``start_at`` rule that uses it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..evals import write_learned
+from ..exceptions import PolicyError
+from ..policy import Policy, PolicySet
+from ..routing import assess, break_even, examples_of, fit, held_out
+from ..stores import store_from_url
+from ._common import policies_default
+
+if TYPE_CHECKING:
+    import argparse
+
+    from ..routing import Assessment, BreakEven
+
+__all__ = ["add_parser", "run_learn"]
+
+MIN_RECORDS = 100
+MIN_EACH = 10  # escalated and not escalated records, each
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add ``learn`` to the ``cascade`` command's sub-parsers."""
+    cmd = subparsers.add_parser("learn", help="learn which inputs to start at the strong model")
+    cmd.add_argument("--task", required=True)
+    cmd.add_argument("--store", default=None, help="store URL (default: $CASCADE_STORE)")
+    cmd.add_argument("--policies", default=policies_default(), help="policy directory")
+    cmd.add_argument("--model", default=None, help="the rung to start at (default: the strongest)")
+    cmd.add_argument(
+        "--above", type=float, default=None, help="threshold (default: the break-even)"
+    )
+    cmd.add_argument("--buckets", type=int, default=1000, help="hashed feature weights")
+    cmd.add_argument("--holdout", type=float, default=0.2, help="share of records held out")
+    cmd.add_argument("--limit", type=int, default=20_000, help="newest records read")
+    cmd.add_argument("--min-records", type=int, default=MIN_RECORDS)
+    cmd.add_argument("--write", action="store_true", help="write the model and the start_at rule")
+    cmd.set_defaults(func=run_learn)
+
+
+def run_learn(args: argparse.Namespace) -> int:
+    """``cascade learn``: 0 when a model was fitted (and written with --write), 1 when the
+    records are too few or the break-even is unknown (nothing written)."""
+    policy = PolicySet(args.policies).get(args.task)
+    cheap, target = policy.models[0], args.model or policy.strongest
+    if target not in policy.models[1:]:
+        raise PolicyError(
+            f"--model {target!r} is not a rung above {cheap!r}: {list(policy.models)}"
+        )
+    if not 0 < args.holdout < 1:
+        raise PolicyError(f"--holdout must be between 0 and 1, got {args.holdout}")
+    store = store_from_url(args.store or os.environ.get("CASCADE_STORE"))
+    try:
+        records = store.records(task=args.task, limit=args.limit, newest_first=True)
+        examples, skipped = examples_of(records, cheap, target)
+    finally:
+        store.close()
+    escalated = sum(e.escalated for e in examples)
+    print(
+        f"learn {args.task}: {len(examples):,} usable records ({escalated:,} escalated from "
+        f"{cheap}); {skipped:,} left out (pre-routed, strong mode, or no {cheap} attempt)"
+    )
+    if len(examples) < args.min_records or min(escalated, len(examples) - escalated) < MIN_EACH:
+        print(
+            f"too few records to learn from: need at least {args.min_records:,}, with "
+            f"{MIN_EACH} escalated and {MIN_EACH} not; nothing written",
+        )
+        return 1
+    test = [e for e in examples if held_out(e, args.holdout)]
+    train = [e for e in examples if not held_out(e, args.holdout)]
+    model = fit(train, task=args.task, buckets=args.buckets)
+    even = break_even(examples)
+    print(_break_even_line(policy, cheap, target, even))
+    above = args.above if args.above is not None else (even.probability if even else None)
+    if above is None:
+        print("no threshold: pass --above to choose one; nothing written")
+        return 1
+    if not 0 < above < 1:
+        raise PolicyError(f"--above must be between 0 and 1, got {above}")
+    result = assess(model, test, examples, above)
+    print(f"fitted on {len(train):,} records, measured on {len(test):,} held out:")
+    print("\n".join(_assessment_lines(result, target)))
+    if not args.write:
+        return 0
+    if policy.path is None:
+        raise PolicyError("the policy has no file to write to")
+    name = f"{args.task}.start.json"
+    about = {
+        "at": round(time.time()),
+        "records": len(examples),
+        "train": len(train),
+        "held_out": len(test),
+        "model": target,
+        "break_even": None if even is None else round(even.probability, 6),
+        "auc": None if result.auc is None else round(result.auc, 4),
+        "brier": round(result.brier, 6),
+        "base_rate": round(result.base_rate, 6),
+    }
+    written = model.model_copy(update={"trained": about})
+    (policy.path.parent / name).write_text(
+        json.dumps(written.model_dump(), separators=(",", ":")) + "\n", encoding="utf-8"
+    )
+    shown = round(above, 4)
+    auc = "-" if result.auc is None else f"{result.auc:.3f}"
+    write_learned(
+        policy.path,
+        model=target,
+        learned=name,
+        above=shown,
+        note=f"AUC {auc}, {len(test)} held out",
+    )
+    Policy.load(policy.path)  # what was written loads
+    print(
+        f"wrote {policy.path.parent / name} and start_at: learned above {shown:g} in {policy.path}"
+    )
+    return 0
+
+
+def _break_even_line(policy: Policy, cheap: str, target: str, even: BreakEven | None) -> str:
+    if even is None:
+        unknown = [m for m in (cheap, target) if policy.prices.get(m) is None]
+        why = f"no known price of {', '.join(unknown)}" if unknown else "no record has both costs"
+        return f"break-even unknown: {why}"
+    estimated = f"; {target}'s cost estimated from {cheap}'s tokens on {even.estimated:,}"
+    return (
+        f"break-even: start at {target} when P(escalate) > {even.probability:.4f} = 1 - "
+        f"cheap/strong = 1 - ${even.cheap_usd:.6g} / ${even.strong_usd:.6g} (mean cost per call "
+        f"of each, from {even.examples:,} records' own prices{estimated if even.estimated else ''})"
+    )
+
+
+def _assessment_lines(a: Assessment, target: str) -> list[str]:
+    auc = "unknown (one class only)" if a.auc is None else f"{a.auc:.3f}"
+    lines = [
+        f"  {a.calls:,.0f} calls ({a.records:,} records, each weighted by 1/inclusion "
+        f"probability); escalation base rate {a.base_rate:.1%}",
+        f"  AUC {auc}; Brier {a.brier:.4f} (predicting the base rate: {a.brier_base:.4f})",
+    ]
+    precision = "-" if a.precision is None else f"{a.precision:.1%}"
+    recall = "-" if a.recall is None else f"{a.recall:.1%}"
+    lines.append(
+        f"  above {a.above:.4f}: {a.routed:.1%} of calls would start at {target}; "
+        f"{precision} of those escalated; {recall} of escalations caught"
+    )
+    share = f" ({a.saved_usd / a.spend_usd:.1%})" if a.spend_usd else ""
+    unknown = f"; {a.uncosted} routed records of unknown cost left out" if a.uncosted else ""
+    lines.append(
+        f"  money saved on the held-out calls: ${a.saved_usd:.6g} of ${a.spend_usd:.6g} spent"
+        f"{share}{unknown}"
+    )
+    if a.saved_latency_s is None:
+        lines.append(f"  latency saved: unknown (no record asked {target})")
+    else:
+        routed = a.routed * a.calls
+        per = f", {a.saved_latency_s / routed:.3f} s per routed call" if routed else ""
+        est = (
+            f"; {target}'s latency taken as its mean {a.strong_latency_mean:.3f} s for "
+            f"{a.latency_estimated} routed records that never asked it"
+            if a.latency_estimated
+            else ""
+        )
+        lines.append(f"  latency saved: {a.saved_latency_s:.3f} s in all{per}{est}")
+    return lines

@@ -1,0 +1,227 @@
+"""cascade learn: a model of P(escalate | input) fitted on real cascade.run records, written
+beside the policy, and the start_at rule that uses it sending those inputs straight up."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from typing import TYPE_CHECKING
+
+import pytest
+
+import cascade
+from cascade.cli import main
+from cascade.evals import write_learned
+from cascade.exceptions import PolicyError
+from cascade.policy import Policy, PolicySet
+from cascade.routing import StartModel, examples_of, fit, held_out
+from cascade.stores import store_from_url
+from cascade.testing import ScriptedServer
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+POLICY = """# support replies
+models: [gpt-4o-mini, gpt-4o]
+validators:
+  - {type: structure, forbid: ["UNSURE"]}  # the cheap model's give-up
+sample_passes: 0.5
+store_inputs: full
+"""
+WORDS = ("order", "shipping", "jacket", "size", "colour", "delivery", "address", "login", "phone")
+REFUND = "About my jacket order: please refund me"
+PLAIN = "About my jacket order"
+
+
+def _serve(server: ScriptedServer) -> None:
+    """The cheap model always gives up on refunds; the strong one always answers."""
+    server.script("gpt-4o-mini", "UNSURE", match="(?i)refund")
+    server.script("gpt-4o-mini", "fine").script("gpt-4o", "strong")
+
+
+def _fill(directory: Path, store: str, calls: int, models: tuple[str, str] | None = None) -> None:
+    policy = POLICY if models is None else POLICY.replace("gpt-4o-mini, gpt-4o", ", ".join(models))
+    (directory / "t.yaml").write_text(policy)
+    rng = random.Random(1)
+    with ScriptedServer() as server:
+        if models is None:
+            _serve(server)
+        else:
+            server.script(models[0], "UNSURE", match="(?i)refund").script(models[0], "fine")
+            server.script(models[1], "strong")
+        c = cascade.Cascade(directory, client=server.client(), store=store)
+        for i in range(calls):
+            filler = " ".join(rng.choice(WORDS) for _ in range(6))
+            text = f"About my {filler}: please refund me" if i % 3 == 0 else f"About my {filler}"
+            c.run("t", [{"role": "user", "content": text}])
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A policy directory and a SQLite store of 240 real calls (a third escalate)."""
+    directory = tmp_path_factory.mktemp("learn")
+    _fill(directory, f"sqlite:///{directory}/s.db", 240)
+    return directory
+
+
+@pytest.fixture
+def policies(filled: Path, tmp_path: Path) -> Path:
+    shutil.copytree(filled, tmp_path / "p")
+    return tmp_path / "p"
+
+
+def _learn(policies: Path, *more: str) -> int:
+    return main(
+        ["learn", "--task", "t", "--store", f"sqlite:///{policies}/s.db", "--policies",
+         str(policies), *more]
+    )  # fmt: skip
+
+
+def test_learn_write_then_those_inputs_start_strong_and_others_cheap(
+    policies: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _learn(policies, "--write") == 0
+    out = capsys.readouterr().out
+    assert "break-even: start at gpt-4o when P(escalate) > 0.9" in out
+    assert "1 - cheap/strong" in out
+    assert "AUC 1.000" in out
+    assert "money saved on the held-out calls: $" in out
+    model = StartModel.model_validate_json((policies / "t.start.json").read_text())
+    assert (model.version, model.buckets, model.task) == (1, 1000, "t")
+    text = (policies / "t.yaml").read_text()
+    assert text.startswith(POLICY)  # every byte kept, comments included
+    assert 'start_at:\n  - {model: "gpt-4o", learned: "t.start.json", above: 0.9' in text
+    (policies / "t.yaml").write_text(text.replace("sample_passes: 0.5", "sample_passes: 1.0"))
+
+    with ScriptedServer() as server:
+        _serve(server)
+        c = cascade.Cascade(policies, client=server.client(), store="memory://")
+        routed = c.run("t", [{"role": "user", "content": REFUND}])
+        plain = c.run("t", [{"role": "user", "content": PLAIN}])
+        c.close()
+        assert [x["model"] for x in server.calls()] == ["gpt-4o", "gpt-4o-mini"]
+    above = Policy.load(policies / "t.yaml").spec.start_at[0].above
+    assert routed.start_rule == 0 and routed.start_p is not None and routed.start_p > above
+    assert (routed.output, routed.escalated) == ("strong", False)
+    assert (plain.output, plain.start_rule, plain.start_p) == ("fine", None, None)
+    extras = {r.model: r.extra for r in c.store.records(task="t")}
+    assert extras["gpt-4o"]["start_at"] == 0
+    assert extras["gpt-4o"]["start_p"] == pytest.approx(routed.start_p, abs=1e-6)
+
+
+def test_learning_again_replaces_its_rule_and_keeps_the_others(policies: Path) -> None:
+    path = policies / "t.yaml"
+    path.write_text(POLICY + "start_at:\n  - {model: gpt-4o, match: stack trace}  # by hand\n")
+    assert _learn(policies, "--write") == 0
+    assert _learn(policies, "--write", "--above", "0.5") == 0
+    text = path.read_text()
+    assert text.count("learned:") == 1 and "above: 0.5}" in text
+    rules = Policy.load(path).spec.start_at
+    assert [(r.match, r.learned) for r in rules] == [("stack trace", None), (None, "t.start.json")]
+    assert "# by hand" in text
+
+
+def test_pre_routed_records_are_not_learned_from(policies: Path) -> None:
+    records = list(store_from_url(f"sqlite:///{policies}/s.db").records(task="t"))
+    examples, skipped = examples_of(records, "gpt-4o-mini", "gpt-4o")
+    assert skipped == 0 and len(examples) == len(records)
+    routed = [r for r in records if r.escalated][:1]
+    from dataclasses import replace
+
+    marked = [replace(routed[0], extra={"start_at": 0})]
+    assert examples_of(marked, "gpt-4o-mini", "gpt-4o") == ([], 1)
+    # a stored pass of a 50% sample stands for two calls
+    assert {e.weight for e in examples if not e.escalated} == {2.0}
+
+
+def test_the_fit_is_deterministic_and_separates_the_trigger(policies: Path) -> None:
+    records = list(store_from_url(f"sqlite:///{policies}/s.db").records(task="t"))
+    examples, _ = examples_of(records, "gpt-4o-mini", "gpt-4o")
+    train = [e for e in examples if not held_out(e, 0.2)]
+    a, b = fit(train, task="t"), fit(train, task="t")
+    assert a == b
+    test = [e for e in examples if held_out(e, 0.2)]
+    assert test and all((a.probability(e.hashes) > 0.5) == e.escalated for e in test)
+
+
+def test_too_few_records_says_so_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fill(tmp_path, f"sqlite:///{tmp_path}/s.db", 12)
+    assert _learn(tmp_path, "--write") == 1
+    assert "too few records to learn from: need at least 100" in capsys.readouterr().out
+    assert (tmp_path / "t.yaml").read_text() == POLICY
+    assert not (tmp_path / "t.start.json").exists()
+
+
+@pytest.mark.filterwarnings("ignore::cascade.UnknownPriceWarning")
+def test_unknown_price_refuses_to_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _fill(tmp_path, f"sqlite:///{tmp_path}/s.db", 60, models=("house-small", "house-large"))
+    assert _learn(tmp_path, "--write", "--min-records", "30") == 1
+    out = capsys.readouterr().out
+    assert "break-even unknown: no known price of house-small, house-large" in out
+    assert "nothing written" in out
+    assert not (tmp_path / "t.start.json").exists()
+    assert "start_at" not in (tmp_path / "t.yaml").read_text()
+
+
+def test_unknown_task_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "t.yaml").write_text(POLICY)
+    code = main(["learn", "--task", "nope", "--store", "memory://", "--policies", str(tmp_path)])
+    assert code == 2
+    assert "no policy for task 'nope'" in capsys.readouterr().err
+
+
+def _policy_with(tmp_path: Path, model: object) -> PolicySet:
+    (tmp_path / "t.yaml").write_text(
+        POLICY + "start_at:\n  - {model: gpt-4o, learned: t.start.json, above: 0.9}\n"
+    )
+    if model is not None:
+        text = model if isinstance(model, str) else json.dumps(model)
+        (tmp_path / "t.start.json").write_text(text)
+    return PolicySet(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (None, "start_at[0].learned: cannot read"),
+        ("{not json", "invalid JSON"),
+        ({"version": 2, "task": "t", "buckets": 2, "bias": 0, "weights": [0, 0]}, "version"),
+        ({"version": 1, "task": "t", "buckets": 3, "bias": 0, "weights": [0, 0]}, "2 weights"),
+    ],
+)
+def test_a_bad_model_file_is_a_policy_error_naming_the_file(
+    tmp_path: Path, content: object, says: str
+) -> None:
+    with pytest.raises(PolicyError, match=r"t\.start\.json") as e:
+        _policy_with(tmp_path, content).get("t")
+    assert says in str(e.value)
+
+
+def test_learned_and_above_go_together(tmp_path: Path) -> None:
+    (tmp_path / "t.yaml").write_text(POLICY + "start_at:\n  - {model: gpt-4o, learned: x.json}\n")
+    with pytest.raises(PolicyError, match="learned and above go together"):
+        PolicySet(tmp_path).get("t")
+
+
+def test_write_learned_starts_a_list_or_refuses_a_flow_one(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(POLICY.rstrip("\n"))  # no final newline
+    write_learned(path, model="gpt-4o", learned="t.start.json", above=0.9)
+    rule = '{model: "gpt-4o", learned: "t.start.json", above: 0.9}  # cascade learn\n'
+    assert path.read_text().endswith(f"store_inputs: full\nstart_at:\n  - {rule}")
+    path.write_text(POLICY + "start_at: [{model: gpt-4o, match: x}]\n")
+    with pytest.raises(PolicyError, match="flow style"):
+        write_learned(path, model="gpt-4o", learned="t.start.json", above=0.9)
+    json_path = tmp_path / "j.json"
+    json_path.write_text(
+        json.dumps({"models": ["a", "b"], "start_at": [{"model": "b", "match": "x"}]})
+    )
+    write_learned(json_path, model="b", learned="j.start.json", above=0.8)
+    assert json.loads(json_path.read_text())["start_at"] == [
+        {"model": "b", "match": "x"},
+        {"model": "b", "learned": "j.start.json", "above": 0.8},
+    ]

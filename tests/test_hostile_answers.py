@@ -15,6 +15,7 @@ import cascade
 from cascade.proxy import ProxyConfig, ProxyServer, create_app
 from cascade.proxy.server import proxy_cascade
 from cascade.testing import Reply, ScriptedServer
+from cascade.transports import OpenAITransport
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -162,3 +163,90 @@ def test_wrap_escalates_a_wrong_typed_answer(server, policies, name, body, reaso
         record.attempts[0].error.startswith("malformed_response")
         and reason in record.attempts[0].error
     )
+
+
+# -- a provider that accepts and never answers ------------------------------------------------
+
+
+def _read_timeouts(server: ScriptedServer) -> list[str]:
+    return [r["_headers"].get("x-stainless-read-timeout") for r in server.requests]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_a_client_left_at_the_sdk_default_waits_60_s_per_request(
+    server, policies, asynchronous
+) -> None:
+    server.script("gpt-4o-mini", GOOD)
+    c = _default_clients(server, policies)
+    r = await c.arun("t", MSGS) if asynchronous else c.run("t", MSGS)
+    r2 = c.run("t", tuple(MSGS))  # through the SDK's create()
+    await c.aclose()
+    assert r.ok and r2.ok
+    assert _read_timeouts(server) == ["60.0", "60.0"]  # not the SDK's 600
+
+
+def _default_clients(server: ScriptedServer, policies: Path) -> cascade.Cascade:
+    """A Cascade over clients left at the SDK's default timeout, which it owns."""
+    return cascade.Cascade(
+        policies,
+        transport=OpenAITransport(
+            openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0),
+            openai.AsyncOpenAI(base_url=server.base_url, api_key="k", max_retries=0),
+            owned=True,
+        ),
+        store="memory://",
+    )
+
+
+async def test_a_timeout_set_elsewhere_wins(server, policies, tmp_path) -> None:
+    server.script("gpt-4o-mini", GOOD)
+    c = cascade.Cascade(policies, client=server.client(timeout=7, max_retries=0))
+    c.run("t", MSGS)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({**POLICY, "params": {"timeout": 9}}))
+    c.run("p", MSGS)
+    await c.aclose()
+    assert _read_timeouts(server) == ["7", "9"]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_cascade_timeout_bounds_a_silent_rung_and_escalates(
+    server, policies, monkeypatch, asynchronous
+) -> None:
+    monkeypatch.setenv("CASCADE_TIMEOUT", "0.3")
+    server.script("gpt-4o-mini", Reply(content=GOOD, delay_s=2.0)).script("gpt-4o", GOOD)
+    c = _default_clients(server, policies)
+    r = await c.arun("t", MSGS) if asynchronous else c.run("t", MSGS)
+    (record,) = c.store.records(task="t")
+    await c.aclose()
+    assert r.ok and r.model == "gpt-4o"
+    assert r.attempts[0].error.startswith("timeout")
+    assert record.attempts[0].error.startswith("timeout")
+
+
+@pytest.mark.parametrize("config", [{}, {"upstream_timeout": 0.3}])
+def test_the_proxy_bounds_a_silent_upstream(server, policies, monkeypatch, config) -> None:
+    if not config:
+        monkeypatch.setenv("CASCADE_TIMEOUT", "0.3")
+    server.script("gpt-4o-mini", Reply(content=GOOD, delay_s=2.0)).script("gpt-4o", GOOD)
+    proxy_config = ProxyConfig(proxy_keys=("k",), **config)
+    c, up = proxy_cascade(
+        policies, "memory://", proxy_config, base_url=server.base_url, api_key="u", max_retries=0
+    )
+    with (
+        ProxyServer(create_app(c, proxy_config, up)) as proxy,
+        openai.OpenAI(base_url=proxy.base_url, api_key="k", max_retries=0) as client,
+    ):
+        reply = client.chat.completions.with_raw_response.create(
+            model="m", messages=MSGS, extra_headers={"x-cascade-task": "t"}
+        )
+        assert reply.headers["x-cascade-model"] == "gpt-4o"
+    (record,) = c.store.records(task="t")
+    assert record.attempts[0].error.startswith("timeout")
+    assert _read_timeouts(server)[0] == "0.3"
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf"])
+def test_a_bad_cascade_timeout_fails_before_any_call(policies, monkeypatch, value) -> None:
+    monkeypatch.setenv("CASCADE_TIMEOUT", value)
+    with pytest.raises(ValueError, match="CASCADE_TIMEOUT"):
+        cascade.Cascade(policies, store="memory://")

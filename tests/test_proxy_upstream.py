@@ -72,7 +72,8 @@ async def test_sends_what_the_sdks_create_sends(make, server) -> None:
     params = {"temperature": 0.2, "user": "u-1", "logprobs": True, "metadata": {"k": "v"}}
     r = await make().arun("t", MSGS, **params)
     assert (r.model, r.output, r.escalated) == ("gpt-4o-mini", GOOD, False)
-    async with server.async_client(api_key="sk-upstream") as sdk:
+    # The proxy's upstream waits 60 s per request (CASCADE_TIMEOUT), not the SDK's 600.
+    async with server.async_client(api_key="sk-upstream", timeout=60.0) as sdk:
         await sdk.chat.completions.create(model="gpt-4o-mini", messages=MSGS, **params)
     direct, via_sdk = server.calls()
     assert wire(direct) == wire(via_sdk)

@@ -9,6 +9,7 @@
     proxy_keys: [sk-proxy-1]        # client keys; CASCADE_PROXY_KEYS (comma-separated) adds more
     dashboard_keys: []              # keys of /dashboard (none: the proxy keys open it)
     max_body_bytes: 4194304         # larger request bodies are refused with 413
+    upstream_timeout: null          # seconds per upstream request (null: CASCADE_TIMEOUT, else 60)
     upstream_http: null             # direct | aiohttp | httpx; null: direct when aiohttp is
                                     # installed, else httpx (see cascade.transports.direct)
     providers:                      # endpoints the policies' rungs name ({provider: local}),
@@ -90,6 +91,12 @@ class ProxyConfig(BaseModel):
         "(the proxy extra), else httpx.",
     )
 
+    upstream_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds per upstream request; None: CASCADE_TIMEOUT, else 60.",
+    )
     providers: dict[str, Endpoint] = Field(
         default_factory=dict,
         description="Endpoints named for every policy's rungs, as in policies/_providers.yaml.",

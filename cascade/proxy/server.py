@@ -23,7 +23,7 @@ from uvicorn.supervisors import Multiprocess
 from .._client import Cascade
 from .._logging import get_logger
 from ..policy import PolicySet
-from ..transports import OpenAITransport
+from ..transports import OpenAITransport, attempt_timeout
 from .app import create_app
 from .config import ConfigError, ProxyConfig, check_exposure, load_config
 
@@ -74,6 +74,8 @@ def proxy_cascade(
     client's) and ``client_options`` (``openai.AsyncOpenAI``'s arguments); rungs that name
     an endpoint (``config.providers`` among them) get clients of their own."""
     choice = upstream_choice(config.upstream_http)
+    # Pass-through calls too: no upstream request waits the SDK's 600 s by default.
+    client_options.setdefault("timeout", config.upstream_timeout or attempt_timeout())
     upstream = openai.AsyncOpenAI(
         http_client=openai.DefaultAioHttpClient() if choice != "httpx" else None,
         **client_options,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._base import Transport, UpstreamStatusError
+from ._timeout import DEFAULT_TIMEOUT_S, attempt_timeout
 from .sdk import OpenAITransport
 
 if TYPE_CHECKING:
@@ -26,4 +27,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["DirectTransport", "OpenAITransport", "Transport", "UpstreamStatusError"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "DirectTransport",
+    "OpenAITransport",
+    "Transport",
+    "UpstreamStatusError",
+    "attempt_timeout",
+]

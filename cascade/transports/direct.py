@@ -35,6 +35,7 @@ import aiohttp
 from ..events import Completion, Failure
 from . import sdk
 from ._base import UpstreamStatusError
+from ._timeout import attempt_timeout, timeout_for
 from .endpoints import EndpointClients, MissingKeyError, key_failure
 
 if TYPE_CHECKING:
@@ -71,7 +72,11 @@ class DirectTransport:
         proxy = None if proxy_bypass(url.hostname or "") else getproxies().get(url.scheme)
         self._proxy = proxy or None
         self._headers: dict[str, str] = {}  # built in the event loop, as the SDK builds them
-        self._timeout = _timeout(client.timeout)
+        # A client left at the SDK's 600 s gets the attempt timeout (CASCADE_TIMEOUT, 60 s).
+        self._default_timeout = attempt_timeout()
+        self._given_timeout = timeout_for(client, self._default_timeout)
+        self._client_timeout: Any = self._given_timeout or client.timeout
+        self._timeout = _timeout(self._client_timeout)
         self._retries = client.max_retries
         self._session: aiohttp.ClientSession | None = None  # made in the serving event loop
         # Rungs served elsewhere: their SDK clients, and a DirectTransport (a session) for each.
@@ -83,12 +88,13 @@ class DirectTransport:
         endpoint's own sync client)."""
         if call.endpoint is not None:
             try:
-                return sdk.call_sync(self.endpoints.sync(call.endpoint), call)
+                client = self.endpoints.sync(call.endpoint)
             except MissingKeyError as e:
                 return key_failure(call.model, e)
+            return sdk.call_sync(client, call, timeout_for(client, self._default_timeout))
         if self._sync is None:
             self._sync = sdk.sync_twin(self._client)
-        return sdk.call_sync(self._sync, call)
+        return sdk.call_sync(self._sync, call, self._given_timeout)
 
     async def acall(self, call: Call) -> Completion | Failure:
         """Perform ``call`` on the aiohttp session (the SDK client for what it cannot send)."""
@@ -103,10 +109,10 @@ class DirectTransport:
             return await there.acall(replace(call, endpoint=None))
         post = sdk.post_args(self._client, call) if self._direct else None
         if post is None:
-            return await sdk.call_async(self._client, call)
+            return await sdk.call_async(self._client, call, self._given_timeout)
         body, options = post
         if not self._headers:
-            self._headers = self._default_headers(self._client.timeout)
+            self._headers = self._default_headers(self._client_timeout)
         url, headers, timeout = self._url, self._headers, self._timeout
         if options:  # request options, as create() applies them
             if "timeout" in options:

@@ -13,10 +13,11 @@ import openai
 
 from ..events import Failure
 from ._answers import NotACompletion, accepted, completion, parse
+from ._timeout import attempt_timeout, timeout_for
 from .endpoints import EndpointClients, MissingKeyError, key_failure
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from .._engine import Call
     from ..events import Completion
@@ -66,6 +67,7 @@ class OpenAITransport:
         self._owns_async_client = owned or async_client is None
         self._lock = threading.Lock()
         self.endpoints = EndpointClients(http_client=endpoint_http_client)
+        self._default_timeout = attempt_timeout()  # a bad CASCADE_TIMEOUT fails here
 
     @property
     def client(self) -> openai.OpenAI:
@@ -90,22 +92,24 @@ class OpenAITransport:
     def call(self, call: Call) -> Completion | Failure:
         """Perform ``call`` with the sync client (its endpoint's, if it names one)."""
         if call.endpoint is None:
-            return call_sync(self.client, call)
-        try:
-            client = self.endpoints.sync(call.endpoint)
-        except MissingKeyError as e:
-            return key_failure(call.model, e)
-        return call_sync(client, call)
+            client = self.client
+        else:
+            try:
+                client = self.endpoints.sync(call.endpoint)
+            except MissingKeyError as e:
+                return key_failure(call.model, e)
+        return call_sync(client, call, timeout_for(client, self._default_timeout))
 
     async def acall(self, call: Call) -> Completion | Failure:
         """Perform ``call`` with the async client (its endpoint's, if it names one)."""
         if call.endpoint is None:
-            return await call_async(self.async_client, call)
-        try:
-            client = self.endpoints.async_(call.endpoint)
-        except MissingKeyError as e:
-            return key_failure(call.model, e)
-        return await call_async(client, call)
+            client = self.async_client
+        else:
+            try:
+                client = self.endpoints.async_(call.endpoint)
+            except MissingKeyError as e:
+                return key_failure(call.model, e)
+        return await call_async(client, call, timeout_for(client, self._default_timeout))
 
     def close(self) -> None:
         """Close the sync client if this transport made it, and the endpoints' clients."""
@@ -124,16 +128,19 @@ class OpenAITransport:
         self.close()
 
 
-def call_sync(client: openai.OpenAI, call: Call) -> Completion | Failure:
-    """Perform ``call`` with a sync client; provider errors come back as a Failure."""
+def call_sync(
+    client: openai.OpenAI, call: Call, timeout: float | None = None
+) -> Completion | Failure:
+    """Perform ``call`` with a sync client; provider errors come back as a Failure.
+    ``timeout``: seconds per request when the call's parameters set none."""
     start = time.perf_counter()
-    post = post_args(client, call)
+    post = post_args(client, call, timeout)
     try:
         if post is None:
             raw = client.chat.completions.create(
                 model=call.model,
                 messages=call.request.messages,  # type: ignore[arg-type]  # checked by make_request
-                **call.request.params,
+                **_with_timeout(call.request.params, timeout),
             )
         else:
             body, options = post
@@ -146,16 +153,19 @@ def call_sync(client: openai.OpenAI, call: Call) -> Completion | Failure:
     return completion(call, raw, time.perf_counter() - start)
 
 
-async def call_async(client: openai.AsyncOpenAI, call: Call) -> Completion | Failure:
-    """Perform ``call`` with an async client; provider errors come back as a Failure."""
+async def call_async(
+    client: openai.AsyncOpenAI, call: Call, timeout: float | None = None
+) -> Completion | Failure:
+    """Perform ``call`` with an async client; provider errors come back as a Failure.
+    ``timeout``: seconds per request when the call's parameters set none."""
     start = time.perf_counter()
-    post = post_args(client, call)
+    post = post_args(client, call, timeout)
     try:
         if post is None:
             raw = await client.chat.completions.create(
                 model=call.model,
                 messages=call.request.messages,  # type: ignore[arg-type]  # checked by make_request
-                **call.request.params,
+                **_with_timeout(call.request.params, timeout),
             )
         else:
             body, options = post
@@ -210,11 +220,12 @@ def _with_auth(options: dict[str, Any]) -> Any:
 
 
 def post_args(
-    client: openai.OpenAI | openai.AsyncOpenAI, call: Call
+    client: openai.OpenAI | openai.AsyncOpenAI, call: Call, timeout: float | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The JSON body ``create`` would send and the request options it would apply (as
     ``client.post`` takes them), or None when the call must go through ``create``: an argument
-    is not plain JSON, or ``create`` has been wrapped (to trace calls)."""
+    is not plain JSON, or ``create`` has been wrapped (to trace calls). ``timeout`` is the
+    request's timeout unless its parameters set one."""
     if type(client.chat.completions).create not in _SDK_CREATE:
         return None
     messages = call.request.messages
@@ -238,7 +249,15 @@ def post_args(
             body[key] = value
         else:
             return None
+    if timeout is not None:
+        options.setdefault("timeout", timeout)
     return body, options
+
+
+def _with_timeout(params: Mapping[str, Any], timeout: float | None) -> Mapping[str, Any]:
+    if timeout is None or "timeout" in params:
+        return params
+    return {**params, "timeout": timeout}
 
 
 _UNSET = tuple(

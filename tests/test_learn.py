@@ -15,6 +15,7 @@ from cascade.cli import main
 from cascade.evals import write_learned
 from cascade.exceptions import PolicyError
 from cascade.policy import Policy, PolicySet
+from cascade.report import build_report, render
 from cascade.routing import StartModel, examples_of, fit, held_out
 from cascade.stores import store_from_url
 from cascade.testing import ScriptedServer
@@ -109,6 +110,19 @@ def test_learn_write_then_those_inputs_start_strong_and_others_cheap(
     extras = {r.model: r.extra for r in c.store.records(task="t")}
     assert extras["gpt-4o"]["start_at"] == 0
     assert extras["gpt-4o"]["start_p"] == pytest.approx(routed.start_p, abs=1e-6)
+
+    # the report: one pre-routed call, its escalation per history, what it saved (estimated)
+    report = build_report(c.store)
+    pre = report.tasks[0].pre_routed
+    assert pre is not None and (pre.calls, pre.learned) == (1, 1)
+    assert pre.would_escalate == pytest.approx(routed.start_p, abs=1e-6)
+    assert plain.cost_usd is not None and routed.cost_usd is not None
+    cheap, strong, p = plain.cost_usd, routed.cost_usd, routed.start_p
+    assert pre.saved_usd == pytest.approx(cheap - (1 - p) * strong, rel=1e-4)
+    table = render(report, "table")
+    assert "pre-routed (start_at): 1 calls started at a stronger rung" in table
+    assert "would have escalated" in table and "money saved (estimated): $" in table
+    assert json.loads(render(report, "json"))["tasks"][0]["pre_routed"]["learned"] == 1
 
 
 def test_learning_again_replaces_its_rule_and_keeps_the_others(policies: Path) -> None:

@@ -23,12 +23,14 @@ from .patterns import (
     patterns_of,
     top_reasons_by_validator,
 )
+from .prerouted import PreRouteCollector, pre_routed_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Mapping
 
     from ..stores import Store
     from .observation import ObservationSummary
+    from .prerouted import PreRouted
 
 __all__ = ["DayRow", "Report", "TaskReport", "aggregate", "build_report", "latency_quantile"]
 
@@ -58,7 +60,8 @@ class TaskReport:
     quantiles are the upper bound of the histogram bucket holding them (``inf`` past the
     last bound, None without calls). ``validators`` maps a validator (or ``provider:<kind>``)
     to how many calls it rejected an attempt in; ``top_reasons`` its most frequent reasons.
-    ``observation`` is what observe mode saw (None when no call was observed).
+    ``observation`` is what observe mode saw (None when no call was observed);
+    ``pre_routed`` the calls a ``start_at`` rule started up the ladder (None: no such call).
     ``uncosted_calls`` counts calls with a model of unknown price: when above 0 the cost,
     baseline and savings are unknown (the sums leave those calls out) and shown so.
     """
@@ -82,6 +85,7 @@ class TaskReport:
     patterns: Patterns = field(default_factory=Patterns)
     observation: ObservationSummary | None = None
     uncosted_calls: int = 0
+    pre_routed: PreRouted | None = None
 
     @property
     def costs_known(self) -> bool:
@@ -160,6 +164,7 @@ class _Counters:
         patterns: Patterns,
         top: int,
         observation: ObservationSummary | None = None,
+        pre_routed: PreRouted | None = None,
     ) -> TaskReport:
         savings = self.baseline - self.cost
         known = not self.uncosted
@@ -186,6 +191,7 @@ class _Counters:
             ),
             patterns=patterns,
             observation=observation,
+            pre_routed=pre_routed,
         )
 
 
@@ -224,6 +230,7 @@ def aggregate(
         overall.add(d)
     collectors: dict[str, PatternCollector] = {}
     observers: dict[str, ObservationCollector] = {}
+    routes: dict[str, PreRouteCollector] = {}
     for n, record in enumerate(records, 1):
         if progress is not None and n % PROGRESS_EVERY == 0:
             progress(n)
@@ -233,6 +240,11 @@ def aggregate(
         if c is None:
             c = collectors[record.task] = PatternCollector(dup_limit=dup_limit)
         c.add(record)
+        if record.mode == "cascade":
+            r = routes.get(record.task)
+            if r is None:
+                r = routes[record.task] = PreRouteCollector()
+            r.add(record)
         if record.mode == "observe":
             o = observers.get(record.task)
             if o is None:
@@ -249,7 +261,8 @@ def aggregate(
             observed_action=None if seen is None else seen.action,
             certified=sure.get(task, ()),
         )  # fmt: skip
-        reports.append(counters[task].report(task, cs, p, top, seen))
+        routed = pre_routed_of([routes[task]] if task in routes else [])
+        reports.append(counters[task].report(task, cs, p, top, seen, routed))
     everything = [(collectors[t], counters[t].totals()) for t in sorted(collectors)]
     if len(reports) == 1:  # the overall patterns are the task's: do not search twice
         overall_patterns = reports[0].patterns
@@ -267,7 +280,12 @@ def aggregate(
         until=until,
         tasks=tuple(reports),
         overall=overall.report(
-            "*", [c for c, _ in everything], overall_patterns, top, observation_of(all_observed)
+            "*",
+            [c for c, _ in everything],
+            overall_patterns,
+            top,
+            observation_of(all_observed),
+            pre_routed_of(routes.values()),
         ),
         corrupt_records=corrupt_records,
     )

@@ -59,6 +59,14 @@ are listed in the README's changelog)::
         "recommendation": "switch to cascade: projected savings 58% (...), agreement ...",
         "judged": 120, "judge_unknown": 1,  # calls with a judge verdict (comparator: judge)
         "judge_cost_usd": 0.004, "judge_cost_per_call_usd": 0.00003 | null
+      },
+      "pre_routed": {                                # only where start_at started calls up
+        "calls": 40.0, "learned": 30.0,              # estimated calls; by a learned rule
+        "would_escalate": 28.5,                      # sum of the learned rule's start_p
+        "saved_usd": 0.002 | null, "saved_latency_s": 12.1 | null,  # estimated, learned
+        "strong_usd": 0.03 | null, "strong_latency_s": 36.0,  # what those calls cost, took
+        "cheap_usd": 0.00005 | null, "cheap_latency_s": 0.4 | null,  # the cheap attempt's
+        "cheap_calls": 200.0                         # mean over calls that started cheap
       }
     }
 

@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ..observation import observation_to_dict
+from ..prerouted import pre_routed_to_dict
 from ._format import finite, iso
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ def _task_dict(t: TaskReport) -> dict[str, Any]:
     }
     if t.observation is not None:  # added in version 1: absent, not null, where none was seen
         task["observation"] = observation_to_dict(t.observation)
+    if t.pre_routed is not None:  # absent where no call was pre-routed
+        task["pre_routed"] = pre_routed_to_dict(t.pre_routed)
     return task
 
 

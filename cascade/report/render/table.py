@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..observation import observation_lines
+from ..prerouted import pre_routed_lines
 from ..suggest import span
 from ._format import WIDTH, clip, iso, money, ms, wrap
 
@@ -57,6 +58,7 @@ def _task_lines(t: TaskReport) -> list[str]:
             lines += wrap(f"{clip(v, 40):<40} {n:>8,} call{'' if n == 1 else 's'}", 4)
             for r in t.top_reasons.get(v, ())[:3]:
                 lines += wrap(f"{r.calls:,}x {clip(r.example, 150)}", 6, 4)
+    lines += pre_routed_lines(t.pre_routed, WIDTH)
     lines += _pattern_lines(t.patterns)
     lines += observation_lines(t.observation, WIDTH)
     return lines

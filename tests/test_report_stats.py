@@ -9,7 +9,9 @@ import pytest
 from test_patterns import call, days_of
 
 from cascade.evals.exact import upper_bound
+from cascade.events import CallRecord
 from cascade.report import aggregate
+from cascade.report.patterns import Patterns
 from cascade.report.stats import benjamini_hochberg, clopper_pearson, cmh, rate_interval
 
 
@@ -71,3 +73,50 @@ def test_rates_use_the_records_read_not_the_whole_period_counters() -> None:
     (bucket,) = report.tasks[0].patterns.size_buckets
     assert bucket.rate_low <= 0.29 <= bucket.rate_high
     assert bucket.calls == pytest.approx(2000, rel=0.15)
+
+
+def _workload(trigger_text: str, rare: int) -> list[CallRecord]:
+    """2,000 background calls escalating at 10%, 200 with ``trigger_text`` at 60%, and
+    ``rare`` words each in 16 escalated inputs; passes stored at 5%."""
+    rng = random.Random(11)
+    out: list[CallRecord] = []
+
+    def add(text: str, p: float) -> None:
+        escalated = rng.random() < p
+        kept = escalated or rng.random() < 0.05
+        r = call(escalated=escalated, sampled=kept, text=text)
+        out.append(replace(r, inclusion_probability=1.0 if escalated else 0.05))
+
+    for _ in range(2000):
+        add("user: tell me about the weather\n", 0.1)
+    for _ in range(200):
+        add(f"user: {trigger_text}\n", 0.6)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    for k in range(rare):
+        for _ in range(16):
+            add(f"user: tell me about the weather z{letters[k // 26]}{letters[k % 26]}\n", 1.0)
+    return out
+
+
+def _patterns(records: list[CallRecord]) -> Patterns:
+    stored = [r for r in records if r.sampled]
+    return aggregate(stored, days_of(records)).tasks[0].patterns
+
+
+def test_groups_too_small_to_ever_be_claimed_are_not_tested() -> None:
+    """At sample_passes 0.05 even 16 of 16 stored inputs escalating cannot show a rate above
+    the others': such terms are left out of the family (which depends on the margins only),
+    so they do not dilute the tests of the groups that can be claimed."""
+    without = _patterns(_workload("voucher please", 0))
+    with_rare = _patterns(_workload("voucher please", 40))
+    assert with_rare.tested == without.tested
+    assert any(t.term == "voucher" for t in with_rare.terms)
+
+
+def test_tokens_with_the_same_table_are_one_test_and_one_entry() -> None:
+    """The words say and anything and the phrase 'say anything' always occur together."""
+    one = _patterns(_workload("voucher say", 0))
+    three = _patterns(_workload("voucher say anything", 0))
+    assert three.tested == one.tested
+    (entry,) = [t for t in three.terms if "voucher" in t.members]
+    assert {"voucher", "say", "anything", "say anything"} <= set(entry.members)

@@ -6,9 +6,11 @@ it, escalated and not, comes from the collectors' tables, per stratum (task x pr
 bucket x language: size tokens are stratified by language only, language tokens by size
 only). A token is tested when at least ``min_count`` escalated inputs and ``3 x min_count``
 stored inputs hold it, and at least ``min_count`` stored inputs do not (support on both
-sides); the test is the one-sided
+sides), and when the group could be claimed at all were every stored input of it
+escalated (a condition on the margins only, Tarone's); tokens with the same table in every
+stratum are one test. The test is the one-sided
 Cochran-Mantel-Haenszel test within strata, so that a word of long or German inputs is not
-taken for a trigger of its own. Benjamini-Hochberg at ``Q`` runs over every token tested, and
+taken for a trigger of its own. Benjamini-Hochberg at ``Q`` runs over every distinct test, and
 each discovery's interval is at the false-coverage-adjusted level (``stats.fcr_alpha``). A
 discovery is claimed only when the lower bound of that interval is above the rate of the
 inputs without it.
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .collect import ALL
-from .stats import benjamini_hochberg, cmh, fcr_alpha, rate_interval, rate_of
+from .stats import benjamini_hochberg, cmh, fcr_alpha, rate_interval, rate_of, rate_of_share
 from .values import Term
 
 if TYPE_CHECKING:
@@ -164,19 +166,35 @@ def associations(parts: Sequence[Part], *, min_count: int = 5) -> Found:
     overall = rate_of(esc_total, rest_total)
     p_all = pass_inclusion(parts)
     tests: list[tuple[str, bool, _Table, float, float]] = []  # token, term?, table, z, p
+    # Tokens with the same table in every stratum are one hypothesis (the same test on the
+    # same counts: "say" / "anything" / "say anything" of one instruction), counted once.
+    family: dict[tuple[object, ...], int] = {}  # table -> its index in the family
+    members: list[int] = []  # each test's index in the family
 
     def test(token: str, terms: bool, by: Callable[..., object], stored_total: int) -> None:
         t = _table(parts, token, terms, by)
         stored = t.escalated + t.kept
         if t.escalated < min_count or stored < SUPPORT * min_count:
             return
-        if stored_total - stored < min_count:
+        if stored_total - stored < min_count or not claimable(stored):
             return
         z, p = 0.0, 1.0
         rest_rate = rate_of(esc_total - t.escalated, rest_total - t.rest)
         if rate_of(t.escalated, t.rest) > rest_rate:  # else p >= ~0.5: no need to compute
             z, p = cmh((a, n1, m1, n) for a, n1, m1, n in t.strata.values())
+        key = (terms, by, *sorted((k, tuple(v)) for k, v in t.strata.items()))
+        members.append(family.setdefault(key, len(family)))
         tests.append((token, terms, t, z, p))
+
+    def claimable(stored: int) -> bool:
+        """Whether ``stored`` inputs could support a claim at all, were every one of them
+        escalated: the exact lower bound at level ``Q`` (the loosest any claim gets) of such
+        a group must clear the rate the others would then have. It depends on the margins
+        only (how many inputs hold the token, not how they split), so leaving the others
+        out of the family keeps every test valid and spares the rest the multiplicity of
+        hopeless tests (Tarone, 1990): at sample_passes 0.05 a group needs 21 inputs."""
+        best = rate_of_share((Q / 2) ** (1 / stored), p_all)  # Clopper-Pearson of n of n
+        return best > rate_of(max(esc_total - stored, 0), rest_total)
 
     features_total = sum(c.all.escalated + c.all.kept for c, _ in parts)
     for token, by in _feature_tokens(parts):
@@ -189,9 +207,11 @@ def associations(parts: Sequence[Part], *, min_count: int = 5) -> Found:
             test(token, True, _both, text_total)
     if not tests:
         return Found((), (), 0, overall)
-    qs = benjamini_hochberg([p for *_, p in tests], Q)
+    first = {j: i for i, j in reversed(list(enumerate(members)))}
+    q_family = benjamini_hochberg([tests[first[j]][4] for j in range(len(family))], Q)
+    qs = [q_family[j] for j in members]
     found = [(tests[i], qs[i]) for i in range(len(tests)) if qs[i] <= Q]
-    alpha = fcr_alpha(len(found), len(tests), Q)
+    alpha = fcr_alpha(sum(q <= Q for q in q_family), len(family), Q)
     # Exact intervals cost ~1 ms each: the CHECKED discoveries with the highest approximate
     # lower bound (Wilson) are checked exactly; the report lists far fewer.
     found.sort(key=lambda f: -_approx_low(f[0][2], p_all, alpha))
@@ -207,7 +227,7 @@ def associations(parts: Sequence[Part], *, min_count: int = 5) -> Found:
     claims.sort(key=lambda ct: (-ct[0].low, -ct[0].escalated, ct[0].token))
     words = [c for c, terms in claims if terms]
     feats = tuple(c for c, terms in claims if not terms)
-    return Found(_merged(parts, words), feats, len(tests), overall)
+    return Found(_merged(parts, words), feats, len(family), overall)
 
 
 def _approx_low(t: _Table, p_all: float, alpha: float) -> float:

@@ -33,6 +33,7 @@ __all__ = [
     "fcr_alpha",
     "rate_interval",
     "rate_of",
+    "rate_of_share",
 ]
 
 _EPS = 1e-15
@@ -95,7 +96,10 @@ def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     return lo, hi
 
 
-def _rate(theta: float, p: float) -> float:
+def rate_of_share(theta: float, p: float) -> float:
+    """The escalation rate of a group whose stored records are escalated in share ``theta``,
+    its passing calls stored with probability ``p`` (``theta`` mapped back, see above)."""
+    p = min(max(p, _EPS), 1.0)
     return theta * p / (1.0 - theta + theta * p) if theta < 1.0 else 1.0
 
 
@@ -115,7 +119,7 @@ def rate_interval(
     """
     lo, hi = clopper_pearson(escalated, escalated + kept_rest, alpha)
     p = min(max(p, _EPS), 1.0)
-    return _rate(lo, p), _rate(hi, p)
+    return rate_of_share(lo, p), rate_of_share(hi, p)
 
 
 def _normal_sf(z: float) -> float:

@@ -145,15 +145,24 @@ def serve_upstream() -> None:
 # -- the load generator ----------------------------------------------------------------------
 
 
-def request_bytes(task: str | None) -> bytes:
+# The same request asking for the answer's schema (--compare-derive's second row).
+SCHEMA_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "invoice", "schema": POLICY["validators"][0]["schema"]},  # type: ignore[index]
+}
+REQUEST_WITH_SCHEMA = json.dumps({**json.loads(REQUEST), "response_format": SCHEMA_FORMAT}).encode()
+BODIES = (("no response_format", REQUEST), ("response_format", REQUEST_WITH_SCHEMA))
+
+
+def request_bytes(task: str | None, body: bytes = REQUEST) -> bytes:
     head = (
         "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
         f"content-type: application/json\r\nauthorization: Bearer {KEY}\r\n"
-        f"content-length: {len(REQUEST)}\r\n"
+        f"content-length: {len(body)}\r\n"
     )
     if task:
         head += f"x-cascade-task: {task}\r\n"
-    return head.encode() + b"\r\n" + REQUEST
+    return head.encode() + b"\r\n" + body
 
 
 class Conn:
@@ -218,11 +227,11 @@ async def sequential(proxy: int, upstream: int, n: int) -> tuple[Sample, Sample]
     return d, p
 
 
-async def compare_derive(proxy: int, n: int) -> tuple[Sample, Sample]:
+async def compare_derive(proxy: int, n: int, body: bytes = REQUEST) -> tuple[Sample, Sample]:
     """One client, alternating: the named task without the request's own checks (before),
     then the same request with no header: its task discovered, its own checks run (after)."""
-    named = await Conn(proxy, request_bytes("invoice")).open()
-    found = await Conn(proxy, request_bytes(None)).open()
+    named = await Conn(proxy, request_bytes("invoice", body)).open()
+    found = await Conn(proxy, request_bytes(None, body)).open()
     before, after = Sample(warm_up=200), Sample(warm_up=200)
     for i in range(n + 200):
         for conn, sample in ((named, before), (found, after)):
@@ -551,19 +560,20 @@ def _compare_derive(args: argparse.Namespace, tmp: Path) -> int:
     try:
         _, up_port = start_upstream(children)
         _, proxy_port = start_proxy(args, f"http://127.0.0.1:{up_port}/v1", tmp, children)
-        for _ in range(args.repeat):
-            rows.append(asyncio.run(compare_derive(proxy_port, args.n)))
+        for i in range(args.repeat):
+            for label, body in BODIES:
+                rows.append((i + 1, label, *asyncio.run(compare_derive(proxy_port, args.n, body))))
     finally:
         stop(children)
     print(f"python {sys.version.split()[0]}   cpus: {os.cpu_count()}   requests per side: {args.n}")
-    print("| run | named, derive: false p50 / p99 | discovered, derived p50 / p99 | added p50 |")
-    print("|---|---|---|---|")
-    for i, (b, a) in enumerate(rows, 1):
+    head = "| run | request | named, derive: false p50 / p99 | discovered, derived p50 / p99 |"
+    print(head + " added p50 |\n|---|---|---|---|---|")
+    for i, label, b, a in rows:
         print(
-            f"| {i} | {ms(b.p(0.5))} / {ms(b.p(0.99))} ms | {ms(a.p(0.5))} / {ms(a.p(0.99))} ms"
-            f" | {ms(a.p(0.5) - b.p(0.5))} ms |"
+            f"| {i} | {label} | {b.p(0.5) * 1e3:.3f} / {ms(b.p(0.99))} ms"
+            f" | {a.p(0.5) * 1e3:.3f} / {ms(a.p(0.99))} ms | {(a.p(0.5) - b.p(0.5)) * 1e3:.3f} ms |"
         )
-    errors = sum(s.errors for r in rows for s in r)
+    errors = sum(s.errors for r in rows for s in r[2:])
     print(f"errors: {errors}")
     return 0
 

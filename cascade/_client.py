@@ -286,6 +286,11 @@ class Cascade:
         observation: Observation | None = None,
     ) -> None:
         spec = policy.spec
+        extra = self._router.record_extra(policy.task) if self._router is not None else None
+        if result.start_rule is not None:  # pre-routed: the report can tell these apart
+            extra = {**(extra or {}), "start_at": result.start_rule}
+            if result.start_p is not None:
+                extra["start_p"] = round(result.start_p, 6)
         record = build_record(
             result,
             request.messages,
@@ -294,15 +299,9 @@ class Cascade:
             store_outputs=spec.store_outputs,
             sample_passes=1.0 if observation else spec.sample_passes,
             stored_output_chars=spec.stored_output_chars,
+            extra=extra,
             observation=observation,
         )
-        extra = self._router.record_extra(policy.task) if self._router is not None else None
-        if result.start_rule is not None:  # pre-routed: the report can tell these apart
-            extra = {**(extra or record.extra), "start_at": result.start_rule}
-            if result.start_p is not None:
-                extra["start_p"] = round(result.start_p, 6)
-        if extra is not None:
-            record = replace(record, extra=extra)
         try:
             self.store.add(record)
         except Exception:  # a store's bug must not fail a call that was answered and paid for

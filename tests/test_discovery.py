@@ -150,3 +150,29 @@ def test_run_with_no_task_and_discovery_off_is_an_error(tmp_path: Path, server) 
     c = cascade.Cascade(tmp_path, client=server.client(), store="memory://", discover=False)
     with pytest.raises(cascade.InvalidRequestError, match="no task"):
         c.run(None, A)
+
+
+def test_names_of_schema_tasks_are_those_of_earlier_releases() -> None:
+    # The schema's text is now written once per schema object; the digest must not change,
+    # or every task with a response_format schema would be renamed on upgrade.
+    messages = [{"role": "system", "content": "Extract the invoice fields as JSON."}]
+    schema = {"type": "object", "properties": {"total": {"type": "number"}}, "required": ["total"]}
+    rf = {
+        "type": "json_schema",
+        "json_schema": {"name": "invoice", "strict": True, "schema": schema},
+    }
+    assert fingerprint(messages, {"response_format": rf}, "gpt-4o").task == (
+        "extract-the-invoice-fields-490694"
+    )
+    json_object = {"response_format": {"type": "json_object"}}
+    assert fingerprint(messages, json_object, "gpt-4o").task == "extract-the-invoice-fields-78d7f4"
+    # The same schema in another object, keys in another order: the same task.
+    reordered = {
+        "required": ["total"],
+        "properties": {"total": {"type": "number"}},
+        "type": "object",
+    }
+    again = {"type": "json_schema", "json_schema": {"schema": reordered, "name": "invoice"}}
+    assert fingerprint(messages, {"response_format": again}, "gpt-4o").task == (
+        "extract-the-invoice-fields-490694"
+    )

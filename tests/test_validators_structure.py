@@ -236,11 +236,11 @@ def test_an_invalid_parameters_schema_in_the_request_is_a_reason() -> None:
 
 
 def test_compiled_parameter_schemas_are_reused() -> None:
-    from cascade.validators import tools
+    from cascade.validators._compiled import cached_schema
 
     tools_check(ToolCall("c1", "get_weather", '{"city": "Oslo"}'))
-    compiled = tools.compiled_schema(WEATHER["function"]["parameters"])
+    compiled = cached_schema(WEATHER["function"]["parameters"])
     tools_check(ToolCall("c1", "get_weather", '{"city": "Rome"}'))
     # The same schema, written in another key order, is the same compiled validator.
     reordered = dict(reversed(list(WEATHER["function"]["parameters"].items())))
-    assert tools.compiled_schema(reordered) is compiled
+    assert cached_schema(reordered) is compiled

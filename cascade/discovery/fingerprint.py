@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..validators import schema_text
+
 # The version of the masking rules, hashed with everything else: a change of rules makes
 # new names rather than silently merging or splitting the tasks of old records.
 _VERSION = 1
@@ -88,7 +90,7 @@ def prompt_text(messages: Sequence[Mapping[str, Any]]) -> str:
     """The system and developer messages' text, in order, one per line."""
     parts = []
     for m in messages:
-        if isinstance(m, Mapping) and m.get("role") in _PROMPT_ROLES:
+        if (type(m) is dict or isinstance(m, Mapping)) and m.get("role") in _PROMPT_ROLES:
             content = m.get("content")
             if isinstance(content, str):
                 parts.append(content)
@@ -103,7 +105,7 @@ def prompt_text(messages: Sequence[Mapping[str, Any]]) -> str:
 
 def tool_names(tools: Any) -> tuple[str, ...]:
     """The sorted, distinct function names of a request's ``tools``."""
-    if not isinstance(tools, Sequence):
+    if not tools or not isinstance(tools, Sequence):
         return ()
     names = set()
     for tool in tools:
@@ -119,7 +121,7 @@ def tool_names(tools: Any) -> tuple[str, ...]:
 def format_of(response_format: Any) -> Any:
     """The part of ``response_format`` that identifies a task: a json_schema's schema (with
     its name), ``"json_object"``, or None."""
-    if not isinstance(response_format, Mapping):
+    if response_format is None or not isinstance(response_format, Mapping):
         return None
     kind = response_format.get("type")
     if kind == "json_schema":
@@ -128,6 +130,21 @@ def format_of(response_format: Any) -> Any:
             return {"name": spec.get("name"), "schema": spec.get("schema")}
         return {"schema": None}
     return kind if isinstance(kind, str) and kind != "text" else None
+
+
+def _format_key(response_format: Any) -> str | None:
+    """``json.dumps(format_of(response_format), sort_keys=True)``, with the schema written
+    once per schema object (``schema_text``), not once per call."""
+    if response_format is None:
+        return None
+    if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
+        spec = response_format.get("json_schema")
+        if isinstance(spec, Mapping):
+            name = spec.get("name")
+            named = json.dumps(name) if type(name) is str else json.dumps(name, sort_keys=True)
+            return f'{{"name": {named}, "schema": {schema_text(spec.get("schema"))}}}'
+    rf = format_of(response_format)
+    return None if rf is None else json.dumps(rf, sort_keys=True)
 
 
 _cache: OrderedDict[tuple[Any, ...], Fingerprint] = OrderedDict()
@@ -144,15 +161,17 @@ def fingerprint(
     """
     prompt = prompt_text(messages)
     tools = tool_names(params.get("tools"))
-    rf = format_of(params.get("response_format"))
+    response_format = params.get("response_format")
     try:
-        rf_key = None if rf is None else json.dumps(rf, sort_keys=True)
-    except (TypeError, ValueError):
-        rf_key, rf = repr(rf), repr(rf)
+        rf_key = _format_key(response_format)
+        unreadable = False
+    except (TypeError, ValueError, RecursionError):
+        rf_key, unreadable = repr(format_of(response_format)), True
     key = (prompt, tools, rf_key, model)
     found = _cache.get(key)
     if found is not None:
         return found
+    rf = rf_key if unreadable else format_of(response_format)
     masked = mask(prompt)
     canonical = json.dumps(
         [_VERSION, masked, list(tools), rf_key, model], ensure_ascii=False, separators=(",", ":")

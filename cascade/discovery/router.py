@@ -47,6 +47,8 @@ class Router:
         matching: the policies that declare ``match:``, in the order they are tried.
         defaults: the compiled defaults policy of discovered tasks (None: no discovery).
         fixed_models: the defaults name their own ``models`` (else: per requested model).
+
+    ``active`` is False when no request could be routed (no ``match:``, no discovery).
     """
 
     def __init__(
@@ -59,7 +61,8 @@ class Router:
         self.matching = tuple(p for p in matching if p.spec.match is not None)
         self.defaults = defaults
         self.fixed_models = fixed_models
-        self._found: OrderedDict[str, tuple[Policy, dict[str, Any]]] = OrderedDict()
+        self.active = bool(self.matching) or defaults is not None
+        self._found: OrderedDict[str, tuple[Policy, dict[str, Any], Routed]] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
@@ -86,11 +89,6 @@ class Router:
         defaults = compile({**DEFAULTS, **fields}, task="discovered")
         return cls(matching, defaults, fixed_models="models" in fields)
 
-    @property
-    def active(self) -> bool:
-        """False when no request could be routed (no ``match:``, no discovery)."""
-        return bool(self.matching) or self.defaults is not None
-
     def route(
         self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], model: Any
     ) -> Routed | None:
@@ -116,7 +114,8 @@ class Router:
         found = self._found.get(fp.task)
         if found is None:
             found = self._discover(fp)
-        return Routed(fp.task, found[0], fp)
+        routed = found[2]
+        return routed if routed.fingerprint is fp else Routed(fp.task, found[0], fp)
 
     def discovered(self, task: str) -> Policy | None:
         """The policy of a task this router discovered (and still keeps), else None."""
@@ -128,7 +127,7 @@ class Router:
         found = self._found.get(task)
         return None if found is None else found[1]
 
-    def _discover(self, fp: Fingerprint) -> tuple[Policy, dict[str, Any]]:
+    def _discover(self, fp: Fingerprint) -> tuple[Policy, dict[str, Any], Routed]:
         defaults = self.defaults
         assert defaults is not None  # checked by the caller
         policy = defaults
@@ -138,11 +137,12 @@ class Router:
                 policy = defaults.with_changes(models=[DEFAULT_MODELS[0], strong])
         policy = replace(policy, task=fp.task)
         extra = {"discovered": {**fp.to_dict(), "models": list(policy.models)}}
+        found = (policy, extra, Routed(fp.task, policy, fp))
         with self._lock:
-            self._found[fp.task] = (policy, extra)
+            self._found[fp.task] = found
             if len(self._found) > _CACHE_SIZE:
                 self._found.popitem(last=False)
-        return policy, extra
+        return found
 
 
 __all__ = ["DEFAULTS", "DEFAULT_MODELS", "Routed", "Router"]

@@ -45,6 +45,7 @@ def build_record(
     sample_passes: float = 0.05,
     stored_output_chars: int = 2000,
     observation: Observation | None = None,
+    extra: Mapping[str, Any] | None = None,
     rng: Callable[[], float] = random.random,
     now: Callable[[], float] = time.time,
 ) -> CallRecord:
@@ -55,7 +56,8 @@ def build_record(
     (1 for the always-kept ones). Unsampled records keep verdicts, tokens and costs but no
     outputs and no input. Sampled records keep the input as ``store_inputs`` says and every
     attempt's output (and an ``observation``'s two outputs) as ``store_outputs`` says, cut
-    to ``stored_output_chars``. Returns a new ``CallRecord`` with a fresh uuid4 hex id.
+    to ``stored_output_chars``. Returns a new ``CallRecord`` with a fresh uuid4 hex id,
+    carrying ``extra`` (what the store keeps beside the call) as given.
     """
     attempts = result.attempts
     kept_always = result.escalated or not result.ok or any(a.error is not None for a in attempts)
@@ -96,6 +98,7 @@ def build_record(
         sampled=sampled,
         inclusion_probability=1.0 if kept_always else sample_passes,
         observation=observation,
+        extra={} if extra is None else extra,
     )
 
 

@@ -16,6 +16,7 @@ from ._base import (
     register_validator,
     registered,
 )
+from ._compiled import schema_text
 from .confidence import Confidence, LogprobConfidence, SelfRatedConfidence, VerifyConfidence
 from .request import FromRequest, request_problem
 from .schema import JsonSchema, PydanticModel
@@ -46,4 +47,5 @@ __all__ = [
     "register_validator",
     "registered",
     "request_problem",
+    "schema_text",
 ]

@@ -12,9 +12,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..events import Verdict
+from ._compiled import cached_schema
 from .schema import schema_error
 from .structure import Structure, refusal_of
-from .tools import ToolCalls, compiled_schema, forced_tool, tool_problems
+from .tools import ToolCalls, forced_tool, tool_problems
 
 if TYPE_CHECKING:
     from ..events import Completion, Request
@@ -51,7 +52,7 @@ def request_problem(request: Request | Mapping[str, Any]) -> str | None:
     schema = response_schema(request)
     if schema is None or schema is True or schema is _OBJECT:
         return None
-    compiled = compiled_schema(schema)
+    compiled = cached_schema(schema)
     if isinstance(compiled, str):
         return f"response_format schema is not a valid JSON Schema: {compiled}"
     return None
@@ -126,7 +127,7 @@ def _json_answer(text: str, schema: Any) -> tuple[str | None, Any]:
     """(why ``text`` is not JSON valid for ``schema``, or None; the decoded value)."""
     compiled = None
     if schema is not True and schema is not _OBJECT:
-        compiled = compiled_schema(schema)
+        compiled = cached_schema(schema)
         if isinstance(compiled, str):
             return None, None  # an invalid schema cannot be judged: see request_problem
     try:

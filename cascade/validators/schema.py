@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jsonschema import exceptions as js_exceptions
-from jsonschema import validators as js_validators
 from pydantic import (
     BaseModel,
     Field,
@@ -19,6 +18,7 @@ from pydantic import (
 )
 
 from ._base import BaseValidator
+from ._compiled import compile_schema
 from ._json import NotJSON, extract_json, json_path, short
 
 if TYPE_CHECKING:
@@ -26,22 +26,6 @@ if TYPE_CHECKING:
 
 # Errors quoted in a pydantic verdict's reason; the rest are counted.
 _MAX_ERRORS = 3
-
-
-def compile_schema(schema: Any) -> Any:
-    """A jsonschema validator for ``schema`` (its ``$schema`` dialect, else the latest),
-    checking ``format`` too. Raises ``ValueError`` when the schema itself is invalid."""
-    if not isinstance(schema, dict | bool):
-        raise ValueError(f"a JSON schema is an object, got {type(schema).__name__}")
-    cls = js_validators.validator_for(schema)
-    if isinstance(schema, dict):  # true and false are schemas with nothing to check
-        try:
-            cls.check_schema(schema)
-        except js_exceptions.SchemaError as e:
-            raise ValueError(
-                f"invalid JSON schema at {json_path(e.absolute_path)}: {e.message}"
-            ) from None
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
 def schema_error(validator: Any, instance: Any) -> str | None:

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from ._base import BaseValidator
+from ._compiled import cached_schema
 from ._json import short
-from .schema import compile_schema, schema_error
+from .schema import schema_error
 
 if TYPE_CHECKING:
     from ..events import Completion, Request, ToolCall, Verdict
-
-# Compiled parameter schemas, shared by every ToolCalls validator: requests repeat the same
-# few tool definitions, and compiling one costs far more than checking arguments against it.
-_CACHE_SIZE = 256
-_compiled: OrderedDict[bytes, Any] = OrderedDict()
-_lock = threading.Lock()
 
 
 class ToolCalls(BaseValidator):
@@ -108,37 +100,11 @@ def _problem(call: ToolCall, tools: Mapping[str, Any]) -> str | None:
     schema = tools[call.name]
     if schema is None:
         return None
-    validator = compiled_schema(schema)
+    validator = cached_schema(schema)  # requests repeat the same few tools
     if isinstance(validator, str):
         return f"tool {name}: its parameters schema is invalid: {validator}"
     problem = schema_error(validator, arguments)
     return None if problem is None else f"tool {name}: arguments {problem}"
 
 
-def compiled_schema(schema: Any) -> Any:
-    """The compiled validator of ``schema``, or a string saying why it cannot be compiled.
-
-    Cached by the canonical JSON text of the schema (bounded, least recently used out), so
-    each distinct schema is compiled once however many requests carry it."""
-    try:
-        text = json.dumps(schema, sort_keys=True, separators=(",", ":"))
-    except (TypeError, ValueError) as e:
-        return f"cannot be read ({e})"
-    key = hashlib.blake2b(text.encode(), digest_size=16).digest()
-    with _lock:
-        found = _compiled.get(key)
-        if found is not None:
-            _compiled.move_to_end(key)
-            return found
-    try:
-        found = compile_schema(schema)
-    except ValueError as e:
-        found = str(e)
-    with _lock:
-        _compiled[key] = found
-        if len(_compiled) > _CACHE_SIZE:
-            _compiled.popitem(last=False)
-    return found
-
-
-__all__ = ["ToolCalls", "compiled_schema", "demands_tool", "forced_tool", "tool_problems"]
+__all__ = ["ToolCalls", "demands_tool", "forced_tool", "tool_problems"]

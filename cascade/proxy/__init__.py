@@ -22,7 +22,9 @@ unchanged.
 - Upstream credentials (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``) stay in the proxy; clients
   authenticate with proxy keys (``CASCADE_PROXY_KEYS``, comma-separated, or ``proxy_keys:``).
   Without any proxy key the server refuses to listen on anything but loopback.
-- ``GET /healthz`` and ``GET /metrics`` (Prometheus text) need no key.
+- ``GET /healthz`` and ``GET /metrics`` (Prometheus text) need no key; unknown task names
+  share one ``_unknown`` label there. Request heads over ``max_header_bytes`` get 431 before
+  they are read (``cascade.proxy.http``).
 
 Needs the ``proxy`` extra (starlette, uvicorn); names are imported lazily so that
 ``cascade.proxy.sse`` and ``cascade.proxy.config`` work without it.

@@ -23,12 +23,12 @@ from starlette.routing import Mount, Route
 from .._answer import Plan, header_safe, plan_chat, render
 from .._logging import get_logger
 from ..dashboard import create_app as create_dashboard
-from ..exceptions import CascadeError, EscalationExhausted
+from ..exceptions import CascadeError, EscalationExhausted, UnknownTaskError
 from ..telemetry import tracing
 from ..validators import request_problem
 from .errors import error_response, from_exception
 from .forward import Forwarder, passthrough
-from .metrics import CONTENT_TYPE, Metrics
+from .metrics import CONTENT_TYPE, UNKNOWN, Metrics
 from .responses import responses
 
 if TYPE_CHECKING:
@@ -137,7 +137,8 @@ class Proxy:
 
     def _error(self, task: str, e: CascadeError, from_header: bool) -> Response:
         status, response = from_exception(e, task_from_header=from_header)
-        self.metrics.error(task, status)
+        # Any client may name any task: a label per unknown name would grow without bound.
+        self.metrics.error(UNKNOWN if isinstance(e, UnknownTaskError) else task, status)
         response.headers["x-cascade-task"] = header_safe(task, 200)
         if isinstance(e, EscalationExhausted):
             reasons = [r for a in e.attempts for r in a.reasons]

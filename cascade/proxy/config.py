@@ -10,6 +10,7 @@
     dashboard_keys: []              # keys of /dashboard (none: the proxy keys open it)
     max_body_bytes: 4194304         # larger request bodies are refused with 413
     upstream_timeout: null          # seconds per upstream request (null: CASCADE_TIMEOUT, else 60)
+    max_header_bytes: 65536         # a longer request line + headers: 431, before it is read
     upstream_http: null             # direct | aiohttp | httpx; null: direct when aiohttp is
                                     # installed, else httpx (see cascade.transports.direct)
     providers:                      # endpoints the policies' rungs name ({provider: local}),
@@ -81,6 +82,12 @@ class ProxyConfig(BaseModel):
     proxy_keys: tuple[str, ...] = ()
     dashboard_keys: tuple[str, ...] = ()
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="A request whose line and headers exceed this is answered 431 and closed "
+        "as soon as that many bytes arrived (not after the whole head is read).",
+    )
     reasons_header_chars: int = Field(
         default=512, ge=16, description="Longer x-cascade-reasons values are truncated."
     )

@@ -3,12 +3,15 @@
 | raised by the cascade                 | status | ``error.code``           |
 | ------------------------------------- | ------ | ------------------------ |
 | InvalidRequestError, bad JSON         | 400    | ``invalid_request``      |
-| UnknownTaskError (X-Cascade-Task)     | 400    | ``unknown_task``         |
+| UnknownTaskError (X-Cascade-Task)     | 400    | ``unknown_task`` (*)     |
 | UnknownTaskError (a route's task)     | 500    | ``unknown_task``         |
 | PolicyError                           | 500    | ``policy_error``         |
 | ProviderError, upstream 401 / 403     | 502    | ``upstream_auth_failed`` |
 | ProviderError, any other status       | same   | upstream's own           |
 | EscalationExhausted                   | 502    | ``escalation_exhausted`` |
+
+(*) naming only the task the client sent (cut at 100 characters); the policies directory and
+the tasks it holds are logged (``cascade.proxy.unknown_task``), never sent.
 
 An upstream 401/403 becomes 502 because the client's own key (a proxy key) was accepted: it
 is the proxy's upstream credential that is wrong, and a 401 would send the client looking
@@ -25,6 +28,7 @@ from typing import Any
 import openai
 from starlette.responses import Response
 
+from .._logging import get_logger
 from ..exceptions import (
     CascadeError,
     EscalationExhausted,
@@ -34,6 +38,9 @@ from ..exceptions import (
     UnknownTaskError,
 )
 from ..transports import UpstreamStatusError
+
+_log = get_logger()
+_TASK_CHARS = 100  # of an unknown task's name, in the error the client gets
 
 _TYPES = {
     400: "invalid_request_error",
@@ -72,7 +79,16 @@ def from_exception(e: CascadeError, *, task_from_header: bool) -> tuple[int, Res
     if isinstance(e, UnknownTaskError):
         # Asked for by name: the client's mistake. Chosen by our routes: the server's.
         status = 400 if task_from_header else 500
-        return status, error_response(status, str(e), code="unknown_task")
+        # The policies directory and the other tasks' names are the operator's, not the
+        # client's: they go to the log, the client hears only the name it sent.
+        named = e.task if len(e.task) <= _TASK_CHARS else e.task[:_TASK_CHARS] + "…"
+        _log.warning(
+            "cascade.proxy.unknown_task",
+            task=named,
+            directory=str(e.directory),
+            available=list(e.available),
+        )
+        return status, error_response(status, f"no policy for task {named!r}", code="unknown_task")
     if isinstance(e, PolicyError):
         return 500, error_response(500, str(e), code="policy_error")
     if isinstance(e, ProviderError):

@@ -31,6 +31,10 @@ LATENCY_BUCKETS_S: tuple[float, ...] = (
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+# The task label of requests naming a task that is neither configured nor discovered: one
+# label for all of them, so that /metrics (which needs no key) stays bounded.
+UNKNOWN = "_unknown"
+
 
 class Metrics:
     """Per-task counters of the calls the proxy answered through the cascade."""
@@ -125,4 +129,4 @@ def _num(v: float) -> str:
     return str(v) if isinstance(v, int) else repr(float(v))
 
 
-__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS_S", "Metrics"]
+__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS_S", "UNKNOWN", "Metrics"]

@@ -26,6 +26,7 @@ from ..policy import PolicySet
 from ..transports import OpenAITransport, attempt_timeout
 from .app import create_app
 from .config import ConfigError, ProxyConfig, check_exposure, load_config
+from .http import uvicorn_options as http_limits
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -214,9 +215,16 @@ def serve(
     """
     app = build(policies=policies, store=store, config=config, host=host)  # fail fast, once
     access_log = verbose is not False
+    heads = http_limits(app.state.proxy.config.max_header_bytes)
     if workers <= 1:
         uvicorn.run(
-            app, host=host, port=port, log_level="info", access_log=access_log, lifespan="on"
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=access_log,
+            lifespan="on",
+            **heads,
         )
         return
     # As uvicorn.run(workers=N) does, with a socket per worker whose connections get TCP_NODELAY.
@@ -242,6 +250,7 @@ def serve(
         log_level="info",
         access_log=access_log,
         lifespan="on",
+        **heads,
     )
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     logging.getLogger("uvicorn.error").info("Uvicorn running on %s (Press CTRL+C to quit)", url)
@@ -254,7 +263,9 @@ def serve(
 
 
 class ProxyServer:
-    """``app`` served by uvicorn in a background thread on a free loopback port.
+    """``app`` served by uvicorn in a background thread on a free loopback port, request heads
+    bounded as ``cascade serve`` bounds them (``cascade.proxy.http``; 64 KiB unless
+    ``h11_max_incomplete_event_size=`` says otherwise).
 
     ::
 
@@ -269,7 +280,7 @@ class ProxyServer:
         self.host = host
         self._sock = listening_socket(host, 0)
         self.port: int = self._sock.getsockname()[1]
-        options = {"log_level": "warning", "lifespan": "on", **uvicorn_options}
+        options = {"log_level": "warning", "lifespan": "on", **http_limits(), **uvicorn_options}
         self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, **options))
         self._thread = threading.Thread(
             target=self._server.run,

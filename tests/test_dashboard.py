@@ -6,6 +6,8 @@ the dashboard is served by uvicorn (``ProxyServer``) and read with ``http.client
 
 from __future__ import annotations
 
+import dataclasses
+import hmac
 import http.client
 import json
 import re
@@ -18,7 +20,9 @@ import yaml
 
 import cascade
 from cascade.cli import main
-from cascade.dashboard import create_app, snapshot_html
+from cascade.dashboard import Throttle, create_app, overview_html, snapshot_html
+from cascade.dashboard.app import client_address
+from cascade.dashboard.auth import COOKIE, Keys
 from cascade.dashboard.calls import CallFilter, find_calls
 from cascade.proxy import ProxyConfig, ProxyServer
 from cascade.proxy import create_app as create_proxy
@@ -57,6 +61,17 @@ def fill(store: MemoryStore, tmp_path: Path, n: int = 12) -> None:
             c.run("extract", [{"role": "user", "content": f"invoice {i} {bad} {EVIL}"}])
             c.run("summarise", [{"role": "user", "content": f"ticket {i} {'LONG' * (i % 4 == 0)}"}])
         store.flush()
+
+
+def spread(store: MemoryStore, hours: int = 6) -> MemoryStore:
+    """The calls of ``store`` moved into the first ``hours`` hours of yesterday (UTC), one
+    hour after another: a one-day store whose calls fall in several hours."""
+    start = time.time() // 86_400 * 86_400 - 86_400
+    out = MemoryStore()
+    ordered = sorted(store.records(), key=lambda r: r.time)
+    for i, r in enumerate(ordered):
+        out.add(dataclasses.replace(r, time=start + 3600 * (i % hours) + 60 + i))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +129,52 @@ def test_task_page_figures_failures_and_patterns(served: ProxyServer, store: Mem
     assert float(shown["escalation_rate"]) == t["escalation_rate"] == 4 / 12
     assert "json_schema" in page and "4 of 12 calls" in page
     assert "Escalation rate by input size" in page
+
+
+def test_a_one_day_store_is_drawn_per_hour_and_the_hours_add_up_to_the_day(
+    store: MemoryStore,
+) -> None:
+    hourly = spread(store)
+    assert len(list(hourly.records())) == 24  # fill stores every call (sample_passes 1.0)
+    with ProxyServer(create_app(hourly, keys=(KEY,), cache_s=0, background=False)) as server:
+        report = report_to_dict(build_report(hourly, sample=0))
+        for path, t in (("/", report["overall"]), ("/task?task=extract", report["tasks"][0])):
+            status, _, page = get(server, path, bearer())
+            assert status == 200
+            assert 'data-granularity="hour"' in page  # auto: the period is under 3 days
+            assert "Calls per hour" in page and "Spend per hour (USD)" in page
+            per_hour = [int(n) for n in re.findall(r":00: (\d+) calls</title>", page)]
+            assert len(per_hour) == 24  # every hour of the day, zero where no call was
+            assert len([n for n in per_hour if n]) == len(t["hourly"]) > 1
+            assert sum(per_hour) == t["calls"] == sum(d["calls"] for d in t["daily"])
+            assert [h["calls"] for h in t["hourly"]] == [n for n in per_hour if n]
+        status, _, page = get(server, "/?by=day", bearer())
+        assert 'data-granularity="day"' in page and "Calls per day" in page
+        assert re.findall(r"(\d+) calls</title>", page) == [str(report["overall"]["calls"])]
+        status, _, page = get(server, "/?by=week", bearer())
+        assert status == 400 and "by=&#x27;week&#x27;" in page
+        status, _, page = get(server, "/?since=30d", bearer())
+        assert 'data-granularity="day"' in page  # auto: 30 days are drawn per day
+        status, _, page = get(server, "/?since=30d&by=hour", bearer())
+        assert 'data-granularity="hour"' in page
+        assert '<option value="hour" selected>' in page
+
+
+def test_hours_the_store_does_not_have_are_said_to_be_unknown(store: MemoryStore) -> None:
+    report = report_to_dict(build_report(store, sample=0))
+    report["overall"]["hourly"] = None  # as from a store that keeps no hourly counters
+    page = overview_html(report, task_href=str, by="hour")
+    assert 'data-field="hourly_unknown"' in page and 'data-granularity="day"' in page
+    assert "Calls per day" in page and "Calls per hour" not in page
+
+
+def test_a_span_that_cuts_into_a_day_says_the_figures_count_whole_days(
+    served: ProxyServer,
+) -> None:
+    _, _, page = get(served, "/?since=2h", bearer())
+    assert "these figures count whole days" in page
+    _, _, page = get(served, "/", bearer())
+    assert "whole days" not in page
 
 
 def test_a_task_with_no_calls_is_a_404_page(served: ProxyServer) -> None:
@@ -276,3 +337,112 @@ def test_a_task_page_never_waits_for_its_patterns(store: MemoryStore) -> None:
             time.sleep(0.05)
         status, _, page = get(server, "/task?task=extract", bearer())
         assert 'data-field="pending"' not in page and "Escalation rate by input size" in page
+
+
+def test_a_line_chart_leaves_a_gap_at_an_unknown_point() -> None:
+    from cascade.dashboard.charts import RED, Series, time_chart
+
+    svg = time_chart(
+        ["a", "b", "c", "d"], [Series("rate", RED, [0.1, None, 0.2, 0.3])], fmt=str,
+        title="t", kind="line",
+    )  # fmt: skip
+    assert svg.count("<polyline") == 1  # c-d only: nothing drawn through b
+    assert svg.count("<circle") == 3
+
+
+# --- wrong keys: throttled per client, compared in constant time ------------------------------
+
+
+def test_the_throttle_refuses_a_client_after_its_failures_until_its_window_ends() -> None:
+    now = [1000.0]
+    t = Throttle(limit=3, window_s=60, max_clients=100, clock=lambda: now[0])
+    for _ in range(3):
+        assert t.retry_after("10.0.0.1") is None
+        t.failed("10.0.0.1")
+    assert t.retry_after("10.0.0.1") == 60
+    assert t.retry_after("10.0.0.2") is None  # another client is not slowed
+    now[0] += 45.5
+    assert t.retry_after("10.0.0.1") == 15
+    now[0] += 14.5
+    assert t.retry_after("10.0.0.1") is None  # its window is over: a fresh start
+    t.failed("10.0.0.1")
+    assert t.retry_after("10.0.0.1") is None
+    with pytest.raises(ValueError, match="limit=0"):
+        Throttle(limit=0)
+
+
+def test_the_throttle_remembers_at_most_max_clients() -> None:
+    t = Throttle(limit=2, max_clients=50)
+    for i in range(10_000):  # an attacker with many addresses
+        t.failed(f"203.0.113.{i}")
+        t.failed(f"203.0.113.{i}")
+    assert len(t) == 50
+    assert t.retry_after("203.0.113.9999") is not None  # the most recent are kept
+    assert t.retry_after("203.0.113.0") is None  # the oldest forgotten
+
+
+def test_ten_wrong_keys_a_minute_then_429_with_retry_after(store: MemoryStore) -> None:
+    with ProxyServer(create_app(store, keys=(KEY,), cache_s=0, background=False)) as server:
+        for _ in range(10):
+            assert login(server, "wrong")[0] == 401
+        status, headers, page = login(server, KEY)  # even the right key: nothing is checked
+        assert status == 429 and "Too many wrong keys" in page
+        assert 55 <= int(headers["retry-after"]) <= 60
+        assert "set-cookie" not in headers
+        assert get(server, "/", bearer())[0] == 429  # the key in a header is a try too
+        assert get(server, "/login")[0] == 200  # the form is still shown
+    with ProxyServer(create_app(store, keys=(KEY,), cache_s=0, background=False)) as server:
+        status, headers, _ = login(server, KEY)
+        cookie = headers["set-cookie"].split(";")[0]
+        for _ in range(10):
+            assert get(server, "/", bearer("wrong"))[0] == 401
+        assert get(server, "/", bearer("wrong"))[0] == 429
+        assert get(server, "/", {"cookie": cookie})[0] == 200  # an open session stays open
+
+
+def test_the_proxy_throttles_wrong_keys_at_its_dashboard(tmp_path: Path) -> None:
+    store = MemoryStore()
+    config = ProxyConfig(proxy_keys=("proxy-key",))
+    with ScriptedServer() as upstream:
+        c = cascade.Cascade(tmp_path, client=upstream.client(), store=store)
+        with ProxyServer(create_proxy(c, config, upstream.async_client())) as proxy:
+            for _ in range(10):
+                assert get(proxy, "/dashboard/", bearer("guess"))[0] == 401
+            status, headers, _ = get(proxy, "/dashboard/", bearer("proxy-key"))
+            assert status == 429 and int(headers["retry-after"]) > 0
+
+
+def test_client_addresses_count_ipv6_by_its_64() -> None:
+    from starlette.requests import Request
+
+    def address(host: str) -> str:
+        return client_address(Request({"type": "http", "client": (host, 1), "headers": []}))
+
+    assert address("192.0.2.7") == "192.0.2.7"
+    assert address("::ffff:192.0.2.7") == "192.0.2.7"
+    assert address("2001:db8:1:2:aaaa::1") == address("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert address("2001:db8:1:3::1") != address("2001:db8:1:2::1")
+    assert address("testclient") == "testclient"
+
+
+def test_keys_and_sessions_are_compared_with_compare_digest_every_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    keys = Keys(["first-key", "second-key", "third-key"])
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    assert keys.check("first-key")  # a match does not stop the comparisons
+    assert len(compared) == 3 and all(len(a) == len(b) == 32 for a, b in compared)
+    compared.clear()
+    assert not keys.check("x" * 10_000)  # digests: the same length whatever is sent
+    assert len(compared) == 3 and all(len(a) == 32 for a, _ in compared)
+    compared.clear()
+    session = keys.session_for("second-key")
+    assert keys.allows({}, {COOKIE: session})
+    assert len(compared) == 3

@@ -12,7 +12,7 @@ import shutil
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from test_dashboard import KEY, fill
+from test_dashboard import KEY, fill, spread
 
 from cascade.dashboard import create_app
 from cascade.proxy import ProxyServer
@@ -152,3 +152,33 @@ def test_the_static_html_report_renders_without_errors(
     page.goto(out.as_uri())
     assert page.locator("section").count() == 3
     assert float(page.get_attribute('[data-field="calls"]', "data-value")) == 24
+
+
+def test_a_one_day_store_shows_hourly_charts_whose_hours_add_up_to_the_day(
+    browser: Any, store: MemoryStore, errors: list[str]
+) -> None:
+    hourly = spread(store)
+    app = create_app(hourly, keys=(KEY,), cache_s=0, background=False)
+    with ProxyServer(app) as server:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        log_in(page, server)
+        report = report_to_dict(build_report(hourly, sample=0))["overall"]
+        assert page.get_attribute(".grid2[data-granularity]", "data-granularity") == "hour"
+        chart = page.locator("figure.chart", has_text="Calls per hour")
+        titles = chart.locator("rect.hit title").all_text_contents()
+        per_hour = [int(t.rsplit(": ", 1)[1].split()[0]) for t in titles]
+        assert len(per_hour) == 24 and len([n for n in per_hour if n]) == 6
+        shown = int(page.get_attribute('[data-field="calls"]', "data-value"))
+        assert sum(per_hour) == shown == report["calls"] == report["daily"][0]["calls"]
+        assert [n for n in per_hour if n] == [h["calls"] for h in report["hourly"]]
+        page.select_option("select[name=by]", "day")
+        with page.expect_navigation():
+            page.click("form.filters button[type=submit]")
+        assert page.get_attribute(".grid2[data-granularity]", "data-granularity") == "day"
+        assert page.locator("figure.chart", has_text="Calls per day").count() == 1
+        assert "by=day" in page.url
+        context.close()
+    assert errors == []

@@ -91,8 +91,8 @@ def test_json_has_the_documented_stable_schema(report: Report) -> None:
     task_keys = {
         "task", "calls", "escalations", "escalation_rate", "not_ok", "cost_usd",
         "baseline_cost_usd", "savings_usd", "savings_pct", "latency_p50_ms", "latency_p95_ms",
-        "prompt_tokens", "completion_tokens", "validators", "top_reasons", "daily", "patterns",
-        "uncosted_calls",
+        "prompt_tokens", "completion_tokens", "validators", "top_reasons", "daily", "hourly",
+        "patterns", "uncosted_calls",
     }  # fmt: skip
     for t in [*data["tasks"], data["overall"]]:
         assert set(t) == task_keys

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from dataclasses import dataclass, field
@@ -13,8 +14,8 @@ import pytest
 
 from cascade.cli.report import add_parser, parse_time
 from cascade.events import Attempt, CallRecord, TaskDay, Verdict
-from cascade.report import aggregate, build_report, latency_quantile
-from cascade.stores import store_from_url
+from cascade.report import aggregate, build_report, latency_quantile, report_to_dict
+from cascade.stores import MemoryStore, store_from_url
 from cascade.stores.counters import day_delta, day_of, merge_day
 
 if TYPE_CHECKING:
@@ -221,8 +222,6 @@ def test_build_report_reads_at_most_sample_records_per_task_newest_first() -> No
 
 
 def test_report_sample_option_reaches_the_store() -> None:
-    from cascade.stores import MemoryStore
-
     store = MemoryStore()
     for r in workload("a"):
         store.add(r)
@@ -347,3 +346,56 @@ def test_cli_store_error_exits_2_with_the_message(
 def test_cli_unknown_scheme_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert report_cli(["report", "--store", "nosuch://host"]) == 2
     assert "unknown store scheme" in capsys.readouterr().err
+
+
+def test_the_hourly_series_splits_the_daily_one_and_is_in_the_json(tmp_path: Path) -> None:
+    store = store_from_url(f"sqlite:///{tmp_path}/hours.sqlite3")
+    calls = [make(i, escalated=i % 4 == 0, t=DAY0 + 3600 * (i % 5 - 1) + 100) for i in range(40)]
+    calls += [make(i, escalated=False, task="other", t=DAY0 + 86_400 + 7200) for i in range(3)]
+    for r in calls:
+        store.add(r)
+    store.flush()
+    data = report_to_dict(build_report(store, now=NOW))
+    for t in [*data["tasks"], data["overall"]]:
+        assert t["hourly"], t["task"]
+        for d in t["daily"]:
+            mine = [h for h in t["hourly"] if h["hour"].startswith(d["day"] + "T")]
+            assert sum(h["calls"] for h in mine) == d["calls"]
+            assert sum(h["escalations"] for h in mine) == d["escalations"]
+            assert sum(h["cost_usd"] for h in mine) == pytest.approx(d["cost_usd"])
+    extract = data["tasks"][0]
+    # i % 5 == 0 is in the last hour of the day before.
+    assert [(h["hour"], h["calls"]) for h in extract["hourly"]] == [
+        ("2024-04-30T23", 8), ("2024-05-01T00", 8), ("2024-05-01T01", 8), ("2024-05-01T02", 8),
+        ("2024-05-01T03", 8),
+    ]  # fmt: skip
+    # A span that cuts into a day reads the hours of the whole day, as the days are read.
+    cut = report_to_dict(build_report(store, task="extract", since=DAY0 + 7200, now=NOW))
+    assert cut["overall"]["hourly"][0]["hour"] == "2024-05-01T00"
+    assert sum(h["calls"] for h in cut["overall"]["hourly"]) == cut["overall"]["calls"] == 32
+    store.close()
+
+
+def test_the_hourly_series_is_unknown_where_hours_were_not_kept(tmp_path: Path) -> None:
+    store = store_from_url(f"sqlite:///{tmp_path}/hours.sqlite3")
+    for r in [make(i, escalated=False, t=DAY0 + 86_400 * (i % 2)) for i in range(6)]:
+        store.add(r)
+    store.flush()
+    assert build_report(store, now=NOW).overall.hourly is not None
+    with sqlite3.connect(tmp_path / "hours.sqlite3") as db:  # as a file from before the hours
+        db.execute("DELETE FROM hours WHERE hour LIKE '2024-05-01T%'")
+    report = build_report(store, now=NOW)
+    assert report.overall.hourly is None
+    assert report_to_dict(report)["tasks"][0]["hourly"] is None
+    assert build_report(store, since=DAY0 + 86_400, now=NOW).overall.hourly is not None
+    store.close()
+    # A store without hourly counters (the protocol's optional part): unknown, not zero.
+    assert build_report(ListStore(workload()), now=NOW).overall.hourly is None  # type: ignore[arg-type]
+
+
+def test_the_hourly_series_is_left_out_of_spans_over_a_month() -> None:
+    store = MemoryStore()
+    for day in (0, 31):
+        store.add(make(day, escalated=False, t=DAY0 + day * 86_400))
+    assert build_report(store, now=NOW).overall.hourly is None
+    assert build_report(store, until=DAY0 + 30 * 86_400, now=NOW).overall.hourly is not None

@@ -17,6 +17,7 @@ from cascade.events import CallRecord, TaskDay
 from cascade.exceptions import StoreError
 from cascade.stores import (
     CorruptRecordError,
+    HourlyStore,
     MemoryStore,
     RedisStore,
     SQLiteStore,
@@ -27,7 +28,7 @@ from cascade.stores import (
 )
 from cascade.stores._codec import decode, encode
 from cascade.stores._writer import BatchWriter
-from cascade.stores.counters import day_of
+from cascade.stores.counters import day_of, hour_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -158,6 +159,37 @@ def test_time_filters(store: Store, make_record: MakeRecord) -> None:
     assert [d.calls for d in store.days(since=now - 86_400, until=now)] == [3, 3]
 
 
+def test_hourly_counters_split_the_days(store: Store, make_record: MakeRecord) -> None:
+    assert isinstance(store, HourlyStore)
+    midnight = make_record().time // 86_400 * 86_400
+    times = [midnight - 86_400 + 3600 * h + 7 for h in (0, 0, 5, 23)] + [
+        midnight + 3600 * h + 60 for h in (1, 1, 1, 2)
+    ]
+    records = [make_record(time=t, escalated=i % 3 == 0) for i, t in enumerate(times)]
+    records.append(make_record(time=midnight + 3600, task="other", escalated=False, sampled=False))
+    for r in [*records, records[0]]:  # a record added twice counts once in its hour too
+        store.add(r)
+    store.flush()
+    hours = store.hours(task="extract")
+    assert [(h.day, h.calls) for h in hours] == [
+        (hour_of(midnight - 86_400), 2), (hour_of(midnight - 86_400 + 5 * 3600), 1),
+        (hour_of(midnight - 3600), 1), (hour_of(midnight + 3600), 3),
+        (hour_of(midnight + 7200), 1),
+    ]  # fmt: skip
+    days = store.days(task="extract")
+    for d in days:
+        mine = [h for h in hours if h.day.startswith(d.day + "T")]
+        for name in ("calls", "escalations", "not_ok", "prompt_tokens", "completion_tokens"):
+            assert sum(getattr(h, name) for h in mine) == getattr(d, name), name
+        assert sum(h.cost_usd for h in mine) == pytest.approx(d.cost_usd)
+        assert sum(h.baseline_cost_usd for h in mine) == pytest.approx(d.baseline_cost_usd)
+    assert all(h.failures == {} and h.latency_ms == {} for h in hours)
+    one_hour = store.hours(since=midnight + 3600, until=midnight + 3601)
+    assert [(h.task, h.calls) for h in one_hour] == [("extract", 3), ("other", 1)]
+    assert [h.calls for h in store.hours(task="extract", since=midnight + 7200)] == [1]
+    assert store.hours(task="extract", until=midnight - 86_400 - 1) == []
+
+
 def test_many_threads_adding_at_once(store: Store, make_record: MakeRecord) -> None:
     lock = threading.Lock()
     ids: list[str] = []
@@ -184,6 +216,8 @@ def test_many_threads_adding_at_once(store: Store, make_record: MakeRecord) -> N
 def test_empty_store(store: Store) -> None:
     store.flush()
     assert (list(store.records()), store.days(), store.tasks()) == ([], [], [])
+    assert isinstance(store, HourlyStore)
+    assert store.hours() == []
 
 
 # --- backend-specific details ----------------------------------------------------------------

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from cascade.exceptions import StoreError
 from cascade.stores import RedisStore
 from cascade.stores._spool import Spool
-from cascade.stores.counters import day_of
+from cascade.stores.counters import day_of, hour_of
 from cascade.stores.redis import mask_url, parse_duration
 
 if TYPE_CHECKING:
@@ -69,6 +69,28 @@ def test_documented_keys(redis_url: str, client: redis.Redis, make_record: MakeR
     for r in (kept, counted):
         assert client.get(f"app:seen:{r.id}") == b"1"
         assert 0 < client.ttl(f"app:seen:{r.id}") <= 86_400
+    hour = f"app:hour:extract:{hour_of(kept.time)}"
+    assert client.type(hour) == b"hash"
+    assert client.hget(hour, "calls") == b"2"
+    assert client.hget(hour, "escalations") == b"1"
+    assert client.hget(hour, "cost_usd") == client.hget(day, "cost_usd")
+    assert client.hget(hour, "fail:schema") is None  # the hours keep the plain counters only
+    assert 13 * 86_400 < client.ttl(hour) <= 14 * 86_400
+
+
+def test_hourly_counters_expire_as_the_hours_parameter_says(
+    redis_url: str, client: redis.Redis, make_record: MakeRecord
+) -> None:
+    store = RedisStore(redis_url + "?prefix=short&hours=2h")
+    r = make_record(time=time.time() - 4 * 3600)  # written late, older than the hours kept
+    recent = make_record(time=time.time())
+    store.add(r)
+    store.add(recent)
+    store.close()
+    assert 3600 < client.ttl(f"short:hour:extract:{hour_of(r.time)}") <= 7200
+    assert store.hours_s == 7200
+    # The read looks back only as far as hours are kept (another hour for the last write).
+    assert [h.day for h in store.hours()] == [hour_of(recent.time)]
 
 
 def test_apply_is_idempotent_across_writers(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .pages import overview_html, snapshot_html, task_html
+from .throttle import Throttle
 
 if TYPE_CHECKING:
     from .app import Dashboard, create_app
@@ -32,6 +33,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Dashboard",
     "ExposureError",
+    "Throttle",
     "create_app",
     "overview_html",
     "serve",

@@ -3,7 +3,9 @@
 Routes (under whatever path it is mounted at; ``cascade serve`` mounts it at ``/dashboard``):
 ``GET /`` Overview, ``GET /task?task=T`` Task, ``GET /calls?task=T&...`` Calls,
 ``GET|POST /login``, ``POST /logout``. Every page takes ``since``/``until`` (``24h``, ``7d``,
-``2024-05-01``, ``2024-05-01T12:00``; UTC). Pages are read-only: no GET changes anything.
+``2024-05-01``, ``2024-05-01T12:00``; UTC); the Overview and Task pages ``by`` too (``auto``,
+``day``, ``hour``: the charts' granularity, see ``trend``). Pages are read-only: no GET
+changes anything.
 
 Figures are ``report_to_dict(build_report(store, ...))``: the Overview reads the counters only
 (``sample=0``), a Task page the newest ``sample`` stored records of its task too, built in the
@@ -12,11 +14,12 @@ background (see ``figures``), so no page load waits for a pattern analysis.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -27,8 +30,11 @@ from ..exceptions import StoreError
 from .auth import COOKIE, Keys, login_form
 from .calls import CallFilter, calls_html, find_calls
 from .figures import Figures
+from .forms import base, calls_form, href, span_form
 from .layout import CSP, e, page
 from .pages import overview_html, task_html
+from .throttle import Throttle
+from .trend import GRANULARITIES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -37,7 +43,7 @@ if TYPE_CHECKING:
 
     from ..stores import Store
 
-__all__ = ["DEFAULT_SAMPLE", "Dashboard", "create_app", "parse_when"]
+__all__ = ["DEFAULT_SAMPLE", "Dashboard", "client_address", "create_app", "parse_when"]
 
 DEFAULT_SAMPLE = 1000
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
@@ -77,9 +83,11 @@ class Dashboard:
     def __init__(
         self, store: Store, *, keys: Sequence[str] = (), sample: int = DEFAULT_SAMPLE,
         cache_s: float = 5.0, patterns_s: float = 60.0, background: bool = True,
+        throttle: Throttle | None = None,
     ) -> None:  # fmt: skip
         self.store = store
         self.keys = Keys(keys)
+        self.throttle = throttle or Throttle()
         self.figures = Figures(
             store, sample=sample, cache_s=cache_s, patterns_s=patterns_s, background=background
         )
@@ -88,28 +96,28 @@ class Dashboard:
 
     async def overview(self, request: Request) -> Response:
         """Every task together and one row per task."""
-        span = _span(request)
+        span, by = _span(request), _by(request)
         data = await anyio.to_thread.run_sync(lambda: self.figures.counters(task=None, **span))
-        body = _span_form(request, "", span) + overview_html(
-            data, task_href=lambda t: _href(request, "task", task=t, **_raw_span(request))
+        body = span_form(request, "", span, by=True) + overview_html(
+            data, task_href=lambda t: href(request, "task", task=t, **_raw_span(request)), by=by
         )
         return self._page(request, "Overview", body)
 
     async def task(self, request: Request) -> Response:
         """One task's figures, failures, sizes, patterns and observation."""
         name = request.query_params.get("task", "")
-        span = _span(request)
+        span, by = _span(request), _by(request)
         data, complete = await anyio.to_thread.run_sync(
             lambda: self.figures.with_patterns(task=name, **span)
         )
         found = [t for t in data["tasks"] if t["task"] == name]
         if not found:
             body = f"<h1>No calls for task <code>{e(name)}</code> in this span</h1>"
-            return self._page(request, "Task", _span_form(request, "task", span) + body, 404)
-        calls = _href(request, "calls", task=name, **_raw_span(request))
-        body = _span_form(request, "task", span, task=name) + task_html(
+            return self._page(request, "Task", span_form(request, "task", span) + body, 404)
+        calls = href(request, "calls", task=name, **_raw_span(request))
+        body = span_form(request, "task", span, by=True, task=name) + task_html(
             data, found[0], calls_href=calls,
-            pending=None if complete else self.figures.sample,
+            pending=None if complete else self.figures.sample, by=by,
         )  # fmt: skip
         return self._page(request, f"Task {name}", body)
 
@@ -129,8 +137,8 @@ class Dashboard:
         params = {k: v for k, v in q.items() if k != "before"}
         body = calls_html(
             found, title=f"Calls of {name}",
-            form=_calls_form(request, params, validators),
-            next_href=lambda c: _href(request, "calls", **params, before=f"{c[0]!r}:{c[1]}"),
+            form=calls_form(request, params, validators),
+            next_href=lambda c: href(request, "calls", **params, before=f"{c[0]!r}:{c[1]}"),
         )  # fmt: skip
         return self._page(request, f"Calls {name}", body)
 
@@ -139,28 +147,33 @@ class Dashboard:
         next_path = _local(request.query_params.get("next"), request)
         if request.method == "GET":
             return self._html(
-                request, "Log in", login_form(e(_href(request, "login")), e(next_path))
+                request, "Log in", login_form(e(href(request, "login")), e(next_path))
             )
         if not _same_origin(request):
             return self._html(request, "Log in", "<h1>Cross-site login refused</h1>", 403)
+        client = client_address(request)
+        wait = self.throttle.retry_after(client)
+        if wait is not None:
+            return self._too_many(request, wait)
         body = await request.body()
         form = parse_qs(body[:8192].decode("utf-8", "replace"))
         key = (form.get("key") or [""])[0]
         next_path = _local((form.get("next") or [""])[0], request)
         if not self.keys.required or not self.keys.check(key):
-            failed = login_form(e(_href(request, "login")), e(next_path), failed=True)
+            self.throttle.failed(client)
+            failed = login_form(e(href(request, "login")), e(next_path), failed=True)
             return self._html(request, "Log in", failed, 401)
         response = RedirectResponse(next_path, status_code=303)
         response.set_cookie(
             COOKIE, self.keys.session_for(key), httponly=True, samesite="strict",
-            secure=request.url.scheme == "https", path=_base(request) + "/",
+            secure=request.url.scheme == "https", path=base(request) + "/",
         )  # fmt: skip
         return response
 
     async def logout(self, request: Request) -> Response:
         """Forget the session cookie."""
-        response = RedirectResponse(_href(request, "login"), status_code=303)
-        response.delete_cookie(COOKIE, path=_base(request) + "/")
+        response = RedirectResponse(href(request, "login"), status_code=303)
+        response.delete_cookie(COOKIE, path=base(request) + "/")
         return response
 
     # -- shared --------------------------------------------------------------------------
@@ -169,10 +182,16 @@ class Dashboard:
         """``handler`` behind the key check, with bad queries and store errors as pages."""
 
         async def guarded(request: Request) -> Response:
+            sent_key = bool(request.headers.get("authorization")) and self.keys.required
+            if sent_key:  # a key is tried: refused unchecked while its client is throttled
+                wait = self.throttle.retry_after(client_address(request))
+                if wait is not None:
+                    return self._too_many(request, wait)
             if not self.keys.allows(request.headers, request.cookies):
-                if request.headers.get("authorization"):
+                if sent_key:
+                    self.throttle.failed(client_address(request))
                     return self._html(request, "Refused", "<h1>Wrong key</h1>", 401)
-                target = _href(request, "login", next=request.url.path + (
+                target = href(request, "login", next=request.url.path + (
                     "?" + request.url.query if request.url.query else ""))  # fmt: skip
                 return _secure(RedirectResponse(target, status_code=303))
             try:
@@ -186,21 +205,45 @@ class Dashboard:
         return guarded
 
     def _page(self, request: Request, title: str, body: str, status: int = 200) -> Response:
-        nav = [("Overview", _href(request, "", **_raw_span(request)))]
+        nav = [("Overview", href(request, "", **_raw_span(request)))]
         task = request.query_params.get("task")
         if task:
             nav += [
-                (f"Task {task}", _href(request, "task", task=task, **_raw_span(request))),
-                ("Calls", _href(request, "calls", task=task, **_raw_span(request))),
+                (f"Task {task}", href(request, "task", task=task, **_raw_span(request))),
+                ("Calls", href(request, "calls", task=task, **_raw_span(request))),
             ]
         logout = ""
         if self.keys.required:
-            logout = (f'<form method="post" action="{e(_href(request, "logout"))}">'
+            logout = (f'<form method="post" action="{e(href(request, "logout"))}">'
                       '<button type="submit">Log out</button></form>')  # fmt: skip
         return _secure(HTMLResponse(page(title, body, nav=nav, extra=logout), status))
 
     def _html(self, request: Request, title: str, body: str, status: int = 200) -> Response:
         return _secure(HTMLResponse(page(title, body), status))
+
+    def _too_many(self, request: Request, wait: int) -> Response:
+        body = (
+            f"<h1>Too many wrong keys</h1><p>{self.throttle.limit} wrong keys came from your "
+            f"address within {self.throttle.window_s:g} s; try again in {wait} s.</p>"
+        )
+        response = self._html(request, "Too many wrong keys", body, 429)
+        response.headers["retry-after"] = str(wait)
+        return response
+
+
+def client_address(request: Request) -> str:
+    """Who a key check is counted against: the client's address, an IPv6 one by its /64
+    (one host holds a whole /64), ``unknown`` when the server does not say."""
+    host = request.client.host if request.client else ""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _secure(response: Response) -> Response:
@@ -208,21 +251,12 @@ def _secure(response: Response) -> Response:
     return response
 
 
-def _base(request: Request) -> str:
-    return str(request.scope.get("root_path", "")).rstrip("/")
-
-
-def _href(request: Request, path: str, **params: Any) -> str:
-    query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
-    return f"{_base(request)}/{path}" + (f"?{query}" if query else "")
-
-
 def _local(target: str | None, request: Request) -> str:
     """``target`` when it is a path of this dashboard, else its Overview (no open redirect)."""
-    base = _base(request) + "/"
-    if target and target.startswith(base) and not target.startswith("//") and "\\" not in target:
+    root = base(request) + "/"
+    if target and target.startswith(root) and not target.startswith("//") and "\\" not in target:
         return target
-    return base
+    return root
 
 
 def _same_origin(request: Request) -> bool:
@@ -243,7 +277,14 @@ def _span(request: Request) -> dict[str, float | None]:
 
 def _raw_span(request: Request) -> dict[str, str]:
     q = request.query_params
-    return {k: q[k] for k in ("since", "until") if q.get(k)}
+    return {k: q[k] for k in ("since", "until", "by") if q.get(k)}
+
+
+def _by(request: Request) -> str:
+    by = request.query_params.get("by") or "auto"
+    if by not in GRANULARITIES:
+        raise BadQuery(f"by={by!r}: expected one of {', '.join(GRANULARITIES)}")
+    return by
 
 
 def _flag(value: str | None) -> bool | None:
@@ -260,48 +301,10 @@ def _cursor(value: str | None) -> tuple[float, str] | None:
         raise BadQuery(f"bad page cursor {value!r}") from None
 
 
-def _span_form(request: Request, path: str, span: dict[str, float | None], **hidden: str) -> str:
-    q = request.query_params
-    keep = "".join(f'<input type="hidden" name="{e(k)}" value="{e(v)}">' for k, v in hidden.items())
-    quick = " · ".join(
-        f'<a href="{e(_href(request, path, **hidden, since=s))}">{label}</a>'
-        for label, s in (("24 h", "24h"), ("7 days", "7d"), ("30 days", "30d"), ("all", ""))
-    )
-    return (
-        f'<form class="filters" method="get" action="{e(_href(request, path))}">{keep}'
-        f'<label>since<input name="since" value="{e(q.get("since", ""))}" '
-        'placeholder="7d or 2024-05-01"></label>'
-        f'<label>until<input name="until" value="{e(q.get("until", ""))}" placeholder="now">'
-        f'</label><button type="submit">Show</button><span>{quick}</span></form>'
-    )
-
-
-def _calls_form(request: Request, q: dict[str, str], validators: list[str]) -> str:
-    def select(name: str, options: list[tuple[str, str]]) -> str:
-        opts = "".join(
-            f'<option value="{e(v)}"{" selected" if q.get(name, "") == v else ""}>{e(label)}'
-            "</option>"
-            for v, label in options
-        )
-        return f'<label>{name}<select name="{name}">{opts}</select></label>'
-
-    return (
-        f'<form class="filters" method="get" action="{e(_href(request, "calls"))}">'
-        f'<input type="hidden" name="task" value="{e(q.get("task", ""))}">'
-        + select("escalated", [("", "any"), ("yes", "escalated"), ("no", "not escalated")])
-        + select("ok", [("", "any"), ("yes", "ok"), ("no", "not ok")])
-        + select("validator", [("", "any"), *((v, v) for v in validators)])
-        + f'<label>model<input name="model" value="{e(q.get("model", ""))}" '
-        'placeholder="any"></label>'
-        f'<label>since<input name="since" value="{e(q.get("since", ""))}" placeholder="24h">'
-        f'</label><label>until<input name="until" value="{e(q.get("until", ""))}" '
-        'placeholder="now"></label><button type="submit">Filter</button></form>'
-    )
-
-
 def create_app(
     store: Store, *, keys: Sequence[str] = (), sample: int = DEFAULT_SAMPLE,
     cache_s: float = 5.0, patterns_s: float = 60.0, background: bool = True,
+    throttle: Throttle | None = None,
 ) -> Starlette:  # fmt: skip
     """The dashboard over ``store`` as an ASGI app.
 
@@ -311,11 +314,13 @@ def create_app(
         sample: stored records per task a Task page's patterns are drawn from, newest first.
         cache_s: how long a counter report is reused; ``patterns_s``: a report with
             patterns. ``background=False`` builds the patterns during the page load.
+        throttle: wrong keys per client address (default ``Throttle()``: 10 a minute,
+            then 429 with ``Retry-After``), at the login form and in ``Authorization``.
     Returns a Starlette app whose ``state.dashboard`` is the ``Dashboard``.
     """
     d = Dashboard(
         store, keys=keys, sample=sample, cache_s=cache_s, patterns_s=patterns_s,
-        background=background,
+        background=background, throttle=throttle,
     )  # fmt: skip
     app = Starlette(
         routes=[

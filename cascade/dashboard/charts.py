@@ -120,15 +120,23 @@ def time_chart(
                 )
     else:
         for s in series:
-            points = [
-                (_LEFT + slot * (i + 0.5), y(v)) for i, v in enumerate(s.values) if v is not None
-            ]
-            path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
-            body.append(f'<polyline fill="none" stroke="{s.color}" stroke-width="2" '
-                        f'points="{path}"/>')  # fmt: skip
-            body += [
-                f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{s.color}"/>' for px, py in points
-            ]
+            # One line per run of known values: an unknown point (no call that day or
+            # hour) is a gap, not a line drawn through it.
+            runs: list[list[tuple[float, float]]] = [[]]
+            for i, v in enumerate(s.values):
+                if v is None:
+                    runs.append([])
+                else:
+                    runs[-1].append((_LEFT + slot * (i + 0.5), y(v)))
+            for points in runs:
+                if len(points) > 1:
+                    path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
+                    body.append(f'<polyline fill="none" stroke="{s.color}" stroke-width="2" '
+                                f'points="{path}"/>')  # fmt: skip
+                body += [
+                    f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{s.color}"/>'
+                    for px, py in points
+                ]
     for i, label in enumerate(labels):  # a transparent column per point carries its hover text
         text = hover(i) if hover else "; ".join(
             f"{s.name} {fmt(v) if v is not None else 'unknown'}"

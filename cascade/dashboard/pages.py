@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .charts import BLUE, GREEN, GREY, RED, Series, bar_rows, time_chart
+from .charts import RED, bar_rows
 from .layout import UNKNOWN, card, e, interval, money, ms, number, page, pct, rate, table
+from .trend import trend_html
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -48,56 +49,11 @@ def _figures(t: Mapping[str, Any]) -> str:
     )) + "</div>"  # fmt: skip
 
 
-def _day(label: str) -> str:
-    """``2024-05-01`` as ``May 1`` on an axis (the hover has the whole date)."""
-    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-    try:
-        return f"{months[int(label[5:7]) - 1]} {int(label[8:10])}"
-    except (ValueError, IndexError):
-        return label
-
-
-def _daily(t: Mapping[str, Any]) -> str:
-    days = t["daily"]
-    labels = [d["day"] for d in days]
-    spend = time_chart(
-        labels,
-        [Series("with the cascade", BLUE, [d["cost_usd"] for d in days]),
-         Series("all-strong baseline", GREY, [d["baseline_cost_usd"] for d in days])],
-        fmt=money, title="Spend per day (USD)", short=_day,
-        hover=lambda i: f"cascade {money(days[i]['cost_usd'])}, all-strong "
-        f"{money(days[i]['baseline_cost_usd'])}, saved "
-        f"{money(days[i]['baseline_cost_usd'] - days[i]['cost_usd'])}",
-    )  # fmt: skip
-    rates = [d["escalations"] / d["calls"] if d["calls"] else None for d in days]
-    escalation = time_chart(
-        labels, [Series("escalation rate", RED, rates)], fmt=lambda v: pct(v, 0),
-        title="Escalation rate per day (% of calls)", kind="line" if len(days) > 1 else "bar",
-        short=_day,
-        hover=lambda i: rate(days[i]["escalations"], days[i]["calls"]),
-    )  # fmt: skip
-    calls = time_chart(
-        labels, [Series("calls", BLUE, [d["calls"] for d in days])], fmt=lambda v: f"{v:,.0f}",
-        title="Calls per day", hover=lambda i: f"{days[i]['calls']:,} calls", short=_day,
-    )  # fmt: skip
-    saved = [
-        (d["baseline_cost_usd"] - d["cost_usd"]) / d["baseline_cost_usd"]
-        if d["baseline_cost_usd"] else None
-        for d in days
-    ]  # fmt: skip
-    savings = time_chart(
-        labels, [Series("saved", GREEN, saved)], fmt=lambda v: pct(v, 0),
-        title="Saved per day (% of the all-strong baseline)",
-        kind="line" if len(days) > 1 else "bar", short=_day,
-        hover=lambda i: f"saved {money(days[i]['baseline_cost_usd'] - days[i]['cost_usd'])} of "
-        f"{money(days[i]['baseline_cost_usd'])} = {pct(saved[i])}",
-    )  # fmt: skip
-    panels = "".join(f'<div class="panel">{c}</div>' for c in (spend, savings, escalation, calls))
-    return f'<div class="grid2">{panels}</div>'
-
-
-def overview_html(report: Mapping[str, Any], *, task_href: Callable[[str], str]) -> str:
-    """The Overview body: every task together, its days, and one row per task."""
+def overview_html(
+    report: Mapping[str, Any], *, task_href: Callable[[str], str], by: str = "auto"
+) -> str:
+    """The Overview body: every task together, its days (or hours: ``by``, see ``trend``),
+    and one row per task."""
     t = report["overall"]
     rows = [
         [
@@ -121,9 +77,20 @@ def overview_html(report: Mapping[str, Any], *, task_href: Callable[[str], str])
         else ""  # fmt: skip
     return (
         f'<h1>Overview</h1><p class="sub">All tasks, {e(span_text(report))}; generated '
-        f"{e(report['generated_at'])}.</p>{warn}{_figures(t)}{_daily(t)}"
+        f"{e(report['generated_at'])}.{_whole_days(report, t)}</p>{warn}{_figures(t)}"
+        f"{trend_html(report, t, by)}"
         f"<h2>Tasks</h2>{rows_html}"
     )
+
+
+def _whole_days(report: Mapping[str, Any], t: Mapping[str, Any]) -> str:
+    """A note when the span cuts into a day: the counters count whole UTC days."""
+    cut = [w for w in (report.get("since"), report.get("until")) if w and "T00:00:00" not in w]
+    if not cut or not t["daily"]:
+        return ""
+    first, last = t["daily"][0]["day"], t["daily"][-1]["day"]
+    days = first if first == last else f"{first} to {last}"
+    return f" The counters are kept per UTC day, so these figures count whole days: {e(days)}."
 
 
 def _failures(t: Mapping[str, Any]) -> str:
@@ -251,27 +218,30 @@ def _observation(o: Mapping[str, Any], task: str) -> str:
 
 def task_html(
     report: Mapping[str, Any], t: Mapping[str, Any], *, calls_href: str | None = None,
-    pending: int | None = None,
+    pending: int | None = None, by: str = "auto",
 ) -> str:  # fmt: skip
-    """The Task body: its figures and days, failures, sizes, patterns, observation.
+    """The Task body: its figures and days (or hours: ``by``), failures, sizes, patterns,
+    observation.
 
     ``pending``: the patterns (from that many stored records) are still being built; the
     report holds the counters only and the page says so.
     """
     if pending is not None:
-        return _task_counters(report, t, calls_href, pending)
+        return _task_counters(report, t, calls_href, pending, by)
     link = f' <a href="{e(calls_href)}">Browse its calls \u2192</a>' if calls_href else ""
     observation = _observation(t["observation"], t["task"]) if t.get("observation") else ""
     return (
         f'<h1>Task <code>{e(t["task"])}</code></h1><p class="sub">{e(span_text(report))}; '
-        f"generated {e(report['generated_at'])}.{link}</p>{_figures(t)}{observation}{_daily(t)}"
+        f"generated {e(report['generated_at'])}.{_whole_days(report, t)}{link}</p>{_figures(t)}"
+        f"{observation}{trend_html(report, t, by)}"
         f'<div class="grid2">{_failures(t)}{_sizes(t["patterns"])}</div>{_patterns(t["patterns"])}'
     )
 
 
 def _task_counters(
-    report: Mapping[str, Any], t: Mapping[str, Any], calls_href: str | None, pending: int
-) -> str:
+    report: Mapping[str, Any], t: Mapping[str, Any], calls_href: str | None, pending: int,
+    by: str,
+) -> str:  # fmt: skip
     link = f' <a href="{e(calls_href)}">Browse its calls \u2192</a>' if calls_href else ""
     failures = bar_rows(
         [(v, float(n), f"{n:,} of {t['calls']:,} calls", rate(n, t["calls"]))
@@ -280,11 +250,11 @@ def _task_counters(
     )  # fmt: skip
     return (
         f'<h1>Task <code>{e(t["task"])}</code></h1><p class="sub">{e(span_text(report))}; '
-        f"generated {e(report['generated_at'])}.{link}</p>{_figures(t)}"
+        f"generated {e(report['generated_at'])}.{_whole_days(report, t)}{link}</p>{_figures(t)}"
         f'<p class="panel" data-field="pending">Reasons, input sizes, patterns and the '
         f"observation are being computed from the newest {pending:,} stored records of this "
         "task; reload in a few seconds. The figures above count every call.</p>"
-        f'{_daily(t)}<div class="grid2"><div class="panel">{failures}</div></div>'
+        f'{trend_html(report, t, by)}<div class="grid2"><div class="panel">{failures}</div></div>'
     )
 
 

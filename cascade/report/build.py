@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..events import LATENCY_BUCKETS_MS, CallRecord, TaskDay
+from .hourly import HourRow, Hours, hours_of
 from .observation import ObservationCollector, observation_of
 from .patterns import (
     PatternCollector,
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
     from .observation import ObservationSummary
     from .prerouted import PreRouted
 
-__all__ = ["DayRow", "Report", "TaskReport", "aggregate", "build_report", "latency_quantile"]
+__all__ = [
+    "DayRow", "HourRow", "Report", "TaskReport", "aggregate", "build_report", "latency_quantile",
+]  # fmt: skip
 
 PROGRESS_EVERY = 10_000
 # Stored records per task the patterns are drawn from (newest first): enough for stable
@@ -62,6 +65,9 @@ class TaskReport:
     to how many calls it rejected an attempt in; ``top_reasons`` its most frequent reasons.
     ``observation`` is what observe mode saw (None when no call was observed);
     ``pre_routed`` the calls a ``start_at`` rule started up the ladder (None: no such call).
+    ``hourly`` splits ``daily`` by hour, its rows adding up to them; None when unknown: the
+    store keeps no hourly counters for some day of the span (expired, or written before
+    they existed), or the span is longer than ``hourly.HOURLY_MAX_DAYS``.
     ``uncosted_calls`` counts calls with a model of unknown price: when above 0 the cost,
     baseline and savings are unknown (the sums leave those calls out) and shown so.
     """
@@ -86,6 +92,7 @@ class TaskReport:
     observation: ObservationSummary | None = None
     uncosted_calls: int = 0
     pre_routed: PreRouted | None = None
+    hourly: tuple[HourRow, ...] | None = None
 
     @property
     def costs_known(self) -> bool:
@@ -136,6 +143,7 @@ class _Counters:
         self.failures: dict[str, int] = {}
         self.latency: dict[str, int] = {}
         self.daily: dict[str, list[float]] = {}
+        self.hourly: Hours | None = None  # None: no hourly counters read
 
     def add(self, d: TaskDay) -> None:
         self.calls += d.calls
@@ -192,6 +200,7 @@ class _Counters:
             patterns=patterns,
             observation=observation,
             pre_routed=pre_routed,
+            hourly=None if self.hourly is None else self.hourly.rows(self.daily),
         )
 
 
@@ -208,12 +217,15 @@ def aggregate(
     min_count: int = 5,
     dup_limit: int = 5000,
     certified: Mapping[str, Collection[str]] | None = None,
+    hours: Iterable[TaskDay] | None = None,
 ) -> Report:
     """Build the report from sampled records and daily counters; reads ``records`` once.
 
     Args:
         records: sampled records (any order); unsampled ones are skipped.
         days: the daily counters of the same tasks and span.
+        hours: the hourly counters of the same whole days (None: unknown; the report's
+            ``hourly`` series are then None).
         progress: called with the number of records read, every 10,000.
         top: how many reasons, terms and groups to list; ``min_count``: the least number
             of escalated calls behind a reported pattern or suggestion; ``dup_limit``: how
@@ -228,6 +240,15 @@ def aggregate(
     for d in days:
         counters.setdefault(d.task, _Counters()).add(d)
         overall.add(d)
+    if hours is not None:
+        overall.hourly = Hours()
+        for each in counters.values():
+            each.hourly = Hours()
+        for h in hours:
+            mine = counters.setdefault(h.task, _Counters())
+            mine.hourly = mine.hourly or Hours()
+            mine.hourly.add(h)
+            overall.hourly.add(h)
     collectors: dict[str, PatternCollector] = {}
     observers: dict[str, ObservationCollector] = {}
     routes: dict[str, PreRouteCollector] = {}
@@ -311,6 +332,7 @@ def build_report(
     Raises ``StoreError`` when the store cannot be read.
     """
     days = store.days(task=task, since=since, until=until)
+    hours = hours_of(store, days, task)
     if sample is None:
         records: Iterable[CallRecord] = store.records(task=task, since=since, until=until)
     else:
@@ -321,7 +343,7 @@ def build_report(
         )
     report = aggregate(
         records, days, since=since, until=until, now=now, progress=progress,
-        certified=certified,
+        certified=certified, hours=hours,
     )  # fmt: skip
     corrupt = int(getattr(store, "corrupt_records", 0) or 0)
     if corrupt:

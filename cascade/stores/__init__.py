@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ._base import Store
+from ._base import HourlyStore, Store
 from ._codec import CorruptRecordError
 from ._shutdown import handle_sigterm
 from .memory import MemoryStore
@@ -24,6 +24,7 @@ from .sqlite import SQLiteStore
 
 __all__ = [
     "CorruptRecordError",
+    "HourlyStore",
     "MemoryStore",
     "RedisStore",
     "SQLiteStore",

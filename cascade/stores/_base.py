@@ -1,4 +1,8 @@
-"""The store protocol: where call records and daily counters go, and how the report reads them."""
+"""The store protocol: where call records and daily counters go, and how the report reads them.
+
+``HourlyStore`` is the optional part: a store that also keeps hourly counters (every built-in
+backend does) lets the report and the dashboard draw a period hour by hour.
+"""
 
 from __future__ import annotations
 
@@ -53,3 +57,16 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Flush and release connections and threads."""
+
+
+@runtime_checkable
+class HourlyStore(Protocol):
+    """A store that also keeps counters per task and UTC hour (the plain fields only)."""
+
+    def hours(
+        self, *, task: str | None = None, since: float | None = None, until: float | None = None
+    ) -> list[TaskDay]:
+        """Hourly counters per task for the UTC hours overlapping [since, until], each a
+        ``TaskDay`` whose ``day`` is the hour (``YYYY-MM-DDTHH``) and whose failures and
+        latency are empty; sorted by task and hour. Hours the store no longer keeps (or
+        never kept) are absent."""

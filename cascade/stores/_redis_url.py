@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
-OWN_PARAMS = ("prefix", "maxlen", "retention", "spool", "dedupe", "days")
+OWN_PARAMS = ("prefix", "maxlen", "retention", "spool", "dedupe", "days", "hours")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 _TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
 
@@ -122,10 +122,12 @@ class Keys:
 
     One server (unchanged from the first release)::
 
-        {prefix}:records:{task}  {prefix}:day:{task}:{day}  {prefix}:tasks  {prefix}:seen:{id}
+        {prefix}:records:{task}  {prefix}:day:{task}:{day}  {prefix}:hour:{task}:{hour}
+        {prefix}:tasks  {prefix}:seen:{id}
 
     A cluster: ``{prefix}:records:{{task}}``, ``{prefix}:day:{{task}}:{day}``,
-    ``{prefix}:seen:{{task}}:{id}`` (one slot per task) and ``{prefix}:tasks``.
+    ``{prefix}:hour:{{task}}:{hour}``, ``{prefix}:seen:{{task}}:{id}`` (one slot per task)
+    and ``{prefix}:tasks``.
     """
 
     prefix: str
@@ -139,6 +141,9 @@ class Keys:
 
     def day(self, task: str, day: str) -> str:
         return f"{self.prefix}:day:{self._task(task)}:{day}"
+
+    def hour(self, task: str, hour: str) -> str:
+        return f"{self.prefix}:hour:{self._task(task)}:{hour}"
 
     def seen(self, task: str, record_id: str) -> str:
         if self.cluster:

@@ -1,6 +1,8 @@
-"""The daily counters every backend keeps: one call's increments, and merging them.
+"""The daily and hourly counters every backend keeps: one call's increments, and merging them.
 
-Counters count every call exactly, sampled or not; the report's totals come from them.
+Counters count every call exactly, sampled or not; the report's totals come from them. The
+hourly counters are the plain fields of the daily ones (``INT_COUNTERS``, ``FLOAT_COUNTERS``:
+no failures, no latency), for the charts by hour; an hour is written ``YYYY-MM-DDTHH``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ __all__ = [
     "day_of",
     "failure_names",
     "flat_counters",
+    "hour_delta",
+    "hour_of",
+    "is_hour_field",
     "latency_label",
     "merge_day",
 ]
@@ -53,6 +58,22 @@ def _day(days: int) -> str:  # formatted once a day, not once a call
 
 
 _EPOCH = date(1970, 1, 1)
+
+
+def hour_of(timestamp: float) -> str:
+    """The UTC hour (``YYYY-MM-DDTHH``) of a unix time."""
+    hours = int(timestamp // 3600)
+    return f"{_day(hours // 24)}T{hours % 24:02d}"
+
+
+def is_hour_field(name: str) -> bool:
+    """True for a counter the hourly counters keep too (a plain one, not ``fail:``/``lat:``)."""
+    return ":" not in name
+
+
+def hour_delta(delta: Mapping[str, int | float]) -> dict[str, int | float]:
+    """The part of a call's ``day_delta`` its hour's counters add."""
+    return {k: v for k, v in delta.items() if is_hour_field(k)}
 
 
 def latency_label(latency_s: float) -> str:

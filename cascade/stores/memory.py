@@ -6,7 +6,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from ..events import CallRecord, TaskDay
-from .counters import day_delta, day_of, merge_day
+from .counters import day_delta, day_of, hour_delta, hour_of, merge_day
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -24,10 +24,12 @@ class MemoryStore:
         self._seen: set[str] = set()
         self._records: list[CallRecord] = []
         self._days: dict[tuple[str, str], TaskDay] = {}
+        self._hours: dict[tuple[str, str], TaskDay] = {}
 
     def add(self, record: CallRecord) -> None:
         """Count the call and keep it if sampled; an id already added is ignored."""
         key = (record.task, day_of(record.time))
+        hour = (record.task, hour_of(record.time))
         delta = day_delta(record)
         with self._lock:
             if record.id in self._seen:
@@ -36,6 +38,8 @@ class MemoryStore:
             if record.sampled:
                 self._records.append(record)
             self._days[key] = merge_day(self._days.get(key) or TaskDay(*key), delta)
+            hourly = self._hours.get(hour) or TaskDay(*hour)
+            self._hours[hour] = merge_day(hourly, hour_delta(delta))
 
     def records(
         self,
@@ -60,10 +64,17 @@ class MemoryStore:
         last = day_of(until) if until is not None else "9999"
         with self._lock:
             days = list(self._days.values())
-        return sorted(
-            (d for d in days if (task is None or d.task == task) and first <= d.day <= last),
-            key=lambda d: (d.task, d.day),
-        )
+        return _between(days, task, first, last)
+
+    def hours(
+        self, *, task: str | None = None, since: float | None = None, until: float | None = None
+    ) -> list[TaskDay]:
+        """Hourly counters per task for the UTC hours overlapping [since, until]."""
+        first = hour_of(since) if since is not None else ""
+        last = hour_of(until) if until is not None else "9999"
+        with self._lock:
+            hours = list(self._hours.values())
+        return _between(hours, task, first, last)
 
     def tasks(self) -> list[str]:
         """Every task with at least one call."""
@@ -75,6 +86,13 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _between(counters: list[TaskDay], task: str | None, first: str, last: str) -> list[TaskDay]:
+    return sorted(
+        (d for d in counters if (task is None or d.task == task) and first <= d.day <= last),
+        key=lambda d: (d.task, d.day),
+    )
 
 
 def _matches(

@@ -1,7 +1,8 @@
 """``redis://``, ``rediss://`` and ``redis+cluster://``: a shared store many processes write to.
 
 URL: ``redis://[:password@]host:port/db?prefix=cascade&maxlen=1000000&retention=30d&spool=/dir``.
-Our own parameters (``prefix``, ``maxlen``, ``retention``, ``spool``, ``dedupe``, ``days``)
+Our own parameters (``prefix``, ``maxlen``, ``retention``, ``spool``, ``dedupe``, ``days``,
+``hours``)
 are removed and the rest of the URL goes to redis-py's ``Redis.from_url`` (``rediss://`` is TLS).
 ``redis+cluster://[:password@]host:port[,host:port...]?prefix=...`` uses a Redis Cluster,
 with the keys below tagged by task (see ``_redis_url.Keys``).
@@ -16,26 +17,29 @@ Keys, under the prefix::
                                    prompt_tokens, completion_tokens, fail:<validator>,
                                    fail:provider:<kind>, lat:<bucket ms>; expires after `days`
                                    (default 400d)
+    {prefix}:hour:{task}:{YYYY-MM-DDTHH}  Hash of the plain counters of one task in one UTC
+                                   hour (those above without fail: and lat:); expires
+                                   after `hours` (default 14d)
     {prefix}:tasks                 Set of task names
     {prefix}:seen:{id}             String, set once per record id, expires after `dedupe`
                                    (default 1d): what makes a replayed record count once
 
 Each record is applied by one Lua script (SET NX of the seen key, then XADD if sampled,
-HINCRBY/HINCRBYFLOAT, EXPIRE, SADD), so writes are atomic, idempotent, and nothing is
-read-modify-write on the client; on a cluster the task set is added to by its own SADD, as
-it lives in another slot. A background thread sends a batch per round trip; when Redis is
-unreachable batches go to a local spool and are replayed, oldest first, once it answers.
+HINCRBY/HINCRBYFLOAT on the day and the hour, EXPIRE, SADD; see ``_redis_apply``), so writes
+are atomic, idempotent, and nothing is read-modify-write on the client; on a cluster the
+task set is added to by its own SADD, as it lives in another slot. A background thread
+sends a batch per round trip; when Redis is unreachable batches go to a local spool and are
+replayed, oldest first, once it answers.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import heapq
 import itertools
-import json
 import threading
 import time
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,15 +49,16 @@ from redis.exceptions import RedisClusterException
 from .._logging import get_logger
 from ..events import CallRecord, TaskDay
 from ..exceptions import StoreError
-from ._codec import CorruptRecordError, decode, encode
+from ._codec import CorruptRecordError, decode
 from ._delivery import Delivery, Unavailable
+from ._redis_apply import APPLY, apply
 from ._redis_url import Keys, mask_url, parse, parse_duration, spool_name
 from ._spool import Spool, default_spool_dir
 from ._writer import BatchWriter
-from .counters import FLOAT_COUNTERS, day_delta, day_of, merge_day
+from .counters import day_of, hour_of, merge_day
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from redis.cluster import RedisCluster
 
@@ -61,22 +66,6 @@ __all__ = ["RedisStore", "default_spool_dir", "mask_url", "parse_duration"]
 
 log = get_logger()
 
-# ARGV: seen ttl, day ttl, task, trim kind, trim threshold, record ('' when unsampled),
-# counters as JSON (integers as numbers, floats as text for HINCRBYFLOAT: exact, and one
-# argument instead of dozens keeps the client's packing cheap). KEYS[4], the task set, is
-# not given on a cluster (another slot).
-_APPLY = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-if ARGV[6] ~= '' then redis.call('XADD', KEYS[2], ARGV[4], '~', ARGV[5], '*', 'r', ARGV[6]) end
-for field, value in pairs(cjson.decode(ARGV[7])) do
-  if type(value) == 'string' then redis.call('HINCRBYFLOAT', KEYS[3], field, value)
-  else redis.call('HINCRBY', KEYS[3], field, value) end
-end
-redis.call('EXPIRE', KEYS[3], ARGV[2])
-if KEYS[4] then redis.call('SADD', KEYS[4], ARGV[3]) end
-return 1
-"""
-_APPLY_SHA = hashlib.sha1(_APPLY.encode()).hexdigest()
 _PAGE = 5000
 # What a client raises while the server (or cluster) cannot be used; reads turn it into
 # StoreError, writes into a spool.
@@ -91,8 +80,9 @@ class RedisStore:
 
     Args:
         url: ``redis://``, ``rediss://`` or ``redis+cluster://`` URL; query parameters
-            ``prefix``, ``maxlen``, ``retention``, ``spool``, ``dedupe``, ``days`` override
-            the keyword defaults.
+            ``prefix``, ``maxlen``, ``retention``, ``spool``, ``dedupe``, ``days``, ``hours``
+            override the keyword defaults (``days``/``hours``: how long the daily and the
+            hourly counters are kept).
         queue_size: records waiting for the writer; beyond it ``add`` spools directly.
         batch_size: records per pipeline (one round trip).
 
@@ -110,6 +100,7 @@ class RedisStore:
         spool: str | Path | None = None,
         dedupe: str | float = "1d",
         days: str | float = "400d",
+        hours: str | float = "14d",
         queue_size: int = 10_000,
         batch_size: int = 500,
     ) -> None:
@@ -123,6 +114,7 @@ class RedisStore:
         self.retention_s = None if retention is None else _seconds(retention)
         self.dedupe_s = int(_seconds(own.get("dedupe", dedupe)))
         self.days_s = int(_seconds(own.get("days", days)))
+        self.hours_s = int(_seconds(own.get("hours", hours)))
         self.corrupt_records = 0
         self._target = target
         self._client_lock = threading.Lock()
@@ -191,7 +183,7 @@ class RedisStore:
                 for task in sorted({r.task for r in records}):
                     pipe.sadd(self.keys.tasks, task)
             for r in records:
-                self._apply(pipe, r, trim)
+                apply(pipe, self.keys, r, trim, (self.dedupe_s, self.days_s, self.hours_s))
             results = pipe.execute(raise_on_error=False)
             errors = [e for e in results if isinstance(e, Exception)]
             if not errors:
@@ -201,36 +193,13 @@ class RedisStore:
                 raise min(errors, key=_about_a_record)
             # After a restart the script cache is empty; records already applied are
             # ignored on the resend thanks to their seen keys.
-            client.script_load(_APPLY)
+            client.script_load(APPLY)
         raise redis.RedisError("the apply script could not be loaded")
 
     def _trim(self) -> tuple[str, str]:
         if self.retention_s is None:
             return "MAXLEN", str(self.maxlen)
         return "MINID", str(int((time.time() - self.retention_s) * 1000))
-
-    def _apply(self, pipe: redis.client.Pipeline, r: CallRecord, trim: tuple[str, str]) -> None:
-        counters = {
-            k: repr(float(v)) if k in FLOAT_COUNTERS else v for k, v in day_delta(r).items()
-        }
-        k = self.keys
-        keys = [k.seen(r.task, r.id), k.records(r.task), k.day(r.task, day_of(r.time))]
-        if not k.cluster:
-            keys.append(k.tasks)
-        # EVALSHA by name: redis-py's cluster pipeline refuses its evalsha() method, though
-        # it routes the command by its keys, which here share one slot.
-        pipe.execute_command(  # type: ignore[no-untyped-call]
-            "EVALSHA",
-            _APPLY_SHA,
-            len(keys),
-            *keys,
-            self.dedupe_s,
-            self.days_s,
-            r.task,
-            *trim,
-            encode(r) if r.sampled else "",
-            json.dumps(counters, separators=(",", ":")),
-        )
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every record added so far is in Redis or spooled; retry Redis now."""
@@ -349,16 +318,45 @@ class RedisStore:
             dates.append(day_of(t))
             t += 86_400
         keys = [(n, d) for n in ([task] if task is not None else self.tasks()) for d in dates]
+        return self._hashes(self.keys.day, keys)
+
+    def hours(
+        self, *, task: str | None = None, since: float | None = None, until: float | None = None
+    ) -> list[TaskDay]:
+        """Hourly counters per task for the UTC hours overlapping [since, until].
+
+        Only the hours of days that have counters are read, and none older than the
+        ``hours`` setting (default 14 days): those have expired.
+        """
+        now = time.time()
+        first = max(since if since is not None else 0.0, now - self.hours_s - 3600)
+        last = until if until is not None else now + 3600
+        if first > last:
+            return []
+        wanted: list[tuple[str, str]] = []
+        for d in self.days(task=task, since=first, until=last):
+            start = max(first, _day_start(d.day))
+            end = min(last, _day_start(d.day) + 86_399)
+            t = start - start % 3600
+            while t <= end:
+                wanted.append((d.task, hour_of(t)))
+                t += 3600
+        return self._hashes(self.keys.hour, wanted)
+
+    def _hashes(
+        self, key: Callable[[str, str], str], wanted: list[tuple[str, str]]
+    ) -> list[TaskDay]:
+        """The counter hashes of (task, day or hour) pairs, in one pipeline; empty ones left out."""
         try:
             pipe = self._client.pipeline(transaction=False)
-            for n, d in keys:
-                pipe.hgetall(self.keys.day(n, d))
+            for n, d in wanted:
+                pipe.hgetall(key(n, d))
             hashes = pipe.execute()
         except _ERRORS as e:
             raise self._error(e) from e
         return [
             merge_day(TaskDay(n, d), {_text(k): _text(v) for k, v in h.items()})
-            for (n, d), h in zip(keys, hashes, strict=True)
+            for (n, d), h in zip(wanted, hashes, strict=True)
             if h
         ]
 
@@ -370,6 +368,11 @@ def _about_a_record(e: Exception) -> bool:
         return isinstance(e, redis.DataError)
     text = str(e)
     return text.startswith("WRONGTYPE") or "user_script" in text
+
+
+def _day_start(day: str) -> float:
+    """The unix time at which a UTC day (``YYYY-MM-DD``) starts."""
+    return (date.fromisoformat(day) - date(1970, 1, 1)).days * 86_400.0
 
 
 def _seconds(value: str | float) -> float:

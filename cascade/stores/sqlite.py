@@ -1,7 +1,9 @@
 """``sqlite:///path``: records and daily counters in one local SQLite file (the default store).
 
 Tables: ``records`` (sampled records, ``id`` primary key, indexed on ``(task, time)``),
-``days`` (one row of JSON counters per task and UTC day) and ``seen`` (ids of recent calls,
+``days`` (one row of JSON counters per task and UTC day), ``hours`` (the plain counters per
+task and UTC hour, ``YYYY-MM-DDTHH``; a file written before it existed has none for its
+earlier calls) and ``seen`` (ids of recent calls,
 so a record added twice counts once; rows older than ``dedupe_s`` are pruned). The file is
 in WAL mode and every batch is one ``BEGIN IMMEDIATE`` transaction, so several processes
 may share it. Writes happen on a background thread; ``flush`` waits for them.
@@ -26,7 +28,7 @@ from ._codec import CorruptRecordError, decode, encode
 from ._delivery import Delivery, Unavailable
 from ._spool import Spool, default_spool_dir
 from ._writer import BatchWriter
-from .counters import day_delta, day_of, flat_counters, merge_day
+from .counters import day_delta, day_of, flat_counters, hour_delta, hour_of, merge_day
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator
@@ -41,6 +43,9 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_task_time ON records (task, time);
 CREATE TABLE IF NOT EXISTS days (
     task TEXT NOT NULL, day TEXT NOT NULL, counters TEXT NOT NULL, PRIMARY KEY (task, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hours (
+    task TEXT NOT NULL, hour TEXT NOT NULL, counters TEXT NOT NULL, PRIMARY KEY (task, hour)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, time REAL NOT NULL) WITHOUT ROWID;
 """
@@ -139,6 +144,7 @@ class SQLiteStore:
             self._db, self._db_pid = self._connect(), os.getpid()
         db = self._db
         deltas: dict[tuple[str, str], TaskDay] = {}
+        hourly: dict[tuple[str, str], TaskDay] = {}
         db.execute("BEGIN IMMEDIATE")
         try:
             for r in records:
@@ -153,16 +159,12 @@ class SQLiteStore:
                         (r.id, r.task, r.time, r.escalated, r.ok, encode(r)),
                     )
                 key = (r.task, day_of(r.time))
-                deltas[key] = merge_day(deltas.get(key) or TaskDay(*key), day_delta(r))
-            for (task, day), delta in deltas.items():
-                row = db.execute(
-                    "SELECT counters FROM days WHERE task = ? AND day = ?", (task, day)
-                ).fetchone()
-                total = merge_day(delta, json.loads(row[0])) if row else delta
-                db.execute(
-                    "INSERT OR REPLACE INTO days VALUES (?, ?, ?)",
-                    (task, day, json.dumps(flat_counters(total), separators=(",", ":"))),
-                )
+                delta = day_delta(r)
+                deltas[key] = merge_day(deltas.get(key) or TaskDay(*key), delta)
+                hour = (r.task, hour_of(r.time))
+                hourly[hour] = merge_day(hourly.get(hour) or TaskDay(*hour), hour_delta(delta))
+            _add_counters(db, "days", "day", deltas)
+            _add_counters(db, "hours", "hour", hourly)
             now = time.time()
             if now - self._last_prune > 60:
                 db.execute("DELETE FROM seen WHERE time < ?", (now - self._dedupe_s,))
@@ -223,6 +225,17 @@ class SQLiteStore:
         rows = self._read(f"SELECT task, day, counters FROM days{where} ORDER BY task, day", args)
         return [merge_day(TaskDay(str(t), str(d)), json.loads(str(c))) for t, d, c in rows]
 
+    def hours(
+        self, *, task: str | None = None, since: float | None = None, until: float | None = None
+    ) -> list[TaskDay]:
+        """Hourly counters per task for the UTC hours overlapping [since, until]."""
+        first = hour_of(since) if since is not None else None
+        last = hour_of(until) if until is not None else None
+        where, args = _where(task, "hour", first, last)
+        sql = f"SELECT task, hour, counters FROM hours{where} ORDER BY task, hour"
+        rows = self._read(sql, args)
+        return [merge_day(TaskDay(str(t), str(h)), json.loads(str(c))) for t, h, c in rows]
+
     def tasks(self) -> list[str]:
         """Every task with at least one call."""
         return [str(t) for (t,) in self._read("SELECT DISTINCT task FROM days ORDER BY task", ())]
@@ -237,6 +250,21 @@ class SQLiteStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _add_counters(
+    db: sqlite3.Connection, table: str, column: str, deltas: dict[tuple[str, str], TaskDay]
+) -> None:
+    """Add each (task, day or hour)'s counters to its row of ``table``."""
+    for (task, when), delta in deltas.items():
+        row = db.execute(
+            f"SELECT counters FROM {table} WHERE task = ? AND {column} = ?", (task, when)
+        ).fetchone()
+        total = merge_day(delta, json.loads(row[0])) if row else delta
+        db.execute(
+            f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?)",
+            (task, when, json.dumps(flat_counters(total), separators=(",", ":"))),
+        )
 
 
 def _where(

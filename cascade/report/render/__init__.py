@@ -29,6 +29,10 @@ are listed in the README's changelog)::
                                   "example": "confidence 0.62 < 0.8"}]},
       "daily": [{"day": "2024-05-01", "calls": 100, "escalations": 23,
                  "cost_usd": 0.033, "baseline_cost_usd": 0.1}],
+      "hourly": [{"hour": "2024-05-01T13", "calls": 9, "escalations": 2,  # the same whole
+                  "cost_usd": 0.003, "baseline_cost_usd": 0.01}] | null,  # days by UTC hour;
+                                                     # null: unknown (no hourly counters kept
+                                                     # for a day of it, or over 31 days)
       "patterns": {
         "sampled_records": 30,
         "pass_sampling_rate": 0.1 | null,            # null: no passing call was sampled

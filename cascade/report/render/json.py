@@ -55,6 +55,7 @@ def _task_dict(t: TaskReport) -> dict[str, Any]:
         "validators": dict(t.validators),
         "top_reasons": {v: [r._asdict() for r in rs] for v, rs in t.top_reasons.items()},
         "daily": [d._asdict() for d in t.daily],
+        "hourly": None if t.hourly is None else [h._asdict() for h in t.hourly],
         "patterns": _patterns_dict(t.patterns),
     }
     if t.observation is not None:  # added in version 1: absent, not null, where none was seen

@@ -31,8 +31,8 @@ sample_passes: 0.5
 store_inputs: full
 """
 WORDS = ("order", "shipping", "jacket", "size", "colour", "delivery", "address", "login", "phone")
-REFUND = "About my jacket order: please refund me"
-PLAIN = "About my jacket order"
+REFUND = "About my order shipping jacket size colour login: please refund me"
+PLAIN = "About my order shipping jacket size colour login"
 
 
 def _serve(server: ScriptedServer) -> None:
@@ -61,9 +61,9 @@ def _fill(directory: Path, store: str, calls: int, models: tuple[str, str] | Non
 
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A policy directory and a SQLite store of 240 real calls (a third escalate)."""
+    """A policy directory and a SQLite store of 300 real calls (a third escalate)."""
     directory = tmp_path_factory.mktemp("learn")
-    _fill(directory, f"sqlite:///{directory}/s.db", 240)
+    _fill(directory, f"sqlite:///{directory}/s.db", 300)
     return directory
 
 

@@ -89,6 +89,9 @@ def run_learn(args: argparse.Namespace) -> int:
     print("\n".join(_assessment_lines(result, target)))
     if not args.write:
         return 0
+    if result.saved_usd < 0:
+        print("on the held-out calls pre-routing would cost more than it saves; nothing written")
+        return 1
     if policy.path is None:
         raise PolicyError("the policy has no file to write to")
     name = f"{args.task}.start.json"

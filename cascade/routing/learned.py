@@ -27,7 +27,7 @@ from ..exceptions import PolicyError
 from ..recording import content_text, features
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Collection, Iterable, Mapping, Sequence
     from pathlib import Path
 
 __all__ = [
@@ -106,12 +106,17 @@ class StartModel(BaseModel):
             raise ValueError("weights must be finite numbers")
         return self
 
-    def margin(self, hashes: Iterable[int]) -> float:
-        """The log-odds of escalation of an input's ``hashed`` features."""
+    def margin(self, hashes: Collection[int]) -> float:
+        """The log-odds of escalation of an input's ``hashed`` features: the bias plus their
+        weights' sum over the square root of their number (the input's feature vector has
+        unit length, so a long input does not reach extreme odds by its length alone)."""
+        if not hashes:
+            return self.bias
         weights = self.weights
-        return self.bias + sum(map(weights.__getitem__, map(self.buckets.__rmod__, hashes)))
+        total = sum(map(weights.__getitem__, map(self.buckets.__rmod__, hashes)))
+        return self.bias + total / math.sqrt(len(hashes))
 
-    def probability(self, hashes: Iterable[int]) -> float:
+    def probability(self, hashes: Collection[int]) -> float:
         """P(escalate) of an input's ``hashed`` features."""
         z = self.margin(hashes)
         return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0

@@ -21,6 +21,7 @@ from openai.resources.chat.completions import Completions
 
 from . import responses
 from ._stream import chunks
+from .exceptions import EscalationExhausted, ProviderError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -242,3 +243,44 @@ def header_safe(text: str, limit: int) -> str:
 
 def _dumps(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
+
+
+# Headers of an upstream error answer that the fronts relay with its status: when to ask again.
+_RELAYED = ("retry-after", "retry-after-ms", "x-should-retry")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamError:
+    """An upstream error answer to relay as it came: its ``status``, its ``error`` object
+    (None when it sent none in OpenAI's form) and its ``headers`` about asking again
+    (``retry-after``, ``retry-after-ms``, ``x-should-retry``, ``x-ratelimit-*``)."""
+
+    status: int
+    error: Mapping[str, Any] | None
+    headers: Mapping[str, str]
+
+
+def upstream_error(e: BaseException) -> UpstreamError | None:
+    """The upstream answer behind a cascade error, when relaying it is the faithful answer: a
+    ``ProviderError`` (a status no stronger model can fix), or ``EscalationExhausted`` when no
+    model answered and the last one tried got an error status (a 429, a 500...). None
+    otherwise (no status: a timeout, a connection error; or some model did answer)."""
+    if isinstance(e, ProviderError):
+        status, cause = e.status, e.__cause__
+    elif isinstance(e, EscalationExhausted) and e.result is None and e.failure is not None:
+        status, cause = e.failure.status, e.failure.exception
+    else:
+        return None
+    if status is None or not 400 <= status < 600:
+        return None
+    body = getattr(cause, "body", None)
+    error = body if isinstance(body, dict) and "message" in body else None
+    headers = getattr(cause, "headers", None)
+    if headers is None:  # the SDK's APIStatusError keeps them on its response
+        headers = getattr(getattr(cause, "response", None), "headers", None) or {}
+    kept = {
+        k.lower(): v
+        for k, v in headers.items()
+        if k.lower() in _RELAYED or k.lower().startswith("x-ratelimit-")
+    }
+    return UpstreamError(status, error, kept)

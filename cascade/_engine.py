@@ -76,6 +76,7 @@ class Outcome:
     accepted: tuple[Completion, tuple[Verdict, ...]] | None = None
     last: tuple[Completion, tuple[Verdict, ...]] | None = None
     why: str = "every model failed validation or errored"
+    failure: Failure | None = None  # the last provider error
 
 
 def prepare(policy: Policy, request: Request) -> Request:
@@ -145,6 +146,7 @@ def climb(
                     ) from reply.exception
                 out.attempts.append(Attempt.failed(reply, purpose))
                 out.costs.append(Decimal(0))
+                out.failure = reply
                 break  # a provider fault is not the answer's fault: no re-ask, escalate
             completion, verdicts, extra = yield from _judge(
                 policy, reply, verify=model != policy.strongest
@@ -373,6 +375,7 @@ def _exhausted(policy: Policy, out: Outcome) -> Result:
                 if result is None
                 else None
             ),
+            failure=out.failure if result is None else None,
         )
     return result
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .events import Attempt, Result
+    from .events import Attempt, Failure, Result
 
 
 class CascadeError(Exception):
@@ -78,7 +78,9 @@ class EscalationExhausted(CascadeError):
     no model gave an answer at all).
 
     ``attempts`` lists every call made; ``result`` is the Result that would have been returned
-    (None when no model answered; ``unanswered`` is then the call as the store records it).
+    (None when no model answered; ``unanswered`` is then the call as the store records it,
+    and ``failure`` the last provider error, whose ``exception`` is the upstream's answer: the
+    fronts relay its status, error body and ``retry-after``).
     """
 
     def __init__(
@@ -88,10 +90,12 @@ class EscalationExhausted(CascadeError):
         attempts: Sequence[Attempt],
         result: Result | None,
         unanswered: Result | None = None,
+        failure: Failure | None = None,
     ):
         self.attempts = tuple(attempts)
         self.result = result
         self.unanswered = unanswered
+        self.failure = failure
         super().__init__(message)
 
 

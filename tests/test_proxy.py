@@ -318,16 +318,20 @@ def test_upstream_errors_pass_through_unchanged(start, upstream) -> None:
 # -- errors ------------------------------------------------------------------------------------
 
 
-def test_every_rung_failing_is_a_502_with_openai_error_json(start, upstream) -> None:
-    upstream.fail("gpt-4o-mini", 500).fail("gpt-4o", 500)
+def test_every_rung_erroring_relays_the_last_ones_error(start, upstream) -> None:
+    # No model answered: the last rung's upstream error is the answer, as a pass-through
+    # request would get it (a 502 is for a ladder with no status to relay: timeouts).
+    upstream.fail("gpt-4o-mini", 503).fail("gpt-4o", 500, message="the strong one is down")
     proxy = start()
     with pytest.raises(openai.APIStatusError) as e:
         proxy.client().chat.completions.create(
             model="x", messages=MSGS, extra_headers={"X-Cascade-Task": "invoice"}
         )
-    assert e.value.status_code == 502
-    assert error_of(e.value)["code"] == "escalation_exhausted"
-    assert "server_error 500" in e.value.response.headers["x-cascade-reasons"]
+    assert e.value.status_code == 500
+    assert error_of(e.value)["message"] == "the strong one is down"
+    reasons = e.value.response.headers["x-cascade-reasons"]
+    assert "server_error 503" in reasons
+    assert "server_error 500" in reasons
 
 
 def test_an_upstream_401_is_a_502_that_does_not_echo_the_upstream_key(start, upstream) -> None:

@@ -145,8 +145,9 @@ class Proxy:
             response.headers["x-cascade-reasons"] = header_safe(
                 "; ".join(reasons), self.config.reasons_header_chars
             )
-            # Asking again would climb the same ladder and pay for it again.
-            response.headers["x-should-retry"] = "false"
+            if status == 502:  # not an upstream status relayed with its own retry advice
+                # Asking again would climb the same ladder and pay for it again.
+                response.headers["x-should-retry"] = "false"
         return response
 
     async def _strongest(

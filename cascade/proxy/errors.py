@@ -1,14 +1,21 @@
 """OpenAI-format error responses, and which status each of the library's errors becomes.
 
-| raised by the cascade                 | status | ``error.code``           |
-| ------------------------------------- | ------ | ------------------------ |
-| InvalidRequestError, bad JSON         | 400    | ``invalid_request``      |
-| UnknownTaskError (X-Cascade-Task)     | 400    | ``unknown_task`` (*)     |
-| UnknownTaskError (a route's task)     | 500    | ``unknown_task``         |
-| PolicyError                           | 500    | ``policy_error``         |
-| ProviderError, upstream 401 / 403     | 502    | ``upstream_auth_failed`` |
-| ProviderError, any other status       | same   | upstream's own           |
-| EscalationExhausted                   | 502    | ``escalation_exhausted`` |
+| raised by the cascade                       | status | ``error.code``           |
+| ------------------------------------------- | ------ | ------------------------ |
+| InvalidRequestError, bad JSON               | 400    | ``invalid_request``      |
+| UnknownTaskError (X-Cascade-Task)           | 400    | ``unknown_task`` (*)     |
+| UnknownTaskError (a route's task)           | 500    | ``unknown_task``         |
+| PolicyError                                 | 500    | ``policy_error``         |
+| upstream 401 / 403 (below)                  | 502    | ``upstream_auth_failed`` |
+| ProviderError, any other status             | same   | upstream's own           |
+| EscalationExhausted, no model answered and  | same   | upstream's own           |
+| the last one's error had a status           |        |                          |
+| EscalationExhausted, otherwise              | 502    | ``escalation_exhausted`` |
+
+An upstream status is relayed with its error object and its ``retry-after``,
+``retry-after-ms``, ``x-should-retry`` and ``x-ratelimit-*`` headers, as a pass-through
+request gets them: a 429 on the requested model (observe mode) or on the last rung tells the
+client to wait and ask again, as the upstream said.
 
 (*) naming only the task the client sent (cut at 100 characters); the policies directory and
 the tasks it holds are logged (``cascade.proxy.unknown_task``), never sent.
@@ -22,12 +29,11 @@ so the upstream's status and error object are passed through.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
-import openai
 from starlette.responses import Response
 
+from .._answer import UpstreamError, upstream_error
 from .._logging import get_logger
 from ..exceptions import (
     CascadeError,
@@ -37,7 +43,9 @@ from ..exceptions import (
     ProviderError,
     UnknownTaskError,
 )
-from ..transports import UpstreamStatusError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 _log = get_logger()
 _TASK_CHARS = 100  # of an unknown task's name, in the error the client gets
@@ -91,39 +99,36 @@ def from_exception(e: CascadeError, *, task_from_header: bool) -> tuple[int, Res
         return status, error_response(status, f"no policy for task {named!r}", code="unknown_task")
     if isinstance(e, PolicyError):
         return 500, error_response(500, str(e), code="policy_error")
+    relayed = upstream_error(e)
+    if relayed is not None:
+        return _relay(e, relayed)
     if isinstance(e, ProviderError):
-        return _provider(e)
+        return 502, error_response(502, str(e), code="upstream_error")
     if isinstance(e, EscalationExhausted):
         return 502, error_response(502, str(e), code="escalation_exhausted")
     return 500, error_response(500, str(e), code=type(e).__name__)
 
 
-def _provider(e: ProviderError) -> tuple[int, Response]:
-    status = e.status
+def _relay(e: CascadeError, relayed: UpstreamError) -> tuple[int, Response]:
+    status = relayed.status
+    failure = e.failure if isinstance(e, EscalationExhausted) else None
+    model = e.model if isinstance(e, ProviderError) else getattr(failure, "model", "?")
     if status in (401, 403):
         # Not the upstream's message: it may quote (part of) the proxy's upstream key.
         return 502, error_response(
             502,
-            f"the upstream provider refused the proxy's credentials ({status}) for {e.model}",
+            f"the upstream provider refused the proxy's credentials ({status}) for {model}",
             code="upstream_auth_failed",
         )
-    if status is None or not 400 <= status < 600:
-        return 502, error_response(502, str(e), code="upstream_error")
-    cause = e.__cause__
-    body: Any = (
-        cause.body if isinstance(cause, (openai.APIStatusError, UpstreamStatusError)) else None
-    )
-    if isinstance(body, Mapping) and "message" in body:
-        error = {
-            "message": body.get("message"),
-            "type": body.get("type"),
-            "param": body.get("param"),
-            "code": body.get("code"),
-        }
+    if relayed.error is not None:
+        error = {k: relayed.error.get(k) for k in ("message", "type", "param", "code")}
         return status, Response(
-            json.dumps({"error": error}), status_code=status, media_type="application/json"
+            json.dumps({"error": error}),
+            status_code=status,
+            headers=dict(relayed.headers),
+            media_type="application/json",
         )
-    return status, error_response(status, str(e), code="upstream_error")
+    return status, error_response(status, str(e), code="upstream_error", headers=relayed.headers)
 
 
 __all__ = ["error_response", "from_exception"]

@@ -9,7 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
 from . import wire
@@ -46,6 +46,7 @@ class Reply:
             used instead, so ``Reply("quota exceeded", status=429)`` reads naturally).
         delay_s: seconds to wait before answering (to trigger client timeouts).
         body: a raw response body sent as-is with ``status`` (malformed responses).
+        headers: response headers sent with an error ``status`` (``retry-after``...).
     """
 
     content: str | None = ""
@@ -60,6 +61,7 @@ class Reply:
     error_message: str = wire.DEFAULT_ERROR
     delay_s: float = 0.0
     body: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 ReplyLike = Reply | str

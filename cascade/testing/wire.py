@@ -16,7 +16,7 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +54,7 @@ class HttpResponse:
     status: int
     body: bytes | Iterable[bytes]
     content_type: str = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -76,6 +77,8 @@ class _Handler(BaseHTTPRequestHandler):
         response = self.server.app(request)
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
         if isinstance(response.body, bytes):
             self.send_header("Content-Length", str(len(response.body)))
             self.end_headers()
@@ -200,7 +203,7 @@ def answer(reply: Reply, request: Mapping[str, Any], tag: str) -> HttpResponse:
         message = reply.error_message
         if message == DEFAULT_ERROR and reply.content:
             message = reply.content
-        return error(reply.status, message)
+        return replace(error(reply.status, message), headers=dict(reply.headers))
     if request.get("stream") is True:
         return HttpResponse(200, stream(reply, request, tag), "text/event-stream")
     return HttpResponse(200, dumps(completion(reply, request, tag)))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from .._engine import Call, Reply
 
 
@@ -36,9 +38,13 @@ class Transport(Protocol):
 
 class UpstreamStatusError(Exception):
     """An upstream answer with an error status; ``body`` is its ``error`` object (or the whole
-    body), as the openai SDK's ``APIStatusError.body`` holds it."""
+    body), as the openai SDK's ``APIStatusError.body`` holds it; ``headers`` the answer's
+    headers (names in lower case)."""
 
-    def __init__(self, message: str, status: int, body: Any) -> None:
+    def __init__(
+        self, message: str, status: int, body: Any, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.body = body
+        self.headers: Mapping[str, str] = headers or {}

@@ -157,7 +157,7 @@ class DirectTransport:
             if not last and _should_retry(status, response_headers):
                 await asyncio.sleep(_backoff(attempt, response_headers))
                 continue
-            return _status_failure(call, status, answer, start)
+            return _status_failure(call, status, answer, start, response_headers)
         raise AssertionError("unreachable: the last attempt returns")  # pragma: no cover
 
     def _default_headers(self, timeout: Any) -> dict[str, str]:
@@ -251,7 +251,9 @@ def _backoff(attempt: int, headers: Mapping[str, str] | None) -> float:
     return min(0.5 * 2.0**attempt, 8.0) * (1 - 0.25 * random.random())
 
 
-def _status_failure(call: Call, status: int, answer: bytes, start: float) -> Failure:
+def _status_failure(
+    call: Call, status: int, answer: bytes, start: float, headers: Mapping[str, str]
+) -> Failure:
     """A Failure for an error status, with the message and error object of its JSON body."""
     try:
         data = json.loads(answer)
@@ -265,7 +267,8 @@ def _status_failure(call: Call, status: int, answer: bytes, start: float) -> Fai
         body = answer.decode("utf-8", "replace")
         message = f"Error code: {status}"
     kind = "rate_limited" if status == 429 else "server_error" if status >= 500 else "client_error"
-    error = UpstreamStatusError(message, status, body)
+    kept = {k.lower(): v for k, v in headers.items()}
+    error = UpstreamStatusError(message, status, body, kept)
     return _failure(call, kind, message, status, start, error)
 
 

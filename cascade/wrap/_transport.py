@@ -7,7 +7,8 @@ Answering at the HTTP layer is what makes the wrapped client the SDK's own: ``cr
 and read the answer exactly as against the API (``Stream``/``AsyncStream``, parsed models,
 ``x-cascade-*`` headers), and errors are the SDK's exception types. Cascade errors become the
 OpenAI error answers the proxy sends, with ``x-should-retry: false``: a retry would climb the
-same ladder and pay for it again.
+same ladder and pay for it again; an upstream error status (a 429 on the last model tried)
+comes back as the upstream sent it, with its ``retry-after``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from .._answer import Answer, Plan, plan_chat, plan_responses, render
+from .._answer import Answer, Plan, plan_chat, plan_responses, render, upstream_error
 from .._logging import get_logger
 from ..exceptions import (
     CascadeError,
@@ -113,31 +114,28 @@ def _answered(answer: Answer, request: httpx.Request) -> httpx.Response:
 
 
 def _error(e: CascadeError, task: str, request: httpx.Request) -> httpx.Response:
-    """A cascade error as the proxy answers it: an OpenAI error body and status."""
+    """A cascade error as the proxy answers it: an OpenAI error body and status; an upstream
+    error status (``upstream_error``) with its error object and retry headers, so the SDK
+    raises its own ``RateLimitError`` and honours ``retry-after``."""
     status, code, body = 500, type(e).__name__, None
-    if isinstance(e, InvalidRequestError):
+    headers = {"x-should-retry": "false", "x-cascade-task": task}
+    relayed = upstream_error(e)
+    if relayed is not None:
+        status, code, body = relayed.status, "upstream_error", relayed.error
+        headers = {"x-cascade-task": task, **relayed.headers}
+    elif isinstance(e, InvalidRequestError):
         status, code = 400, "invalid_request"
     elif isinstance(e, UnknownTaskError):
         status, code = 400, "unknown_task"
-    elif isinstance(e, EscalationExhausted):
-        status, code = 502, "escalation_exhausted"
-    elif isinstance(e, ProviderError) and e.status is not None and 400 <= e.status < 600:
-        status, code = e.status, "upstream_error"
-        cause_body = getattr(e.__cause__, "body", None)
-        if isinstance(cause_body, dict) and "message" in cause_body:
-            body = cause_body
+    elif isinstance(e, EscalationExhausted | ProviderError):
+        status, code = 502, "escalation_exhausted" if isinstance(e, EscalationExhausted) else code
     error = body or {
         "message": str(e),
         "type": "invalid_request_error" if status < 500 else "server_error",
         "param": None,
         "code": code,
     }
-    return httpx.Response(
-        status,
-        headers={"x-should-retry": "false", "x-cascade-task": task},
-        json={"error": error},
-        request=request,
-    )
+    return httpx.Response(status, headers=headers, json={"error": error}, request=request)
 
 
 def _passthrough(response: httpx.Response, reason: str | None) -> httpx.Response:

@@ -239,3 +239,14 @@ def test_write_learned_starts_a_list_or_refuses_a_flow_one(tmp_path: Path) -> No
         {"model": "b", "match": "x"},
         {"model": "b", "learned": "j.start.json", "above": 0.8},
     ]
+
+
+def test_write_refuses_a_rule_that_would_cost_more_on_held_out_calls(
+    policies: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # above 0.01 starts nearly every call at gpt-4o, passing ones included: dearer
+    assert _learn(policies, "--write", "--above", "0.01") == 1
+    out = capsys.readouterr().out
+    assert "pre-routing would cost more than it saves; nothing written" in out
+    assert (policies / "t.yaml").read_text() == POLICY
+    assert not (policies / "t.start.json").exists()

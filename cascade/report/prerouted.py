@@ -13,7 +13,7 @@ that did start cheap). Rules have no probability: their savings are unknown.
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -169,16 +169,5 @@ def pre_routed_lines(p: PreRouted | None, width: int) -> list[str]:
 
 
 def pre_routed_to_dict(p: PreRouted) -> dict[str, Any]:
-    """The JSON form."""
-    return {
-        "calls": p.calls,
-        "learned": p.learned,
-        "would_escalate": p.would_escalate,
-        "saved_usd": p.saved_usd,
-        "saved_latency_s": p.saved_latency_s,
-        "strong_usd": p.strong_usd,
-        "strong_latency_s": p.strong_latency_s,
-        "cheap_usd": p.cheap_usd,
-        "cheap_latency_s": p.cheap_latency_s,
-        "cheap_calls": p.cheap_calls,
-    }
+    """The JSON form: every field, by name."""
+    return asdict(p)

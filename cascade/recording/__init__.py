@@ -2,7 +2,7 @@
 
 Pure functions, no I/O. ``build_record`` is on the caller's path for every call, so the
 features are cheap (linear in the text, a few C-speed scans) and the expensive parts
-(redaction, hashing, truncation) only run for sampled records. ``redact`` (``redact.py``)
+(redaction, hashing, truncation) only run for sampled records. ``redact`` (``masks.py``)
 masks secrets and personal data in linear time; ``features.py`` computes the input's facts.
 """
 
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..events import CallRecord
 from .features import content_text, features, language
-from .redact import redact
+from .masks import redact
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence

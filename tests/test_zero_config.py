@@ -231,3 +231,35 @@ async def test_pydantic_ai_output_tool_escalates_on_bad_arguments(proxy, upstrea
         result = await agent.run("Invoice INV-1 over 10 EUR")
     assert result.output == Invoice(**GOOD)
     assert [r["model"] for r in upstream.calls()] == ["gpt-4o-mini", "gpt-4o"]
+
+
+@pytest.mark.parametrize("mode", ["TOOLS", "JSON_SCHEMA", "JSON"])
+def test_instructor_on_a_wrapped_client_escalates_what_breaks_the_request(
+    mode: str, tmp_path: Path
+) -> None:
+    # instructor.from_openai(cascade.wrap(OpenAI())), no policy: TOOLS mode forces a tool whose
+    # parameters are the model's schema, JSON_SCHEMA sends the schema as response_format, JSON
+    # asks for a JSON object (its schema is only in the prompt: an object is all it can demand).
+    instructor = pytest.importorskip("instructor")
+    import cascade
+
+    with ScriptedServer() as upstream:
+        prose = Reply("Sure! The invoice is INV-1, total 10.")
+        upstream.script("gpt-4o-mini", prose if mode == "JSON" else answer(good=False))
+        upstream.script("gpt-4o", answer(good=True))
+        oc = upstream.client()
+        c = cascade.Cascade(tmp_path, client=oc, store="memory://", discover={"mode": "cascade"})
+        client = instructor.from_openai(cascade.wrap(oc, cascade=c), mode=instructor.Mode[mode])
+        out = client.chat.completions.create(
+            model="gpt-4o", response_model=Invoice, max_retries=0,
+            messages=messages("Invoice INV-1 over 10 EUR"),
+        )  # fmt: skip
+        c.close()
+        sent = upstream.calls()
+    assert out.model_dump() == Invoice(**GOOD).model_dump()
+    assert [r["model"] for r in sent] == ["gpt-4o-mini", "gpt-4o"]
+    if mode == "TOOLS":
+        assert sent[0]["tool_choice"] == {"type": "function", "function": {"name": "Invoice"}}
+    else:
+        kind = "json_object" if mode == "JSON" else "json_schema"
+        assert sent[0]["response_format"]["type"] == kind

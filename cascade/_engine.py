@@ -21,46 +21,34 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from .compare import agree, comparator
+from .compare import agree
 from .events import (
     Attempt,
+    Call,
     Completion,
     Failure,
     Judgement,
     Observation,
     Purpose,
+    Reply,
     Request,
     Result,
     Verdict,
     failed_lines,
 )
 from .exceptions import EscalationExhausted, ProviderError
-from .judge import Judge, judge_key, judge_request, parse_verdict
+from .judge.ask import ask
 from .pricing import usd
 from .routing import start_index
 from .validators import name_of
 
 if TYPE_CHECKING:
-    from .policy import Endpoint, Policy
+    from .policy import Policy
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """Effect: call ``model`` with ``request``; send back a Completion or a Failure.
-
-    ``endpoint`` is where the rung is served (its policy's ``base_url``, ``azure`` or
-    ``provider``); None: the transport's default client.
-    """
-
-    model: str
-    request: Request
-    purpose: Purpose
-    endpoint: Endpoint | None = None
-
-
-Reply = Completion | Failure
 Flow = Generator[Call, Reply, Result]
 
+_WORSE = ("strong_better", "different")  # verdicts that the cheap answer would lose quality
 REASK = (
     "Your previous answer did not pass these checks:\n{reasons}\n"
     "Answer the original request again, fixing these problems."
@@ -184,7 +172,8 @@ def observation(
 ) -> Generator[Call, Reply, tuple[Result, Observation]]:
     """Combine the answer the caller got with the shadow run: the Result to record (both
     models' attempts, any judge call, what was really spent) and the would-be decision for
-    the report. Yields the judge's call when the policy compares answers with a judge."""
+    the report. Yields the judge's (or the embedder's) call when the policy compares answers
+    with one."""
     accepted = cheap.accepted is not None
     judged = cheap.accepted or cheap.last
     reasons = tuple(reason for a in cheap.attempts for reason in a.reasons)
@@ -203,10 +192,12 @@ def observation(
         if policy.judge is None:
             agreed = agree(judged[0].text, strong.output, spec)
         else:
-            verdict, judging, judge_cost = yield from _ask_judge(
-                policy, policy.judge, request, judged[0].text, strong.output
-            )
-            agreed = None if verdict == "unknown" else verdict != "strong_better"
+            model = policy.judge.model
+            verdict, judging, judge_cost = yield from ask(
+                policy.judge, spec, request, judged[0].text, strong.output,
+                policy.prices.get(model), policy.endpoints.get(model),
+            )  # fmt: skip
+            agreed = None if verdict == "unknown" else verdict not in _WORSE
     projected = None
     if cheap_cost is not None and strong_cost is not None:
         projected = usd(cheap_cost if accepted else cheap_cost + Decimal(str(strong_cost)))
@@ -242,28 +233,6 @@ def observation(
         verdict=verdict,
         judge_cost_usd=None if policy.judge is None else usd(judge_cost),
     )
-
-
-def _ask_judge(
-    policy: Policy, judge: Judge, request: Request, cheap: str, strong: str
-) -> Generator[Call, Reply, tuple[Judgement, list[Attempt], Decimal | None]]:
-    """The judge's verdict on the cheap answer against the strong one: ``equivalent`` with no
-    call where the cheaper comparator agrees, a cached verdict, or the judge's answer
-    (``unknown`` when it errors or answers off-format; never raises)."""
-    if comparator(judge.prefilter)(cheap, strong, policy.spec.agreement):
-        return "equivalent", [], Decimal(0)
-    key = judge_key(request.messages, cheap, strong)
-    cached = judge.cache.get(key)
-    if cached is not None:
-        return cached, [], Decimal(0)
-    ask, swapped = judge_request(request, cheap, strong, judge.rubric, key)
-    reply = yield Call(judge.model, ask, "judge")
-    if isinstance(reply, Failure):
-        return "unknown", [], Decimal(0)
-    verdict = parse_verdict(reply.text, swapped)
-    judge.cache.put(key, verdict)
-    cost = _cost(policy, judge.model, reply)
-    return verdict, [Attempt.answered(reply, "judge", (), usd(cost))], cost
 
 
 def _judge(

@@ -4,7 +4,9 @@ Built-ins: ``exact`` (identical text), ``normalized`` (case, surrounding whitesp
 runs of whitespace and trailing punctuation ignored), ``json`` (both decode to JSON that is
 equal, numbers within ``tolerance``; optionally only ``fields``), ``numeric`` (the last
 number in each answer, within relative ``tolerance``). Register more with
-``register_comparator(name, fn)`` where ``fn(a, b, spec) -> bool``.
+``register_comparator(name, fn)`` where ``fn(a, b, spec) -> bool``. ``judge`` and
+``embedding`` ask a model, so observe mode runs them (``cascade.judge``) where their
+``prefilter`` disagrees; they are not functions here.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ class AgreementSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     comparator: str = Field(
         default="normalized",
-        description="exact | normalized | json | numeric | a name registered with "
-        "cascade.register_comparator",
+        description="exact | normalized | json | numeric | judge | embedding | a name "
+        "registered with cascade.register_comparator",
     )
     tolerance: float = Field(default=1e-6, ge=0, description="Relative tolerance (numeric, json).")
     fields: list[str] | None = Field(default=None, description="json: compare only these keys.")
@@ -38,8 +40,8 @@ class AgreementSpec(BaseModel):
     )
     prefilter: str = Field(
         default="normalized",
-        description="judge: the cheaper comparator tried first; the judge is asked only "
-        "where it disagrees.",
+        description="judge, embedding: the cheaper comparator tried first; the model is "
+        "asked only where it disagrees.",
     )
     min: float | None = Field(
         default=None, ge=-1, le=1, description="embedding: the least cosine similarity."
@@ -49,6 +51,8 @@ class AgreementSpec(BaseModel):
     def _complete(self) -> AgreementSpec:
         if self.comparator in ("judge", "embedding") and not self.model:
             raise ValueError(f"comparator {self.comparator} needs a model")
+        if self.comparator == "embedding" and self.min is None:
+            raise ValueError("comparator embedding needs min (the least cosine similarity)")
         if self.rubric is not None and self.rubric_file is not None:
             raise ValueError("give rubric or rubric_file, not both")
         if self.prefilter in ("judge", "embedding"):

@@ -8,11 +8,18 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
-Purpose = Literal["answer", "reask", "verify", "judge"]
+    from .policy import Endpoint
+
+# ``embed``: an embeddings call (``agreement: {comparator: embedding}``), not a chat call.
+Purpose = Literal["answer", "reask", "verify", "judge", "embed"]
 # What a judge said of the cheap answer against the strong one (``unknown``: it errored or
-# answered off-format).
-Judgement = Literal["equivalent", "cheap_better", "strong_better", "both_bad", "unknown"]
-JUDGEMENTS: tuple[str, ...] = ("equivalent", "cheap_better", "strong_better", "both_bad", "unknown")
+# answered off-format); ``different`` is the embedding comparator's (similarity below min).
+Judgement = Literal[
+    "equivalent", "cheap_better", "strong_better", "both_bad", "different", "unknown"
+]
+JUDGEMENTS: tuple[str, ...] = (
+    "equivalent", "cheap_better", "strong_better", "both_bad", "different", "unknown"
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +77,8 @@ class Completion:
     """One model answer, reduced to what validators and costing need.
 
     ``text`` is the message content ('' when the model answered only with tool calls);
-    ``raw`` is the SDK's ChatCompletion, kept for the caller and never compared.
+    ``raw`` is the SDK's ChatCompletion, kept for the caller and never compared. An
+    embeddings call (purpose ``embed``) answers with its ``vectors``, one per input, in order.
     """
 
     model: str
@@ -86,6 +94,7 @@ class Completion:
     usage_known: bool = True
     latency_s: float = 0.0
     raw: Any = field(default=None, compare=False, repr=False)
+    vectors: tuple[tuple[float, ...], ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +116,24 @@ class Failure:
     def reason(self) -> str:
         status = f" {self.status}" if self.status is not None else ""
         return f"{self.kind}{status}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Effect: call ``model`` with ``request``; send back a Completion or a Failure.
+
+    ``endpoint`` is where the rung is served (its policy's ``base_url``, ``azure`` or
+    ``provider``); None: the transport's default client. A call whose ``purpose`` is ``embed``
+    asks ``/embeddings`` for ``request.params["input"]`` (a list of texts).
+    """
+
+    model: str
+    request: Request
+    purpose: Purpose
+    endpoint: Endpoint | None = None
+
+
+Reply = Completion | Failure
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from .compare import AgreementSpec
 from .discovery import MatchSpec
 from .events import Request  # noqa: TC001  # used by the hook signatures at runtime
 from .exceptions import PolicyError, UnknownTaskError
-from .judge import Judge
+from .judge import Comparison, comparison_of_policy
 from .pricing import Price, PriceSpec, price_of
 from .routing import StartRule, check_start
 from .transports.endpoints import Endpoint, Rung, load_providers, rung_endpoints
@@ -132,7 +132,7 @@ class Policy:
     # names), and the named providers it was compiled with.
     endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
     providers: Mapping[str, Endpoint] = field(default_factory=dict)
-    judge: Judge | None = None  # agreement: {comparator: judge}
+    judge: Comparison | None = None  # agreement: {comparator: judge | embedding}
 
     @property
     def strongest(self) -> str:
@@ -174,7 +174,7 @@ class Policy:
         models = tuple(m if isinstance(m, str) else m.name for m in spec.models)
         # The request's own checks run after the policy's, whose `parsed` comes first.
         derived = (FromRequest.beside(built),) if spec.derive else ()
-        judge = Judge.of_policy(spec.agreement, path)
+        judge = comparison_of_policy(spec.agreement, path)
         check_start(spec.start_at, models, path)
         priced = [*models, *([judge.model] if judge and judge.model not in models else [])]
         return cls(

@@ -358,16 +358,19 @@ def test_models_lists_every_model_named_in_rules(server: ScriptedServer) -> None
 
 
 def test_unknown_path_is_404_and_bad_json_is_400(server: ScriptedServer) -> None:
-    status, body = raw_http(server, "POST", "/v1/embeddings", b"{}")
+    status, body = raw_http(server, "POST", "/v1/audio/speech", b"{}")
     assert status == 404
     assert body["error"]["type"] == "not_found_error"
+    status, body = raw_http(server, "POST", "/v1/embeddings", b"{}")
+    assert status == 400
+    assert "input" in body["error"]["message"]
     status, body = raw_http(server, "POST", "/v1/chat/completions", b"{not json")
     assert status == 400
     assert "invalid JSON" in body["error"]["message"]
     status, body = raw_http(server, "POST", "/v1/chat/completions", b"[1]")
     assert status == 400
     assert "not a JSON object" in body["error"]["message"]
-    assert [r["_path"] for r in server.requests] == ["/v1/embeddings"] + 2 * [
+    assert [r["_path"] for r in server.requests] == ["/v1/audio/speech", "/v1/embeddings"] + 2 * [
         "/v1/chat/completions"
     ]
     assert raw_http(server, "GET", "/models") == (200, {"object": "list", "data": []})  # no /v1

@@ -121,10 +121,11 @@ def _basis(observed: ObservedSamples) -> str:
     line = f"from {len(observed.samples):,} observations: {counts}"
     if observed.skipped:
         line += f"; {observed.skipped:,} left out (an answer errored)"
-    if observed.measure == "judged":
-        line += f"; judge cost ${observed.judge_cost_usd:,.4f}"
-        if observed.verdicts.get("unknown"):
-            line += " (unknown verdicts count as losses)"
+    if observed.measure == "judged" or observed.judge_cost_usd:
+        who = "judge" if observed.measure == "judged" else "embedding"
+        line += f"; {who} cost ${observed.judge_cost_usd:,.4f}"
+    if observed.verdicts.get("unknown"):
+        line += " (unknown verdicts count as losses)"
     return line
 
 

@@ -330,7 +330,8 @@ def _summary(mode: str, rows: Sequence[Outcome]) -> ModeSummary:
 def scorer_of(policy: Policy, name: str | None = None) -> tuple[Comparator, AgreementSpec]:
     """The comparator scoring answers: ``name`` if given (a registered comparator, or
     ``module:function`` taking ``(answer, reference, spec)`` and returning a bool), else the
-    policy's agreement one (for ``judge``, its ``prefilter``: references are text).
+    policy's agreement one (for ``judge`` and ``embedding``, its ``prefilter``: references
+    are text).
     Raises LookupError for an unknown name or a path that does not load."""
     spec = policy.spec.agreement
     if name is not None and ":" in name:
@@ -342,7 +343,7 @@ def scorer_of(policy: Policy, name: str | None = None) -> tuple[Comparator, Agre
         return fn, spec
     if name is not None:
         spec = spec.model_copy(update={"comparator": name})
-    elif spec.comparator == "judge":
+    elif spec.comparator in ("judge", "embedding"):
         spec = spec.model_copy(update={"comparator": spec.prefilter})
     return comparator(spec.comparator), spec
 

@@ -55,6 +55,7 @@ _JUDGED: dict[str, tuple[bool, bool]] = {
     "cheap_better": (True, False),
     "strong_better": (False, True),
     "both_bad": (False, False),
+    "different": (False, True),
     "unknown": (False, True),
 }
 
@@ -65,8 +66,9 @@ class ObservedSamples:
 
     ``measure`` is ``agreement`` (no record has a judge verdict: the strong answer is the
     key) or ``judged`` (verdicts credit the cheap model's wins; see ``samples_from_records``).
-    ``verdicts`` counts the records by verdict (``agreed`` / ``disagreed`` without a judge);
-    ``skipped`` the records left out (an answer errored).
+    ``verdicts`` counts the records by verdict (``agreed`` / ``disagreed`` without a judge or
+    an embedder); ``skipped`` the records left out (an answer errored); ``judge_cost_usd``
+    what the judge's (or the embedder's) calls cost.
     """
 
     samples: list[Sample]
@@ -83,8 +85,10 @@ def observed_samples(records: Iterable[CallRecord], validator: str) -> ObservedS
     = a gain, ``strong_better`` = a loss, ``both_bad`` = both wrong, ``unknown`` = a loss;
     records without a verdict count as ``equivalent`` when the answers agreed and as losses
     otherwise. Without any verdict quality is agreement with the strong model (``cheap_ok``
-    = agreed, ``strong_ok`` = True). Records whose agreement is unknown and that have no
-    verdict (an answer errored) are left out.
+    = agreed, ``strong_ok`` = True). The embedding comparator's verdicts (``equivalent``,
+    ``different``, ``unknown``: a loss) are agreement too: they say whether the answers are
+    alike, not which is better, so they alone leave the measure ``agreement``. Records whose
+    agreement is unknown and that have no verdict (an answer errored) are left out.
     """
     out = []
     counts: Counter[str] = Counter()
@@ -97,7 +101,7 @@ def observed_samples(records: Iterable[CallRecord], validator: str) -> ObservedS
             continue
         judge_cost += obs.judge_cost_usd or 0.0
         if obs.verdict is not None:
-            judged = True
+            judged = judged or obs.comparator != "embedding"
             cheap_ok, strong_ok = _JUDGED[obs.verdict]
             counts[obs.verdict] += 1
         elif obs.agree is None:

@@ -8,12 +8,18 @@ cache); the engine yields the judge's call as an effect like any other model cal
 The two answers are shown as "Answer A" and "Answer B" in an order fixed by a hash of the
 pair, so that a judge's preference for the first (or second) position does not favour
 either model, and the same pair always gets the same prompt (and cache entry).
+
+With ``agreement: {comparator: embedding, model: M, min: 0.9}`` the two answers are embedded
+in one ``/embeddings`` call to ``M`` instead, and are ``equivalent`` when the cosine
+similarity of their vectors is at least ``min``, else ``different``. ``ask`` (in
+``cascade.judge.ask``) runs either where the cheaper comparator disagrees.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import threading
 from collections import OrderedDict
@@ -32,9 +38,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JUDGE_MARK",
+    "Comparison",
+    "Embedder",
     "Judge",
     "JudgeCache",
     "JudgePrompt",
+    "comparison_of_policy",
+    "cosine",
+    "embedding_key",
+    "embedding_request",
     "judge_key",
     "judge_request",
     "parse_judge_prompt",
@@ -206,3 +218,47 @@ class Judge:
                 file = policy_path.parent / file
             rubric = file.read_text(encoding="utf-8")
         return cls(model, rubric, prefilter)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Embedder:
+    """A policy's embedding comparator: the embedding model, the least cosine similarity of
+    two answers that agree, the comparator tried before it, the verdict cache."""
+
+    model: str
+    min: float
+    prefilter: str
+    cache: JudgeCache = field(default_factory=JudgeCache)
+
+
+Comparison = Judge | Embedder
+
+
+def comparison_of_policy(spec: AgreementSpec, path: Path | None) -> Comparison | None:
+    """The judge or embedder of a policy's ``agreement`` (None for a text comparator).
+    Raises PolicyError when the rubric file cannot be read."""
+    if spec.comparator == "embedding" and spec.model is not None and spec.min is not None:
+        return Embedder(spec.model, spec.min, spec.prefilter)
+    return Judge.of_policy(spec, path)
+
+
+def embedding_key(model: str, cheap: str, strong: str) -> str:
+    """A sha256 of (embedding model, both answers): the cache key of their verdict."""
+    return hashlib.sha256(json.dumps([model, cheap, strong]).encode()).hexdigest()
+
+
+def embedding_request(cheap: str, strong: str) -> Request:
+    """The embeddings request of both answers, in one call (``input``: a list of texts)."""
+    return Request(messages=(), params={"input": [cheap, strong], "encoding_format": "float"})
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """The cosine similarity of two vectors (None when they differ in length, are empty, or
+    one is all zeros or not finite)."""
+    if len(a) != len(b) or not a:
+        return None
+    dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
+    norm = math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b))
+    if not norm or not math.isfinite(norm) or not math.isfinite(dot):
+        return None
+    return max(-1.0, min(1.0, dot / norm))

@@ -13,7 +13,9 @@ to test code that calls chat completions without calling any API::
 It serves ``POST /v1/chat/completions`` (whole answers or SSE streams, with usage and
 logprobs), Azure's ``POST /openai/deployments/NAME/chat/completions`` (``azure_endpoint=
 server.url``), ``POST /v1/responses`` (the same rules, answering the request's input as a
-chat request; the Response whole or as its events) and ``GET /v1/models``; anything else is a
+chat request; the Response whole or as its events), ``POST /v1/embeddings`` (deterministic
+bag-of-words vectors: answers made of the same words are alike; a ``fail()`` for the model
+applies) and ``GET /v1/models``; anything else is a
 404 with OpenAI's error JSON. Every request is kept in ``server.requests`` with its headers
 (``"_headers"``), so a test can check which key reached which server.
 """

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
 from . import wire
+from .embeddings import embeddings_answer
 
 if TYPE_CHECKING:
     import openai
@@ -195,15 +196,8 @@ class ScriptedServer:
                 if rule.pattern.search(text) is None:
                     continue
             reply = rule.reply(request) if callable(rule.reply) else rule.reply
-            if reply is None:
+            if reply is None or not self._use(rule):
                 continue
-            if rule.times is not None:
-                with self._lock:
-                    if rule.times <= 0:  # used up by a concurrent request meanwhile
-                        continue
-                    rule.times -= 1
-                    if rule.times == 0:
-                        self._rules.remove(rule)
             return _as_reply(reply)
         # The responder runs outside the lock: it may be slow, and requests are concurrent.
         if self.responder is not None:
@@ -211,6 +205,31 @@ class ScriptedServer:
             if answer is not None:
                 return _as_reply(answer)
         return self.default
+
+    def _use(self, rule: _Rule) -> bool:
+        """Count one use of ``rule`` (False: used up by a concurrent request meanwhile)."""
+        if rule.times is None:
+            return True
+        with self._lock:
+            if rule.times <= 0:
+                return False
+            rule.times -= 1
+            if rule.times == 0:
+                self._rules.remove(rule)
+        return True
+
+    def _failure_for(self, model: Any) -> Reply | None:
+        """The error an embeddings request to ``model`` gets: the first rule for that model
+        whose reply is an error status (``fail()``, or ``script(model, Reply(status=...))``)."""
+        with self._lock:
+            rules = list(self._rules)
+        for rule in rules:
+            reply = rule.reply
+            if not isinstance(reply, Reply) or rule.model != model or reply.status == 200:
+                continue
+            if self._use(rule):
+                return reply
+        return None
 
     # -- what was asked ----------------------------------------------------------------------
 
@@ -318,6 +337,9 @@ class ScriptedServer:
             return self._chat(request)
         if endpoint == "/responses" and http.method == "POST":
             return self._responses(request)
+        if endpoint == "/embeddings" and http.method == "POST":
+            failed = self._failure_for(request.get("model"))
+            return embeddings_answer(request) if failed is None else wire.answer(failed, {}, "")
         if endpoint == "/models" and http.method == "GET":
             with self._lock:
                 names = list(self._models)

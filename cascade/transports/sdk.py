@@ -11,16 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 import openai
 
-from ..events import Failure
 from ._answers import NotACompletion, accepted, completion, parse
+from ._base import failure
 from ._timeout import attempt_timeout, timeout_for
+from .embeddings import embed_async, embed_sync
 from .endpoints import EndpointClients, MissingKeyError, key_failure
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from .._engine import Call
-    from ..events import Completion
+    from ..events import Completion, Failure
 
 # Read from here by the other transports and the client.
 __all__ = [
@@ -133,6 +134,8 @@ def call_sync(
 ) -> Completion | Failure:
     """Perform ``call`` with a sync client; provider errors come back as a Failure.
     ``timeout``: seconds per request when the call's parameters set none."""
+    if call.purpose == "embed":
+        return embed_sync(client, call, timeout)
     start = time.perf_counter()
     post = post_args(client, call, timeout)
     try:
@@ -158,6 +161,8 @@ async def call_async(
 ) -> Completion | Failure:
     """Perform ``call`` with an async client; provider errors come back as a Failure.
     ``timeout``: seconds per request when the call's parameters set none."""
+    if call.purpose == "embed":
+        return await embed_async(client, call, timeout)
     start = time.perf_counter()
     post = post_args(client, call, timeout)
     try:
@@ -224,9 +229,9 @@ def post_args(
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The JSON body ``create`` would send and the request options it would apply (as
     ``client.post`` takes them), or None when the call must go through ``create``: an argument
-    is not plain JSON, or ``create`` has been wrapped (to trace calls). ``timeout`` is the
-    request's timeout unless its parameters set one."""
-    if type(client.chat.completions).create not in _SDK_CREATE:
+    is not plain JSON, or ``create`` has been wrapped (to trace calls), or it is no chat call.
+    ``timeout`` is the request's timeout unless its parameters set one."""
+    if type(client.chat.completions).create not in _SDK_CREATE or call.purpose == "embed":
         return None
     messages = call.request.messages
     if type(messages) is not list or not _plain(messages):
@@ -305,33 +310,3 @@ def sync_twin(client: openai.OpenAI | openai.AsyncOpenAI) -> openai.OpenAI:
         timeout=client.timeout,
         max_retries=client.max_retries,
     )
-
-
-def failure(model: str, e: openai.OpenAIError, latency_s: float) -> Failure:
-    """Map an SDK error to the escalation reason it stands for."""
-    status = getattr(e, "status_code", None)
-    if isinstance(e, openai.APITimeoutError):
-        kind = "connection_error" if _refused(e) else "timeout"
-    elif isinstance(e, openai.APIConnectionError):
-        kind = "connection_error"
-    elif isinstance(e, openai.RateLimitError):
-        kind = "rate_limited"
-    elif isinstance(e, openai.APIStatusError):
-        kind = "server_error" if e.status_code >= 500 else "client_error"
-    else:  # APIResponseValidationError and friends: the body was not a ChatCompletion
-        kind = "malformed_response"
-    message = getattr(e, "message", None) or str(e) or type(e).__name__
-    return Failure(model, kind, message[:500], status, latency_s, e)
-
-
-def _refused(e: BaseException) -> bool:
-    """Whether a "timeout" was a connection refused or reset: the SDK's aiohttp transport
-    reports every connection error as a connect timeout, its cause says what happened."""
-    cause = e.__cause__ or e.__context__
-    for _ in range(8):  # the chain is short; a bound keeps a cyclic one from looping
-        if cause is None:
-            return False
-        if isinstance(cause, ConnectionError):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False

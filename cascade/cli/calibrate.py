@@ -16,7 +16,7 @@ from ..evals import (
     observed_samples,
     run_mode,
     samples_from_runs,
-    scorer_of,
+    scoring_of,
     write_threshold,
 )
 from ..evals.advice import uncertified_advice
@@ -47,7 +47,10 @@ def add_parser(subparsers: Any) -> None:
     cal.add_argument("--store", default=None, help="store URL (default: $CASCADE_STORE)")
     cal.add_argument("--validator", default=None, help="which confidence validator")
     cal.add_argument("--delta", type=float, default=0.05, help="allowed failure probability")
-    cal.add_argument("--scorer", default=None, help="a comparator name, or module:function")
+    cal.add_argument(
+        "--scorer", default=None,
+        help="a comparator name, module:function, or code (run each example's tests)",
+    )  # fmt: skip
     cal.add_argument("--concurrency", type=int, default=8)
     cal.add_argument("--write", action="store_true", help="set min: in the policy file")
     cal.set_defaults(func=run_calibrate)
@@ -62,7 +65,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     index, name = confidence_validator(policy, args.validator)
     if cascade is not None:
         examples = load_examples(args.data)
-        score, spec = scorer_of(policy, args.scorer)
+        scoring = scoring_of(policy, args.scorer)  # references, or an example's tests
 
         async def both() -> list[list[Result | CascadeError]]:
             show = progress(sys.stderr)
@@ -74,9 +77,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
             ]
 
         cheap, strong = asyncio.run(both())
-        samples = samples_from_runs(
-            examples, cheap, strong, name, lambda text, ex: score(text, ex.reference, spec)
-        )
+        samples = samples_from_runs(examples, cheap, strong, name, scoring.correct)
         measure = "accuracy"
         basis = ""
     else:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..evals import aevaluate, load_examples
+from ..evals import CodeLimits, aevaluate, load_examples
 from ._common import cascade_of, policies_default, progress
 
 if TYPE_CHECKING:
@@ -21,26 +22,52 @@ def add_parser(subparsers: Any) -> None:
     """Add ``eval`` to the ``cascade`` command's sub-parsers."""
     policies = policies_default()
     ev = subparsers.add_parser("eval", help="cheap vs strong vs cascade on labelled examples")
-    ev.add_argument("data", help="JSONL of {messages, reference[, id]}")
+    ev.add_argument("data", help="JSONL of {messages, reference | tests | labels[, id, params]}")
     ev.add_argument("--task", required=True)
     ev.add_argument("--policies", default=policies, help="policy directory")
     ev.add_argument("--margin", type=float, default=0.05, help="relative quality loss allowed")
     ev.add_argument("--format", choices=("table", "json"), default="table")
-    ev.add_argument("--scorer", default=None, help="a comparator name, or module:function")
+    ev.add_argument(
+        "--scorer", default=None,
+        help="a comparator name, module:function, or code (run each example's tests)",
+    )  # fmt: skip
+    ev.add_argument("--judge", metavar="MODEL", default=None, help="grade answers with MODEL")
+    ev.add_argument("--rubric", metavar="FILE", default=None, help="the judge's rubric (text)")
+    ev.add_argument("--code-cpu", type=int, default=10, metavar="S", help="code: CPU seconds")
+    ev.add_argument("--code-wall", type=float, default=30.0, metavar="S", help="code: seconds")
+    ev.add_argument("--code-memory", type=int, default=512, metavar="MB", help="code: memory")
     ev.add_argument("--concurrency", type=int, default=8)
     ev.set_defaults(func=run_eval)
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """``cascade eval``: prints the report; exit 0 for "route", 1 for "do not route"."""
+    """``cascade eval``: prints the report; exit 0 for "route", 1 for "do not route", 2 for
+    bad input (the data file, the rubric, the scorer)."""
+    try:
+        if args.rubric is not None and args.judge is None:
+            raise ValueError("--rubric needs --judge MODEL")
+        if args.judge is not None and args.scorer is not None:
+            raise ValueError("give --judge or --scorer, not both")
+        rubric = None
+        if args.rubric is not None:
+            rubric = Path(args.rubric).read_text(encoding="utf-8")
+        limits = CodeLimits(args.code_cpu, args.code_wall, args.code_memory)
+        examples = load_examples(args.data, labelled=args.judge is None)
+        if args.scorer == "code" and (missing := [e.id for e in examples if not e.tests]):
+            raise ValueError(f"{args.data}: --scorer code: no 'tests' in example {missing[0]}")
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     cascade = cascade_of(args)
-    examples = load_examples(args.data)
     report = asyncio.run(
         aevaluate(
             cascade,
             args.task,
             examples,
             scorer=args.scorer,
+            judge=args.judge,
+            rubric=rubric,
+            limits=limits,
             margin=args.margin,
             concurrency=args.concurrency,
             progress=progress(sys.stderr),
@@ -81,4 +108,14 @@ def render_eval(report: Any) -> str:
         f"model's, at {'an unknown share' if rc is None else f'{rc:.1%}'} of its cost",
         f"verdict: {report.verdict} (margin {report.margin:.0%})",
     ]
+    scoring = report.scoring
+    if scoring is not None:
+        line = f"scored by {scoring.name}"
+        if scoring.judge is not None:
+            cost = scoring.judge_cost
+            line += (
+                f": {scoring.graded:,} grades, {scoring.unknown:,} unknown (counted as wrong), "
+                f"judge cost {_money(None if cost is None else float(cost))}"
+            )
+        lines.append(line)
     return "\n".join(lines)

@@ -13,6 +13,8 @@ runs go to a private in-memory store.
     {"task": str, "n": int, "margin": float, "verdict": "route" | "do not route",
      "relative_quality": float | null,       # cascade quality / strong quality
      "relative_cost": float | null,          # cascade cost / strong cost
+     "scoring": {"by": str, "judge": str | null, "graded": int, "unknown": int,
+                 "judge_cost_usd": float | null},   # unknown: grades counted as wrong
      "modes": {"cheap" | "strong" | "cascade": {
          "quality": float, "agreement_with_strong": float | null,
          "cost_usd": float | null, "cost_per_1k_usd": float | null,
@@ -25,23 +27,22 @@ runs go to a private in-memory store.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._client import Cascade
-from ..compare import AgreementSpec, Comparator, comparator
 from ..events import Result
-from ..exceptions import CascadeError
-from ..policy import Policy, PolicySet
-from ..transports import OpenAITransport, Transport
-from ..transports.sdk import async_twin
+from .runs import Progress, run_each, run_mode, with_mode
+from .scoring import Scoring, scorer_of, scoring_of
 
 if TYPE_CHECKING:
-    from .._engine import Call, Reply
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from .._client import Cascade
+    from ..compare import AgreementSpec, Comparator
+    from ..exceptions import CascadeError
+    from .code import CodeLimits
 
 __all__ = [
     "EvalReport",
@@ -53,25 +54,28 @@ __all__ = [
     "load_examples",
     "run_each",
     "run_mode",
+    "scorer_of",
     "with_mode",
 ]
 
 MODES = ("cheap", "strong", "cascade")
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
 class Example:
     """One example: the request's messages, the reference answer (``""`` for an unlabelled
     request, as ``cascade batch`` reads them), any other ``create()`` arguments for this
-    request (``params``), and ``labels``: whether each model's answer is right, by model
-    name, where someone judged them (``{"gpt-4o-mini": true, "gpt-4o": false}``)."""
+    request (``params``), ``labels``: whether each model's answer is right, by model
+    name, where someone judged them (``{"gpt-4o-mini": true, "gpt-4o": false}``), and
+    ``tests``: Python source with asserts run against an answer's code (``scorer code``; a
+    list of strings in the file is joined by newlines)."""
 
     id: str
     messages: Sequence[Mapping[str, Any]]
     reference: str
     params: Mapping[str, Any] = field(default_factory=dict)
     labels: Mapping[str, bool] = field(default_factory=dict)
+    tests: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +138,7 @@ class EvalReport:
     examples: tuple[Example, ...]
     outcomes: Mapping[str, tuple[Outcome, ...]]
     summaries: Mapping[str, ModeSummary]
+    scoring: Scoring | None = None
 
     @property
     def relative_quality(self) -> float | None:
@@ -164,6 +169,7 @@ class EvalReport:
             "verdict": self.verdict,
             "relative_quality": self.relative_quality,
             "relative_cost": self.relative_cost,
+            "scoring": None if self.scoring is None else self.scoring.to_dict(),
             "modes": {m: self.summaries[m].to_dict() for m in MODES},
             "examples": [
                 {"id": ex.id, **{m: self.outcomes[m][i].to_dict() for m in MODES}}
@@ -188,7 +194,12 @@ def load_examples(path: str | Path, *, labelled: bool = True) -> list[Example]:
         labels = row.get("labels") or {}
         if not isinstance(labels, dict) or not all(isinstance(v, bool) for v in labels.values()):
             raise ValueError(f"{path}:{no}: labels: need an object of model name -> true/false")
-        default = None if labelled and not labels else ""
+        tests = row.get("tests", "")
+        if isinstance(tests, list) and all(isinstance(t, str) for t in tests):
+            tests = "\n".join(tests)
+        if not isinstance(tests, str):
+            raise ValueError(f"{path}:{no}: tests: need Python source, or a list of lines")
+        default = None if labelled and not labels and not tests else ""
         messages, reference = row.get("messages"), row.get("reference", default)
         params = row.get("params") or {}
         if not isinstance(messages, list) or not messages:
@@ -197,105 +208,25 @@ def load_examples(path: str | Path, *, labelled: bool = True) -> list[Example]:
             raise ValueError(f"{path}:{no}: reference: need a string, got {reference!r:.40}")
         if not isinstance(params, dict):
             raise ValueError(f"{path}:{no}: params: need an object of create() arguments")
-        out.append(Example(str(row.get("id", no)), messages, reference, params, labels))
+        out.append(Example(str(row.get("id", no)), messages, reference, params, labels, tests))
     return out
 
 
-def with_mode(policy: Policy, mode: str) -> Policy:
-    """A copy of ``policy`` whose ``mode`` is ``mode`` (cheap, strong, cascade or observe)."""
-    return policy.with_changes(mode=mode)
-
-
-def _runner(cascade: Cascade, policy: Policy) -> Cascade:
-    """A Cascade running ``policy`` over ``cascade``'s transport, recording in memory. An
-    openai SDK transport is copied (closed after the run, so no connection outlives the event
-    loop); any other transport is shared, and left open."""
-    policies = PolicySet(cascade.policies.directory, validators=policy.extra_validators)
-    policies.add(policy)
-    transport = cascade.transport
-    if isinstance(transport, OpenAITransport):
-        # A new connection pool: openai's copy() would share (and close) the client's.
-        fresh = OpenAITransport(async_client=async_twin(transport.async_client), owned=True)
-        return Cascade(policies, transport=fresh, store="memory://")
-    return Cascade(policies, transport=_Borrowed(transport), store="memory://")
-
-
-class _Borrowed:
-    """A transport used for one run and not closed after it: its owner closes it."""
-
-    def __init__(self, transport: Transport) -> None:
-        self._transport = transport
-
-    def call(self, call: Call) -> Reply:
-        return self._transport.call(call)
-
-    async def acall(self, call: Call) -> Reply:
-        return await self._transport.acall(call)
-
-    def close(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
-
-
-async def run_each(
-    cascade: Cascade,
-    task: str,
-    examples: Sequence[Example],
-    *,
-    concurrency: int = 8,
-    progress: Progress | None = None,
-    label: str | None = None,
-) -> list[Result | CascadeError]:
-    """Every example through ``cascade.arun(task, ...)``, at most ``concurrency`` at a time,
-    results in the examples' order; a failed call gives its error. ``progress`` is called
-    with ``label`` (default: the task), the number done and the total after each."""
-    gate = asyncio.Semaphore(max(1, concurrency))
-    done = 0
-
-    async def one(ex: Example) -> Result | CascadeError:
-        nonlocal done
-        async with gate:
-            try:
-                return await cascade.arun(task, ex.messages, **ex.params)
-            except CascadeError as e:
-                return e
-            finally:
-                done += 1
-                if progress is not None:
-                    progress(label or task, done, len(examples))
-
-    return list(await asyncio.gather(*(one(ex) for ex in examples)))
-
-
-async def run_mode(
-    cascade: Cascade,
-    policy: Policy,
-    examples: Sequence[Example],
-    mode: str,
-    *,
-    concurrency: int = 8,
-    progress: Progress | None = None,
-) -> list[Result | CascadeError]:
-    """Run every example through ``policy`` in ``mode``; a failed call gives its error."""
-    runner = _runner(cascade, with_mode(policy, mode))
-    try:
-        return await run_each(
-            runner, policy.task, examples, concurrency=concurrency, progress=progress, label=mode
-        )
-    finally:
-        await runner.aclose()
+def _answer(got: Result | CascadeError) -> tuple[Result | None, str | None]:
+    """The result of a run (an exhausted call's too) and its answer (None: it failed)."""
+    if isinstance(got, Result):
+        return got, got.output
+    return getattr(got, "result", None), None
 
 
 def _outcome(
     got: Result | CascadeError,
-    reference: str,
+    correct: bool,
     strong: str | None,
-    score: Comparator,
+    agree: Comparator,
     spec: AgreementSpec,
 ) -> Outcome:
-    result = got if isinstance(got, Result) else getattr(got, "result", None)
+    result, _ = _answer(got)
     if result is None:
         return Outcome("", None, False, None, False, None, str(got))
     error = None if isinstance(got, Result) else str(got)
@@ -303,8 +234,8 @@ def _outcome(
     return Outcome(
         output=text,
         model=result.model,
-        correct=error is None and score(text, reference, spec),
-        agrees_with_strong=None if strong is None else score(text, strong, spec),
+        correct=error is None and correct,
+        agrees_with_strong=None if strong is None else agree(text, strong, spec),
         escalated=result.escalated,
         cost_usd=result.cost_usd,
         error=error,
@@ -327,33 +258,15 @@ def _summary(mode: str, rows: Sequence[Outcome]) -> ModeSummary:
     )
 
 
-def scorer_of(policy: Policy, name: str | None = None) -> tuple[Comparator, AgreementSpec]:
-    """The comparator scoring answers: ``name`` if given (a registered comparator, or
-    ``module:function`` taking ``(answer, reference, spec)`` and returning a bool), else the
-    policy's agreement one (for ``judge`` and ``embedding``, its ``prefilter``: references
-    are text).
-    Raises LookupError for an unknown name or a path that does not load."""
-    spec = policy.spec.agreement
-    if name is not None and ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            fn: Comparator = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
-            raise LookupError(f"cannot load the scorer {name!r}: {e}") from None
-        return fn, spec
-    if name is not None:
-        spec = spec.model_copy(update={"comparator": name})
-    elif spec.comparator in ("judge", "embedding"):
-        spec = spec.model_copy(update={"comparator": spec.prefilter})
-    return comparator(spec.comparator), spec
-
-
 async def aevaluate(
     cascade: Cascade,
     task: str,
     examples: Iterable[Example],
     *,
     scorer: str | None = None,
+    judge: str | None = None,
+    rubric: str | None = None,
+    limits: CodeLimits | None = None,
     margin: float = 0.05,
     concurrency: int = 8,
     progress: Progress | None = None,
@@ -361,12 +274,18 @@ async def aevaluate(
     """Evaluate ``task`` on ``examples`` in the three modes. See the module docstring.
 
     Args:
-        scorer: a registered comparator name; default the policy's ``agreement`` comparator.
+        scorer: a registered comparator name, ``module:function``, or ``code`` (each
+            example's ``tests``); default the policy's ``agreement`` comparator, and the
+            tests of the examples that have them (``cascade.evals.scoring``).
+        judge, rubric: grade every answer with this judge model (and rubric text) instead.
+        limits: the code scorer's CPU, wall-clock, memory and file limits.
         margin: the relative quality loss still worth routing for (0.05 = 5%).
-    Raises UnknownTaskError / PolicyError for the task, LookupError for an unknown scorer.
+    Raises UnknownTaskError / PolicyError for the task, LookupError for an unknown scorer,
+    ValueError for a judge with a scorer or a code example without tests.
     """
     policy = cascade.policies.get(task)
-    score, spec = scorer_of(policy, scorer)
+    scoring = scoring_of(policy, scorer, judge=judge, rubric=rubric, limits=limits)
+    agree, spec = scorer_of(policy)  # agreement with the strong answer: text, always
     exs = tuple(examples)
     runs = {}
     for mode in ("strong", "cheap", "cascade"):
@@ -374,14 +293,16 @@ async def aevaluate(
             cascade, policy, exs, mode, concurrency=concurrency, progress=progress
         )
     strong_text = [r.output if isinstance(r, Result) else None for r in runs["strong"]]
-    outcomes = {
-        m: tuple(
-            _outcome(got, ex.reference, None if m == "strong" else strong_text[i], score, spec)
-            for i, (ex, got) in enumerate(zip(exs, runs[m], strict=True))
+    outcomes = {}
+    for m in MODES:
+        answers = [_answer(got)[1] for got in runs[m]]
+        correct = await scoring.score(cascade, policy, exs, answers, concurrency)
+        outcomes[m] = tuple(
+            _outcome(got, ok, None if m == "strong" else strong_text[i], agree, spec)
+            for i, (got, ok) in enumerate(zip(runs[m], correct, strict=True))
         )
-        for m in MODES
-    }
-    return EvalReport(task, margin, exs, outcomes, {m: _summary(m, outcomes[m]) for m in MODES})
+    summaries = {m: _summary(m, outcomes[m]) for m in MODES}
+    return EvalReport(task, margin, exs, outcomes, summaries, scoring)
 
 
 def evaluate(

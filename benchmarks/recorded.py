@@ -1,6 +1,7 @@
 """The cascade on real recorded model outputs: calibrate on one split, measure on the other.
 
     python benchmarks/recorded.py            # data: $CASCADE_DATA or ../shared/data
+    python benchmarks/recorded.py --quick    # delta 0.05 only, no resampling, no curve
 
 Every number comes from the FULL cascade (``Cascade.arun``: drivers, engine, validators,
 pricing) talking HTTP to ``ReplayServer``, which answers each request with what the asked
@@ -855,10 +856,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--curve", type=int, default=50, metavar="N", help="draws per learning-curve size; 0: skip"
     )
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="while iterating: --delta 0.05 --resample 0 --curve 0 (public paths kept)",
+    )  # fmt: skip
     parser.add_argument("--out", default=str(HERE / "out"))
     # The library never configures logging; this script is the application.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    return asyncio.run(main_async(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.delta, args.resample, args.curve = [0.05], 0, 0
+    return asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

@@ -89,11 +89,15 @@ def test_learn_write_then_those_inputs_start_strong_and_others_cheap(
     assert "1 - cheap/strong" in out
     assert "AUC 1.000" in out
     assert "money saved on the held-out calls: $" in out
-    model = StartModel.model_validate_json((policies / "t.start.json").read_text())
+    model = StartModel.model_validate_json((policies / "_t.start.json").read_text())
     assert (model.version, model.buckets, model.task) == (1, 1000, "t")
     text = (policies / "t.yaml").read_text()
     assert text.startswith(POLICY)  # every byte kept, comments included
-    assert 'start_at:\n  - {model: "gpt-4o", learned: "t.start.json", above: 0.9' in text
+    assert 'start_at:\n  - {model: "gpt-4o", learned: "_t.start.json", above: 0.9' in text
+    # The model file is no policy: the directory still checks, with task t alone.
+    assert main(["check", str(policies)]) == 0
+    assert "ok   t:" in capsys.readouterr().out
+    assert PolicySet(policies).tasks() == ["t"]
     (policies / "t.yaml").write_text(text.replace("sample_passes: 0.5", "sample_passes: 1.0"))
 
     with ScriptedServer() as server:
@@ -133,7 +137,7 @@ def test_learning_again_replaces_its_rule_and_keeps_the_others(policies: Path) -
     text = path.read_text()
     assert text.count("learned:") == 1 and "above: 0.5}" in text
     rules = Policy.load(path).spec.start_at
-    assert [(r.match, r.learned) for r in rules] == [("stack trace", None), (None, "t.start.json")]
+    assert [(r.match, r.learned) for r in rules] == [("stack trace", None), (None, "_t.start.json")]
     assert "# by hand" in text
 
 
@@ -167,7 +171,7 @@ def test_too_few_records_says_so_and_writes_nothing(
     assert _learn(tmp_path, "--write") == 1
     assert "too few records to learn from: need at least 100" in capsys.readouterr().out
     assert (tmp_path / "t.yaml").read_text() == POLICY
-    assert not (tmp_path / "t.start.json").exists()
+    assert not (tmp_path / "_t.start.json").exists()
 
 
 @pytest.mark.filterwarnings("ignore::cascade.UnknownPriceWarning")
@@ -177,7 +181,7 @@ def test_unknown_price_refuses_to_write(tmp_path: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "break-even unknown: no known price of house-small, house-large" in out
     assert "nothing written" in out
-    assert not (tmp_path / "t.start.json").exists()
+    assert not (tmp_path / "_t.start.json").exists()
     assert "start_at" not in (tmp_path / "t.yaml").read_text()
 
 
@@ -190,11 +194,11 @@ def test_unknown_task_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
 
 def _policy_with(tmp_path: Path, model: object) -> PolicySet:
     (tmp_path / "t.yaml").write_text(
-        POLICY + "start_at:\n  - {model: gpt-4o, learned: t.start.json, above: 0.9}\n"
+        POLICY + "start_at:\n  - {model: gpt-4o, learned: _t.start.json, above: 0.9}\n"
     )
     if model is not None:
         text = model if isinstance(model, str) else json.dumps(model)
-        (tmp_path / "t.start.json").write_text(text)
+        (tmp_path / "_t.start.json").write_text(text)
     return PolicySet(tmp_path)
 
 
@@ -224,20 +228,20 @@ def test_learned_and_above_go_together(tmp_path: Path) -> None:
 def test_write_learned_starts_a_list_or_refuses_a_flow_one(tmp_path: Path) -> None:
     path = tmp_path / "t.yaml"
     path.write_text(POLICY.rstrip("\n"))  # no final newline
-    write_learned(path, model="gpt-4o", learned="t.start.json", above=0.9)
-    rule = '{model: "gpt-4o", learned: "t.start.json", above: 0.9}  # cascade learn\n'
+    write_learned(path, model="gpt-4o", learned="_t.start.json", above=0.9)
+    rule = '{model: "gpt-4o", learned: "_t.start.json", above: 0.9}  # cascade learn\n'
     assert path.read_text().endswith(f"store_inputs: full\nstart_at:\n  - {rule}")
     path.write_text(POLICY + "start_at: [{model: gpt-4o, match: x}]\n")
     with pytest.raises(PolicyError, match="flow style"):
-        write_learned(path, model="gpt-4o", learned="t.start.json", above=0.9)
+        write_learned(path, model="gpt-4o", learned="_t.start.json", above=0.9)
     json_path = tmp_path / "j.json"
     json_path.write_text(
         json.dumps({"models": ["a", "b"], "start_at": [{"model": "b", "match": "x"}]})
     )
-    write_learned(json_path, model="b", learned="j.start.json", above=0.8)
+    write_learned(json_path, model="b", learned="_j.start.json", above=0.8)
     assert json.loads(json_path.read_text())["start_at"] == [
         {"model": "b", "match": "x"},
-        {"model": "b", "learned": "j.start.json", "above": 0.8},
+        {"model": "b", "learned": "_j.start.json", "above": 0.8},
     ]
 
 
@@ -249,4 +253,4 @@ def test_write_refuses_a_rule_that_would_cost_more_on_held_out_calls(
     out = capsys.readouterr().out
     assert "pre-routing would cost more than it saves; nothing written" in out
     assert (policies / "t.yaml").read_text() == POLICY
-    assert not (policies / "t.start.json").exists()
+    assert not (policies / "_t.start.json").exists()

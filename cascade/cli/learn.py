@@ -94,7 +94,7 @@ def run_learn(args: argparse.Namespace) -> int:
         return 1
     if policy.path is None:
         raise PolicyError("the policy has no file to write to")
-    name = f"{args.task}.start.json"
+    name = f"_{args.task}.start.json"  # "_": never read as a policy of its own
     about = {
         "at": round(time.time()),
         "records": len(examples),

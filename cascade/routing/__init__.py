@@ -6,7 +6,7 @@ A rule names a rung (``model``) and conditions, all of which must hold::
       - {model: gpt-4o, prompt_tokens_over: 4000}   # long context
       - {model: gpt-4o, match: "(?i)stack trace"}   # RE2, searched in every message's text
       - {model: gpt-4o, tools_over: 5}              # complex tool calling
-      - {model: gpt-4o, learned: t.start.json, above: 0.93}  # written by `cascade learn`
+      - {model: gpt-4o, learned: _t.start.json, above: 0.93}  # written by `cascade learn`
 
 The first rule that matches decides; a request no rule matches starts at the cheapest model.
 A ``learned`` rule holds when its model (``cascade.routing.learned``, a file beside the

@@ -8,7 +8,7 @@ feature is hashed (CRC-32, the same in every process) into one of ``buckets`` we
 
 Scoring is linear in the text it reads (one regex pass, CRC-32 of each word, a set, one
 weight per distinct feature: all C loops) and bounded by ``TEXT_CHARS``; it runs once per
-call, before the first model is asked. The file (``policies/<task>.start.json``) is read
+call, before the first model is asked. The file (``policies/_<task>.start.json``) is read
 and validated once, when the policy is loaded.
 """
 

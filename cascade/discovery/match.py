@@ -14,18 +14,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import re2
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from ..validators import LinearRegex
 
 _HEX = frozenset("0123456789abcdef")
 
 
-def compile_linear(pattern: str) -> Any:
+def compile_linear(pattern: str) -> LinearRegex:
     """``pattern`` compiled by RE2 (linear time). Raises ``ValueError`` saying why not."""
-    try:
-        return re2.compile(pattern)
-    except re2.error as e:
-        raise ValueError(f"invalid regex {pattern!r} (RE2 syntax): {e}") from None
+    return LinearRegex(pattern)
 
 
 class MatchSpec(BaseModel):
@@ -103,7 +101,7 @@ class MatchSpec(BaseModel):
                     return False
         if self.tools and not set(self.tools) <= set(tools):
             return False
-        return self._system is None or self._system.search(prompt) is not None
+        return self._system is None or self._system.found(prompt)
 
 
 __all__ = ["MatchSpec", "compile_linear"]

@@ -112,7 +112,7 @@ class StartRule(BaseModel):
             return False
         if self.prompt_tokens_over is not None and len(text) // 4 <= self.prompt_tokens_over:
             return False
-        return self._pattern is None or self._pattern.search(text) is not None
+        return self._pattern is None or self._pattern.found(text)
 
 
 # (the rung to start at, the index of the rule that chose it, the learned probability)

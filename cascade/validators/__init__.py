@@ -17,6 +17,7 @@ from ._base import (
     registered,
 )
 from ._compiled import schema_text
+from ._regex import LinearRegex
 from .confidence import Confidence, LogprobConfidence, SelfRatedConfidence, VerifyConfidence
 from .request import FromRequest, request_problem
 from .schema import JsonSchema, PydanticModel
@@ -34,6 +35,7 @@ __all__ = [
     "FollowUp",
     "FromRequest",
     "JsonSchema",
+    "LinearRegex",
     "LogprobConfidence",
     "Preparer",
     "PydanticModel",

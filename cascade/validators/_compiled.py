@@ -27,6 +27,7 @@ from jsonschema import exceptions as js_exceptions
 from jsonschema import validators as js_validators
 
 from ._json import json_path
+from ._schema_regex import check_patterns, linear
 
 Check = Callable[[Any], bool]
 
@@ -75,6 +76,8 @@ def compile_schema(schema: Any) -> Any:
             raise ValueError(
                 f"invalid JSON schema at {json_path(e.absolute_path)}: {e.message}"
             ) from None
+        check_patterns(schema)  # patterns run on RE2: refuse those it cannot take
+    cls = linear(cls)
     validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
     check = fast_check(schema)
     return validator if check is None else _Fast(validator, check)

@@ -13,6 +13,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from ..events import Completion, Request, Verdict
 from ._base import BaseValidator
+from ._json import loads
 
 NO_LOGPROBS = "no logprobs in the response (the model or provider does not return them)"
 CONFIDENCE_KEY = "_confidence"
@@ -45,13 +46,12 @@ VERIFY_KEEPS = frozenset(
         "timeout",
     }
 )
-_RATING_LINE = re.compile(
-    r"(?im)^[ \t]*\**[ \t]*confidence[ \t]*\**[ \t]*[:=][ \t]*\**[ \t]*"
-    r"([01](?:\.\d+)?|\.\d+|\d{1,3}[ \t]*%)[ \t]*\**[ \t\r]*$"
-)
-# The key and its value inside JSON embedded in prose, with the comma that separates it.
-_KEY_AFTER_COMMA = re.compile(rf'\s*,\s*"{CONFIDENCE_KEY}"\s*:\s*([-+0-9.eE]+)')
-_KEY_BEFORE_COMMA = re.compile(rf'"{CONFIDENCE_KEY}"\s*:\s*([-+0-9.eE]+)\s*,?\s*')
+# The value of a "Confidence: 0.8" line; the line itself is read by `_rating_line`.
+_RATING_VALUE = re.compile(r"[01](?:\.\d+)?|\.\d+|\d{1,3}[ \t]*%")
+_WORD = re.compile("confidence", re.IGNORECASE)  # a literal: linear
+_SPACE = re.compile(r"\s*")  # anchored at a position: linear, no backtracking
+_KEY = f'"{CONFIDENCE_KEY}"'
+_KEY_VALUE = re.compile(r"[-+0-9.eE]+")
 _YES = frozenset({"yes", "y"})
 _FIRST_WORD = re.compile(r"\W*(\w+)")
 
@@ -238,24 +238,85 @@ def _find_rating(text: str) -> tuple[str, str] | None:
     stripped = text.strip()
     if stripped.startswith("{"):
         try:
-            value = json.loads(stripped)
+            value = loads(stripped)
         except (ValueError, RecursionError):
             value = None
         if isinstance(value, dict) and CONFIDENCE_KEY in value:
             rating = value.pop(CONFIDENCE_KEY)
             compact = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
             return (rating if isinstance(rating, str) else json.dumps(rating)), compact
-    last = None
-    for last in _RATING_LINE.finditer(text):  # noqa: B007 (the last match is the one)
-        pass
-    if last is not None:
-        end = last.end() + 1 if text[last.end() : last.end() + 1] == "\n" else last.end()
-        return last.group(1), (text[: last.start()] + text[end:]).rstrip()
-    if f'"{CONFIDENCE_KEY}"' in text:
-        for pattern in (_KEY_AFTER_COMMA, _KEY_BEFORE_COMMA):
-            m = pattern.search(text)
-            if m is not None:
-                return m.group(1), (text[: m.start()] + text[m.end() :]).rstrip()
+    line = _rating_line(text)
+    if line is not None:
+        value, start, end = line
+        end = end + 1 if text[end : end + 1] == "\n" else end
+        return value, (text[:start] + text[end:]).rstrip()
+    if _KEY in text:
+        found = _key_in_prose(text, after_comma=True) or _key_in_prose(text, after_comma=False)
+        if found is not None:
+            value, start, end = found
+            return value, (text[:start] + text[end:]).rstrip()
+    return None
+
+
+def _rating_line(text: str) -> tuple[str, int, int] | None:
+    """The last line of the form ``**Confidence**: 0.8`` (any case; ``:`` or ``=``; the
+    value 0-1, ``.8`` or ``80%``): its value, start and end. Only lines holding the word are
+    read, each once, with string methods: time linear in ``text`` (a regex for the same
+    lines backtracks quadratically on a long run of spaces)."""
+    seen = len(text) + 1  # the start of the last line read
+    for m in reversed(list(_WORD.finditer(text))):
+        if m.start() >= seen:
+            continue  # another "confidence" of a line already read
+        start = text.rfind("\n", 0, m.start()) + 1
+        end = text.find("\n", m.end())
+        end = len(text) if end < 0 else end
+        seen = start
+        value = _rating_of(text[start:end])
+        if value is not None:
+            return value, start, end
+    return None
+
+
+def _rating_of(line: str) -> str | None:
+    rest = line.lstrip(" \t").lstrip("*").lstrip(" \t")
+    if rest[:10].lower() != "confidence":
+        return None
+    rest = rest[10:].lstrip(" \t").lstrip("*").lstrip(" \t")
+    if rest[:1] not in (":", "="):
+        return None
+    value = rest[1:].lstrip(" \t").lstrip("*").lstrip(" \t")
+    value = value.rstrip(" \t\r").rstrip("*").rstrip(" \t")
+    return value if _RATING_VALUE.fullmatch(value) else None
+
+
+def _key_in_prose(text: str, *, after_comma: bool) -> tuple[str, int, int] | None:
+    """The first ``"_confidence": <number>`` in ``text`` with the comma that separates it
+    from its neighbour: the one before it (``after_comma``) or after it. Returns the value
+    as written and the span to remove."""
+    at = text.find(_KEY)
+    while at >= 0:
+        start = at
+        if after_comma:
+            start = at
+            while start > 0 and text[start - 1].isspace():
+                start -= 1
+            if start == 0 or text[start - 1] != ",":
+                at = text.find(_KEY, at + 1)
+                continue
+            start -= 1
+            while start > 0 and text[start - 1].isspace():
+                start -= 1
+        pos = _SPACE.match(text, at + len(_KEY)).end()  # type: ignore[union-attr]
+        if text[pos : pos + 1] == ":":
+            number = _KEY_VALUE.match(text, _SPACE.match(text, pos + 1).end())  # type: ignore[union-attr]
+            if number is not None:
+                end = number.end()
+                if not after_comma:
+                    end = _SPACE.match(text, end).end()  # type: ignore[union-attr]
+                    if text[end : end + 1] == ",":
+                        end = _SPACE.match(text, end + 1).end()  # type: ignore[union-attr]
+                return number.group(), start, end
+        at = text.find(_KEY, at + 1)
     return None
 
 

@@ -7,12 +7,12 @@ an application that already declares what it expects needs no validator written 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..events import Verdict
 from ._compiled import cached_schema
+from ._json import loads
 from .schema import schema_error
 from .structure import Structure, refusal_of
 from .tools import ToolCalls, forced_tool, tool_problems
@@ -131,7 +131,7 @@ def _json_answer(text: str, schema: Any) -> tuple[str | None, Any]:
         if isinstance(compiled, str):
             return None, None  # an invalid schema cannot be judged: see request_problem
     try:
-        value = json.loads(text)
+        value = loads(text)
     except (ValueError, RecursionError) as e:
         return f"response_format: the answer is not JSON ({str(e)[:100]})", None
     if schema is True:

@@ -19,7 +19,7 @@ from pydantic import (
 
 from ._base import BaseValidator
 from ._compiled import compile_schema
-from ._json import NotJSON, extract_json, json_path, short
+from ._json import NotJSON, extract_json, json_path, loads, short
 
 if TYPE_CHECKING:
     from ..events import Completion, Verdict
@@ -131,7 +131,7 @@ class JsonSchema(BaseValidator):
         for call in completion.tool_calls:
             name = short(call.name, 60)
             try:
-                value = json.loads(call.arguments)
+                value = loads(call.arguments)
             except (ValueError, RecursionError, TypeError) as e:
                 return self.verdict(
                     False, f"tool {name}: arguments are not valid JSON ({str(e)[:100]})"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import re
 import threading
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -11,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
 
 from ._base import BaseValidator
-from ._json import NotJSON, extract_json
+from ._json import NotJSON, extract_json, fenced_blocks
+from ._regex import LinearRegex
 
 if TYPE_CHECKING:
     from ..events import Completion, Verdict
@@ -38,7 +38,7 @@ _SHORT = 300
 # catch_warnings swaps the process-wide filter list; parses take turns so that two of them
 # never restore each other's state.
 _PARSE_LOCK = threading.Lock()
-_PYTHON_FENCE = re.compile(r"```[ \t]*(?:python3?|py)[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+_PYTHON = frozenset({"python", "python3", "py"})
 
 
 class Structure(BaseValidator):
@@ -58,8 +58,12 @@ class Structure(BaseValidator):
         default_factory=list,
         description='The answer is a JSON object with these keys; "a.b" for a nested key.',
     )
-    match: list[str] = Field(default_factory=list, description="Regexes that must all match.")
-    forbid: list[str] = Field(default_factory=list, description="Regexes that must not match.")
+    match: list[str] = Field(
+        default_factory=list, description="Regexes (RE2, linear time) that must all match."
+    )
+    forbid: list[str] = Field(
+        default_factory=list, description="Regexes (RE2, linear time) that must not match."
+    )
     refusal: bool = Field(True, description="Reject refusals.")
     truncation: bool = Field(True, description='Reject answers cut off (finish_reason "length").')
     valid_json: bool = Field(False, description="The answer (or its first fenced block) is JSON.")
@@ -67,18 +71,15 @@ class Structure(BaseValidator):
         False, description="The answer (or its first ```python block) parses as Python."
     )
 
-    _match: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
-    _forbid: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
+    _match: tuple[LinearRegex, ...] = PrivateAttr(default=())
+    _forbid: tuple[LinearRegex, ...] = PrivateAttr(default=())
     _keys: tuple[tuple[str, ...], ...] = PrivateAttr(default=())
 
     @field_validator("match", "forbid")
     @classmethod
     def _check_patterns(cls, value: list[str]) -> list[str]:
         for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as e:
-                raise ValueError(f"invalid regex {pattern!r}: {e}") from None
+            LinearRegex(pattern)  # raises ValueError saying why RE2 cannot take it
         return value
 
     @field_validator("max_chars")
@@ -99,8 +100,8 @@ class Structure(BaseValidator):
 
     def model_post_init(self, context: Any, /) -> None:
         """Compile the regexes and split the dotted keys once."""
-        self._match = tuple(re.compile(p) for p in self.match)
-        self._forbid = tuple(re.compile(p) for p in self.forbid)
+        self._match = tuple(LinearRegex(p) for p in self.match)
+        self._forbid = tuple(LinearRegex(p) for p in self.forbid)
         self._keys = tuple(tuple(k.split(".")) for k in self.required_keys)
 
     def __call__(self, completion: Completion, /) -> Verdict:
@@ -122,13 +123,9 @@ class Structure(BaseValidator):
             failed.append(f"longer than {self.max_chars} characters ({n})")
         # The option fields are tested first: reading a private attribute costs far more.
         if self.match:
-            failed.extend(
-                f"does not match {p.pattern!r}" for p in self._match if not p.search(text)
-            )
+            failed.extend(f"does not match {p.pattern!r}" for p in self._match if not p.found(text))
         if self.forbid:
-            failed.extend(
-                f"matches forbidden {p.pattern!r}" for p in self._forbid if p.search(text)
-            )
+            failed.extend(f"matches forbidden {p.pattern!r}" for p in self._forbid if p.found(text))
         if self.required_keys:
             failed.extend(self._missing_keys(text))
         if self.valid_json:
@@ -181,8 +178,10 @@ def refusal_of(completion: Completion) -> str | None:
 
 def python_error(text: str) -> str | None:
     """Why ``text`` (or its first ```python block) is not valid Python, or None."""
-    fenced = _PYTHON_FENCE.search(text)
-    source = fenced.group(1) if fenced else text
+    fenced = "```" in text and next(
+        (body for lang, body in fenced_blocks(text) if lang.lower() in _PYTHON), None
+    )
+    source = fenced if isinstance(fenced, str) else text
     # Parsing warns about things like invalid escape sequences in the model's code; those
     # are the code's business, not the caller's, so they are not let out of here.
     with _PARSE_LOCK, warnings.catch_warnings():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +9,7 @@ from pydantic import Field
 
 from ._base import BaseValidator
 from ._compiled import cached_schema
-from ._json import short
+from ._json import loads, short
 from .schema import schema_error
 
 if TYPE_CHECKING:
@@ -94,7 +93,7 @@ def _problem(call: ToolCall, tools: Mapping[str, Any]) -> str | None:
         offered = ", ".join(sorted(tools)) if tools else "the request declares no tools"
         return f"tool {name} is not one of the request's tools ({offered})"
     try:
-        arguments = json.loads(call.arguments)
+        arguments = loads(call.arguments)
     except (ValueError, RecursionError, TypeError) as e:
         return f"tool {name}: arguments are not valid JSON ({str(e)[:100]})"
     schema = tools[call.name]

@@ -129,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         days = store.days()
         t_days = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        hours = store.hours() if hasattr(store, "hours") else []  # a checkout before them
+        t_hours = time.perf_counter() - t0
+        script = client.info("commandstats").get("cmdstat_evalsha", {})
         store.close()
         assert read == stored == sum(r.sampled for r in records)
         assert sum(d.calls for d in days) == args.n
@@ -144,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         ("Redis memory total", f"{delta / 2**20:,.1f} MiB"),
         (f"read all records() ({read:,})", f"{t_records:.2f} s"),
         (f"read days() ({len(days)} task-days)", f"{t_days * 1000:.0f} ms"),
+        (f"read hours() ({len(hours)} task-hours)", f"{t_hours * 1000:.0f} ms"),
+        ("Redis time per record in the apply script", f"{script.get('usec_per_call', 0):.1f} µs"),
     ]
     print("| measure | value |\n|---|---|")
     for name, value in rows:

@@ -446,3 +446,26 @@ def test_keys_and_sessions_are_compared_with_compare_digest_every_one(
     session = keys.session_for("second-key")
     assert keys.allows({}, {COOKIE: session})
     assert len(compared) == 3
+
+
+def test_cascade_dashboard_samples_as_many_records_as_the_app_by_default() -> None:
+    import argparse
+
+    from cascade.cli import dashboard as command
+    from cascade.dashboard.app import DEFAULT_SAMPLE
+
+    parser = argparse.ArgumentParser()
+    command.add_parser(parser.add_subparsers())
+    assert parser.parse_args(["dashboard"]).sample == DEFAULT_SAMPLE == 1000
+
+
+def test_bars_of_hundreds_of_hours_keep_a_positive_width() -> None:
+    from cascade.dashboard.charts import BLUE, GREY, Series, time_chart
+
+    n = 31 * 24
+    svg = time_chart(
+        [str(i) for i in range(n)],
+        [Series("a", BLUE, [1.0] * n), Series("b", GREY, [2.0] * n)], fmt=str, title="t",
+    )  # fmt: skip
+    widths = [float(w) for w in re.findall(r'<rect x="[^"]+" y="[^"]+" width="([^"]+)"', svg)]
+    assert len(widths) == 2 * n and min(widths) > 0

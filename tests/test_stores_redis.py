@@ -74,7 +74,8 @@ def test_documented_keys(redis_url: str, client: redis.Redis, make_record: MakeR
     assert client.hget(hour, "calls") == b"2"
     assert client.hget(hour, "escalations") == b"1"
     assert client.hget(hour, "cost_usd") == client.hget(day, "cost_usd")
-    assert client.hget(hour, "fail:schema") is None  # the hours keep the plain counters only
+    assert client.hget(hour, "fail:schema") is None  # the hours keep what the charts draw
+    assert client.hget(hour, "prompt_tokens") is None
     assert 13 * 86_400 < client.ttl(hour) <= 14 * 86_400
 
 

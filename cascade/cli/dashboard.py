@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import argparse
 
-_SAMPLE = 2000  # the default of cascade.dashboard's create_app, which needs starlette to import
+_SAMPLE = 1000  # the default of cascade.dashboard's create_app, which needs starlette to import
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -107,6 +107,9 @@ def time_chart(
     )
     if kind == "bar":
         width = min(slot * 0.8 / max(len(series), 1), 48)
+        # A 1-unit gap between bars where they are wide enough; narrow ones (hundreds of
+        # hours) touch rather than get a negative width.
+        drawn = width - 1 if width > 2 else width * 0.9
         for i in range(len(labels)):
             x0 = _LEFT + slot * (i + 0.5) - width * len(series) / 2
             for j, s in enumerate(series):
@@ -115,7 +118,7 @@ def time_chart(
                     continue
                 h = max(y(0) - y(v), 1.0 if v else 0.0)
                 body.append(
-                    f'<rect x="{x0 + j * width:.1f}" y="{y(0) - h:.1f}" width="{width - 1:.1f}" '
+                    f'<rect x="{x0 + j * width:.1f}" y="{y(0) - h:.1f}" width="{drawn:.2f}" '
                     f'height="{h:.1f}" fill="{s.color}"/>'
                 )
     else:

@@ -61,6 +61,11 @@ def _short_hour(label: str) -> str:
     return _short_day(label[:10]) if label.endswith(" 00:00") else label[11:]
 
 
+def _short_day_hour(label: str) -> str:
+    """``2024-05-01 13:00`` as ``May 1 13h``: over more than a day an hour needs its day."""
+    return _short_day(label[:10]) + ("" if label.endswith(" 00:00") else f" {label[11:13]}h")
+
+
 def _hours(report: Mapping[str, Any], t: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every hour of the report's whole days up to its generation, zero where no call was."""
     rows = {h["hour"]: h for h in t["hourly"]}
@@ -89,7 +94,7 @@ def trend_html(report: Mapping[str, Any], t: Mapping[str, Any], by: str = "auto"
     if unit == "hour":
         rows: Sequence[Mapping[str, Any]] = _hours(report, t)
         labels = [r["label"] for r in rows]
-        short = _short_hour
+        short = _short_hour if len(rows) <= 24 else _short_day_hour
     else:
         rows = t["daily"]
         labels = [r["day"] for r in rows]

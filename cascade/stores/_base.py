@@ -61,12 +61,12 @@ class Store(Protocol):
 
 @runtime_checkable
 class HourlyStore(Protocol):
-    """A store that also keeps counters per task and UTC hour (the plain fields only)."""
+    """A store that also keeps counters per task and UTC hour (``counters.HOUR_COUNTERS``)."""
 
     def hours(
         self, *, task: str | None = None, since: float | None = None, until: float | None = None
     ) -> list[TaskDay]:
         """Hourly counters per task for the UTC hours overlapping [since, until], each a
-        ``TaskDay`` whose ``day`` is the hour (``YYYY-MM-DDTHH``) and whose failures and
-        latency are empty; sorted by task and hour. Hours the store no longer keeps (or
-        never kept) are absent."""
+        ``TaskDay`` whose ``day`` is the hour (``YYYY-MM-DDTHH``), with the fields of
+        ``HOUR_COUNTERS`` (tokens, failures and latency are left empty); sorted by task and
+        hour. Hours the store no longer keeps (or never kept) are absent."""

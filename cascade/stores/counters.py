@@ -1,8 +1,9 @@
 """The daily and hourly counters every backend keeps: one call's increments, and merging them.
 
 Counters count every call exactly, sampled or not; the report's totals come from them. The
-hourly counters are the plain fields of the daily ones (``INT_COUNTERS``, ``FLOAT_COUNTERS``:
-no failures, no latency), for the charts by hour; an hour is written ``YYYY-MM-DDTHH``.
+hourly counters keep the fields the charts by hour draw (``HOUR_COUNTERS``: calls,
+escalations, not_ok, uncosted, cost_usd, baseline_cost_usd; no tokens, failures or
+latency), so that they add little to each write; an hour is written ``YYYY-MM-DDTHH``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FAIL_PREFIX",
     "FLOAT_COUNTERS",
+    "HOUR_COUNTERS",
     "INT_COUNTERS",
     "LATENCY_LABELS",
     "LATENCY_PREFIX",
@@ -30,7 +32,6 @@ __all__ = [
     "flat_counters",
     "hour_delta",
     "hour_of",
-    "is_hour_field",
     "latency_label",
     "merge_day",
 ]
@@ -40,6 +41,7 @@ INT_COUNTERS = (
     "calls", "escalations", "not_ok", "prompt_tokens", "completion_tokens", "uncosted",
 )  # fmt: skip
 FLOAT_COUNTERS = ("cost_usd", "baseline_cost_usd")
+HOUR_COUNTERS = ("calls", "escalations", "not_ok", "uncosted", *FLOAT_COUNTERS)
 FAIL_PREFIX = "fail:"
 LATENCY_PREFIX = "lat:"
 LATENCY_LABELS: tuple[str, ...] = tuple(
@@ -66,14 +68,9 @@ def hour_of(timestamp: float) -> str:
     return f"{_day(hours // 24)}T{hours % 24:02d}"
 
 
-def is_hour_field(name: str) -> bool:
-    """True for a counter the hourly counters keep too (a plain one, not ``fail:``/``lat:``)."""
-    return ":" not in name
-
-
 def hour_delta(delta: Mapping[str, int | float]) -> dict[str, int | float]:
-    """The part of a call's ``day_delta`` its hour's counters add."""
-    return {k: v for k, v in delta.items() if is_hour_field(k)}
+    """The part of a call's ``day_delta`` its hour's counters add (``HOUR_COUNTERS``)."""
+    return {k: delta[k] for k in HOUR_COUNTERS if k in delta}
 
 
 def latency_label(latency_s: float) -> str:

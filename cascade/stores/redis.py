@@ -15,19 +15,21 @@ Keys, under the prefix::
     {prefix}:day:{task}:{YYYY-MM-DD}  Hash of counters of one task on one UTC day: calls,
                                    escalations, not_ok, cost_usd, baseline_cost_usd,
                                    prompt_tokens, completion_tokens, fail:<validator>,
-                                   fail:provider:<kind>, lat:<bucket ms>; expires after `days`
-                                   (default 400d)
-    {prefix}:hour:{task}:{YYYY-MM-DDTHH}  Hash of the plain counters of one task in one UTC
-                                   hour (those above without fail: and lat:); expires
-                                   after `hours` (default 14d)
+                                   fail:provider:<kind>, lat:<bucket ms>; expires `days`
+                                   (default 400d) after its first call
+    {prefix}:hour:{task}:{YYYY-MM-DDTHH}  Hash of the counters of one task in one UTC hour
+                                   the charts by hour draw: calls, escalations, not_ok,
+                                   uncosted, cost_usd, baseline_cost_usd; expires `hours`
+                                   (default 14d) after its last write
     {prefix}:tasks                 Set of task names
     {prefix}:seen:{id}             String, set once per record id, expires after `dedupe`
                                    (default 1d): what makes a replayed record count once
 
 Each record is applied by one Lua script (SET NX of the seen key, then XADD if sampled,
-HINCRBY/HINCRBYFLOAT on the day and the hour, EXPIRE, SADD; see ``_redis_apply``), so writes
-are atomic, idempotent, and nothing is read-modify-write on the client; on a cluster the
-task set is added to by its own SADD, as it lives in another slot. A background thread
+HINCRBY/HINCRBYFLOAT, EXPIRE, SADD; see ``_redis_apply``), so writes are atomic, idempotent,
+and nothing is read-modify-write on the client; on a cluster the task set is added to by
+its own SADD, as it lives in another slot. The hourly counters of the records a batch
+applied follow in one more round trip, summed per task and hour. A background thread
 sends a batch per round trip; when Redis is unreachable batches go to a local spool and are
 replayed, oldest first, once it answers.
 """
@@ -51,11 +53,11 @@ from ..events import CallRecord, TaskDay
 from ..exceptions import StoreError
 from ._codec import CorruptRecordError, decode
 from ._delivery import Delivery, Unavailable
-from ._redis_apply import APPLY, apply
+from ._redis_apply import APPLY, add_hours, apply
 from ._redis_url import Keys, mask_url, parse, parse_duration, spool_name
 from ._spool import Spool, default_spool_dir
 from ._writer import BatchWriter
-from .counters import day_of, hour_of, merge_day
+from .counters import day_delta, day_of, hour_of, merge_day
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -174,19 +176,30 @@ class RedisStore:
             raise Unavailable(f"{type(e).__name__}: {e}") from e
 
     def _pipeline(self, records: list[CallRecord]) -> None:
-        """Apply records in one pipeline; load the script and resend when Redis lost it."""
+        """Apply records in one pipeline; load the script and resend when Redis lost it.
+        Then add the hourly counters of those the script applied (not those seen before)
+        in a second one: were it lost, those hours would not add up to their day, and the
+        report says the day's hours are unknown rather than show them short."""
         client = self._client
+        deltas = [day_delta(r) for r in records]
+        applied: list[tuple[CallRecord, dict[str, int | float]]] = []
         for _ in range(2):
             pipe = client.pipeline(transaction=False)
             trim = self._trim()
-            if self.keys.cluster:  # the task set is in a slot of its own
-                for task in sorted({r.task for r in records}):
-                    pipe.sadd(self.keys.tasks, task)
-            for r in records:
-                apply(pipe, self.keys, r, trim, (self.dedupe_s, self.days_s, self.hours_s))
+            tasks = sorted({r.task for r in records}) if self.keys.cluster else []
+            for task in tasks:  # on a cluster the task set is in a slot of its own
+                pipe.sadd(self.keys.tasks, task)
+            for r, delta in zip(records, deltas, strict=True):
+                apply(pipe, self.keys, r, delta, trim, (self.dedupe_s, self.days_s))
             results = pipe.execute(raise_on_error=False)
+            done = results[len(tasks) :]
+            applied += [(r, d) for r, d, ok in zip(records, deltas, done, strict=True) if ok == 1]
             errors = [e for e in results if isinstance(e, Exception)]
             if not errors:
+                if applied:
+                    pipe = client.pipeline(transaction=False)
+                    add_hours(pipe, self.keys, applied, self.hours_s)
+                    pipe.execute()
                 return
             if not all(isinstance(e, redis.exceptions.NoScriptError) for e in errors):
                 # A server-wide error first: the batch waits as a whole, not record by record.

@@ -1,7 +1,7 @@
 """``sqlite:///path``: records and daily counters in one local SQLite file (the default store).
 
 Tables: ``records`` (sampled records, ``id`` primary key, indexed on ``(task, time)``),
-``days`` (one row of JSON counters per task and UTC day), ``hours`` (the plain counters per
+``days`` (one row of JSON counters per task and UTC day), ``hours`` (``HOUR_COUNTERS`` per
 task and UTC hour, ``YYYY-MM-DDTHH``; a file written before it existed has none for its
 earlier calls) and ``seen`` (ids of recent calls,
 so a record added twice counts once; rows older than ``dedupe_s`` are pruned). The file is

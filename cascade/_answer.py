@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import pydantic_core
 from openai.resources.chat.completions import Completions
 
 from . import responses
@@ -138,7 +139,10 @@ def render_chat(result: Result, reasons_chars: int = 512) -> Answer:
             _dumps({**completion_dict(result), "cascade": summary(result)}),
             "application/json",
         )
-    data = raw.model_dump_json(exclude_unset=True).encode()
+    try:
+        data = raw.model_dump_json(exclude_unset=True).encode()
+    except pydantic_core.PydanticSerializationError:  # a lone surrogate: UTF-8 cannot hold it
+        data = _dumps(raw.model_dump(exclude_unset=True))  # escaped as \ud800, as it came
     body = data[:-1] + b',"cascade":' + _dumps(summary(result)) + b"}"
     return Answer(headers(result, reasons_chars), body, "application/json")
 

@@ -3,6 +3,8 @@ tokens and cost of every attempt, through the real openai SDK."""
 
 from __future__ import annotations
 
+import json
+
 import test_proxy
 from test_proxy import GOOD, KEY, MSGS
 
@@ -86,3 +88,19 @@ def test_n_above_one_goes_to_the_strongest_model_unjudged(start, upstream) -> No
     assert raw.headers["x-cascade-passthrough"] == "n=2: sent to gpt-4o unjudged"
     (sent,) = upstream.requests
     assert (sent["model"], sent["n"]) == ("gpt-4o", 2)
+
+
+def test_an_answer_with_a_lone_surrogate_is_relayed_as_it_came_not_a_500(start, upstream) -> None:
+    # JSON may escape a lone surrogate (\ud800); UTF-8 cannot hold it, so it stays escaped.
+    message = {"role": "assistant", "content": '\\ud800{"total": 10}'}
+    body = (
+        '{"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",'
+        f' "choices": [{{"index": 0, "finish_reason": "stop", "message": {json.dumps(message)}}}],'
+        ' "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}'
+    ).replace("\\\\ud800", "\\ud800")
+    upstream.script("gpt-4o-mini", Reply(body=body))
+    raw = start().client().chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=MSGS, extra_headers=TASK
+    )
+    assert raw.status_code == 200 and raw.headers["x-cascade-model"] == "gpt-4o-mini"
+    assert raw.parse().choices[0].message.content == '\ud800{"total": 10}'

@@ -229,3 +229,15 @@ def test_a_model_echoing_the_prompt_does_not_undo_its_redaction(tmp_path: Path) 
         conn.close()
     assert response.status == 200 and "You said: My card is [CARD]" in page
     assert "4111" not in page and "jane@example.com" not in page
+
+
+def test_a_secret_cut_by_the_redaction_window_is_not_kept_in_part_when_masks_shorten_the_text():
+    # Forty 41-character words that mask to "[SECRET]"-sized tokens pull text from past the
+    # window (2,000 + 256 characters) into the kept 2,000; a key split by the window's end
+    # must not come with it.
+    words = ("a1" * 20 + " ") * 40
+    text = words + "word " * ((2256 - len(words) - 12) // 5)
+    text += " " * (2244 - len(text)) + "sk-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" + " more" * 50
+    stored = stored_output(text, "redacted", 2000)
+    assert "sk-ABC" not in stored and "[truncated" in stored
+    assert stored_output("a" * 3000, "redacted", 2000) == "…[truncated 1000 chars]"

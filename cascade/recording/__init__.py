@@ -142,7 +142,13 @@ def _redacted(text: str, limit: int) -> str:
     extra = len(text) - limit
     if extra <= 0:
         return redact(text)
-    return f"{redact(text[: limit + _REDACT_PAST_CUT])[:limit]}…[truncated {extra} chars]"
+    end = limit + _REDACT_PAST_CUT
+    window = redact(text[:end])
+    if end < len(text) and not text[end].isspace():
+        # The window's end split a word, which may be part of a secret its mask would have
+        # taken whole; masks shorten the text, so that part can move into what is kept: drop it.
+        window = window[: max(window.rfind(" "), window.rfind("\n"), window.rfind("\t")) + 1]
+    return f"{window[:limit]}…[truncated {extra} chars]"
 
 
 def _sha256(text: str) -> str:

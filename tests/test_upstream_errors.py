@@ -148,6 +148,7 @@ def test_a_wrapped_client_raises_the_sdks_rate_limit_error(
     wrapped = cascade.wrap(client, cascade=c)
     with pytest.raises(openai.RateLimitError) as raised:
         wrapped.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    wrapped.close()
     c.close()
     assert raised.value.response.headers["retry-after"] == "7"
     assert isinstance(raised.value.body, dict)

@@ -249,11 +249,13 @@ def test_instructor_on_a_wrapped_client_escalates_what_breaks_the_request(
         upstream.script("gpt-4o", answer(good=True))
         oc = upstream.client()
         c = cascade.Cascade(tmp_path, client=oc, store="memory://", discover={"mode": "cascade"})
-        client = instructor.from_openai(cascade.wrap(oc, cascade=c), mode=instructor.Mode[mode])
+        wrapped = cascade.wrap(oc, cascade=c)
+        client = instructor.from_openai(wrapped, mode=instructor.Mode[mode])
         out = client.chat.completions.create(
             model="gpt-4o", response_model=Invoice, max_retries=0,
             messages=messages("Invoice INV-1 over 10 EUR"),
         )  # fmt: skip
+        wrapped.close()
         c.close()
         sent = upstream.calls()
     assert out.model_dump() == Invoice(**GOOD).model_dump()
@@ -263,3 +265,32 @@ def test_instructor_on_a_wrapped_client_escalates_what_breaks_the_request(
     else:
         kind = "json_object" if mode == "JSON" else "json_schema"
         assert sent[0]["response_format"]["type"] == kind
+
+
+BROKEN_FORMAT = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 7}}}
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_an_invalid_schema_goes_to_the_requested_model_unvalidated(
+    proxy, upstream, api: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="cascade")
+    with client(proxy) as c:
+        if api == "chat":
+            raw: Any = c.chat.completions.with_raw_response.create(
+                model="gpt-4o", messages=messages("x"), response_format=BROKEN_FORMAT
+            )
+        else:
+            text = {"format": {"type": "json_schema", "name": "x", "schema": {"type": 7}}}
+            raw = c.responses.with_raw_response.create(
+                model="gpt-4o", instructions=SYSTEM, input="x", text=text
+            )
+    assert raw.http_response.status_code == 200
+    assert "not a valid JSON Schema" in raw.headers["x-cascade-unvalidated" if api == "chat"
+                                                    else "x-cascade-passthrough"]  # fmt: skip
+    # Sent once, as it came, to the model the client asked for.
+    assert [(r["_path"].rsplit("/", 1)[-1], r["model"]) for r in upstream.requests] == [
+        ("completions" if api == "chat" else "responses", "gpt-4o")
+    ]
+    if api == "chat":
+        assert any("cascade.unvalidated" in r.getMessage() for r in caplog.records)

@@ -254,3 +254,21 @@ def test_write_refuses_a_rule_that_would_cost_more_on_held_out_calls(
     assert "pre-routing would cost more than it saves; nothing written" in out
     assert (policies / "t.yaml").read_text() == POLICY
     assert not (policies / "_t.start.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--buckets", "0"], "--buckets: must be 1 to 1,000,000, got 0"),
+        (["--buckets", "x"], "--buckets: not a whole number: 'x'"),
+        (["--above", "1.5"], "--above: must be between 0 and 1, got 1.5"),
+        (["--holdout", "0"], "--holdout: must be between 0 and 1, got 0"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_is_read(
+    option: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["learn", "--task", "t", "--store", "sqlite:////nonexistent/s.db", *option])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err

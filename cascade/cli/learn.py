@@ -4,6 +4,7 @@ even; ``--write`` puts it beside the policy and adds the ``start_at`` rule that 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
@@ -17,8 +18,6 @@ from ..stores import store_from_url
 from ._common import policies_default
 
 if TYPE_CHECKING:
-    import argparse
-
     from ..routing import Assessment, BreakEven
 
 __all__ = ["add_parser", "run_learn"]
@@ -35,14 +34,35 @@ def add_parser(subparsers: Any) -> None:
     cmd.add_argument("--policies", default=policies_default(), help="policy directory")
     cmd.add_argument("--model", default=None, help="the rung to start at (default: the strongest)")
     cmd.add_argument(
-        "--above", type=float, default=None, help="threshold (default: the break-even)"
+        "--above", type=_share, default=None, help="threshold (default: the break-even)"
     )
-    cmd.add_argument("--buckets", type=int, default=1000, help="hashed feature weights")
-    cmd.add_argument("--holdout", type=float, default=0.2, help="share of records held out")
+    cmd.add_argument("--buckets", type=_buckets, default=1000, help="hashed feature weights")
+    cmd.add_argument("--holdout", type=_share, default=0.2, help="share of records held out")
     cmd.add_argument("--limit", type=int, default=20_000, help="newest records read")
     cmd.add_argument("--min-records", type=int, default=MIN_RECORDS)
     cmd.add_argument("--write", action="store_true", help="write the model and the start_at rule")
     cmd.set_defaults(func=run_learn)
+
+
+def _share(text: str) -> float:
+    """An argument strictly between 0 and 1, checked before anything is read or fitted."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _buckets(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"must be 1 to 1,000,000, got {text}")
+    return value
 
 
 def run_learn(args: argparse.Namespace) -> int:

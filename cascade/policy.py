@@ -7,8 +7,8 @@ that nothing on the per-call path looks anything up by name.
 
 from __future__ import annotations
 
-import json
 import re
+import reprlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,9 +16,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from . import _files
 from . import validators as _validators  # registers the built-in validator types
 from .compare import AgreementSpec
 from .discovery import MatchSpec
@@ -221,10 +221,11 @@ class Policy:
         """Read, validate and compile one policy file. Raises ``PolicyError``."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            data = _files.load(path)
         except OSError as e:
             raise PolicyError(f"cannot read: {e.strerror}", path=path) from None
-        data = _parse(text, path)
+        except _files.FileFormatError as e:
+            raise PolicyError(str(e), path=path) from None
         if not isinstance(data, Mapping):
             raise PolicyError(
                 f"expected a mapping of policy fields, got {type(data).__name__}", path=path
@@ -234,20 +235,10 @@ class Policy:
         )
 
 
-def _parse(text: str, path: Path) -> Any:
-    try:
-        if path.suffix == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except json.JSONDecodeError as e:
-        raise PolicyError(
-            f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}", path=path
-        ) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise PolicyError(f"invalid YAML{where}: {problem}", path=path) from None
+def _short(value: Any) -> str:
+    # A value may be huge (a file's whole section): the message quotes its start only.
+    text = reprlib.repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _loc(parts: Sequence[int | str]) -> str:
@@ -268,7 +259,7 @@ def _policy_error(
     if first["type"] == "extra_forbidden":
         msg = "unknown field"
     elif first["type"] != "missing" and "input" in first:
-        msg += f" (got {first['input']!r})"
+        msg += f" (got {_short(first['input'])})"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return PolicyError(msg + more, path=path, field=loc or None)
 
@@ -339,9 +330,11 @@ class PolicySet:
         if not self.directory.is_dir():
             return []
         return sorted(  # _providers.yaml and other `_` files are not tasks
-            p.stem
-            for p in self.directory.iterdir()
-            if p.suffix in _SUFFIXES and p.is_file() and not p.name.startswith("_")
+            {
+                p.stem
+                for p in self.directory.iterdir()
+                if p.suffix in _SUFFIXES and p.is_file() and not p.name.startswith("_")
+            }
         )
 
     def add(self, policy: Policy) -> None:
@@ -365,10 +358,17 @@ class PolicySet:
 
     def _find(self, task: str) -> Path:
         if isinstance(task, str) and _TASK_NAME.match(task):
-            for suffix in _SUFFIXES:
-                candidate = self.directory / (task + suffix)
-                if candidate.is_file():
-                    return candidate
+            found = [self.directory / (task + s) for s in _SUFFIXES]
+            found = [p for p in found if p.is_file()]
+            if len(found) > 1:
+                raise PolicyError(
+                    f"task {task!r} has {len(found)} policy files ("
+                    + ", ".join(str(p) for p in found)
+                    + "): keep one",
+                    path=found[0],
+                )
+            if found:
+                return found[0]
         raise UnknownTaskError(str(task), self.directory, self.tasks())
 
     def load_all(self) -> list[Policy]:

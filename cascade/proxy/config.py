@@ -29,7 +29,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -39,6 +38,8 @@ from pydantic import (
     model_validator,
 )
 
+from .._files import FileFormatError
+from .._files import load as load_file
 from ..discovery import DEFAULTS
 from ..exceptions import CascadeError, PolicyError
 from ..policy import Endpoint, Policy
@@ -176,11 +177,11 @@ def load_config(
     data: Any = {}
     if path is not None:
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            data = load_file(Path(path), as_json=False) or {}
         except OSError as e:
             raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+        except FileFormatError as e:
+            raise ConfigError(f"{path}: {e}") from None
         if not isinstance(data, Mapping):
             raise ConfigError(f"{path}: expected a mapping, got {type(data).__name__}")
     env = os.environ if environ is None else environ

@@ -18,9 +18,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import openai
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .._files import FileFormatError
+from .._files import load as load_file
 from ..events import Failure
 from ..exceptions import PolicyError
 from ..pricing import PriceSpec
@@ -155,10 +156,12 @@ def load_providers(directory: Path, given: Mapping[str, Endpoint]) -> dict[str, 
     if not path.is_file():
         return dict(given)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_file(path, as_json=False) or {}
         named = ProvidersFile.model_validate(data).providers
-    except yaml.YAMLError as e:
-        raise PolicyError(f"invalid YAML: {e}", path=path) from None
+    except OSError as e:
+        raise PolicyError(f"cannot read: {e.strerror}", path=path) from None
+    except FileFormatError as e:
+        raise PolicyError(str(e), path=path) from None
     except ValidationError as e:
         first = e.errors()[0]
         msg = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]

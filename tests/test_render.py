@@ -184,3 +184,17 @@ def test_money_never_rounds_a_cost_to_zero_and_latencies_say_they_are_bounds() -
     assert money(-0.00000055) == "-$0.00000055"  # not "$-0.0000"
     assert (money(0.0075), money(123.456), money(0.0)) == ("$0.0075", "$123.46", "$0.0000")
     assert (ms(250.0), ms(float("inf")), ms(None)) == ("\u2264250 ms", ">60,000 ms", "-")
+
+
+def test_html_states_each_terms_own_confidence_level() -> None:
+    """A term's interval is at the level its selection needs (above 95%): the page says so."""
+    from test_patterns import planted
+
+    records = planted()
+    page = render(aggregate(records, days_of(records)), "html")
+    term = aggregate(records, days_of(records)).tasks[0].patterns.terms[0]
+    row = page[page.index(f"<code>{term.term}</code>") :]
+    row = row[: row.index("</tr>")]
+    assert term.confidence > 0.95
+    assert f"({term.confidence * 100:.4g}% CI " in row
+    assert "95% CI" not in row

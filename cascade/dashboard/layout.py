@@ -151,13 +151,17 @@ def rate(part: int, whole: float) -> str:
     return f"{part / whole * 100:.1f}% ({part:,} of {number(whole)})"
 
 
-def interval(value: float | None, low: float | None, high: float | None) -> str:
-    """``42.0% (95% CI 30.1-55.2%)``; the rate alone without bounds, unknown for None."""
+def interval(
+    value: float | None, low: float | None, high: float | None, confidence: float = 0.95
+) -> str:
+    """``42.0% (95% CI 30.1-55.2%)``; the rate alone without bounds, unknown for None.
+    ``confidence`` is the interval's level (a term's is adjusted for its selection)."""
     if value is None:
         return UNKNOWN
     if low is None or high is None:
         return pct(value)
-    return f"{pct(value)} (95% CI {low * 100:.1f}\u2013{pct(high)})"
+    level = f"{confidence * 100:.4g}"
+    return f"{pct(value)} ({level}% CI {low * 100:.1f}\u2013{pct(high)})"
 
 
 def ms(value: float | None) -> str:

@@ -111,7 +111,7 @@ def _failures(t: Mapping[str, Any]) -> str:
 
 
 def _ci(x: Mapping[str, Any]) -> str:
-    return interval(x.get("rate"), x.get("rate_low"), x.get("rate_high"))
+    return interval(x.get("rate"), x.get("rate_low"), x.get("rate_high"), x.get("confidence", 0.95))
 
 
 def _sizes(p: Mapping[str, Any]) -> str:

@@ -7,6 +7,7 @@ The terms are tested in ``associations``. Near-duplicates: one-permutation MinHa
 from __future__ import annotations
 
 import itertools
+import operator
 import re
 import zlib
 from typing import TYPE_CHECKING
@@ -33,6 +34,11 @@ _STOP_WORDS = """
     when where which while who whom why will with would you your yours yourself hi hello dear
     regards best also get got let may might must shall us ll re ve"""
 _STOP = frozenset(_STOP_WORDS.split())
+_BLANK = dict.fromkeys(_STOP, "") | dict.fromkeys("abcdefghijklmnopqrstuvwxyz", "")
+# Every ASCII character that is not a letter, an apostrophe or a hyphen, to a space.
+_ASCII_SPACES = str.maketrans(
+    {chr(c): " " for c in range(128) if not chr(c).isalpha() and chr(c) not in "'-"}
+)
 
 
 def terms_of(text: str) -> set[str]:
@@ -45,18 +51,37 @@ def terms_of(text: str) -> set[str]:
             content for role, content in zip(parts[1::2], parts[2::2], strict=False)
             if role in ("user", "assistant")
         )  # fmt: skip
-    words = _WORD.findall(_MASK.sub(" ", text).lower())
-    keep = [w if len(w) > 1 and w not in _STOP else "" for w in words]
-    found = {w for w in keep if w}
-    found.update(f"{a} {b}" for a, b in itertools.pairwise(keep) if a and b)
+    text = _MASK.sub(" ", text).lower()
+    words = _words(text)
+    # Stop words and one-letter words become blanks: they join no phrase.
+    keep = list(map(_BLANK.get, words, words))
+    if not text.isascii() and 1 in set(map(len, keep)):
+        keep = [w if len(w) > 1 else "" for w in keep]
+    found = set(keep)
+    found.discard("")
+    found.update({f"{a} {b}" for a, b in itertools.pairwise(keep) if a and b})
     return found
+
+
+def _words(text: str) -> list[str]:
+    """``_WORD.findall(text)`` of a lower-cased text, 4x faster on ASCII text: the regular
+    expression engine walks every character in Python's ``sre``, ``str.translate`` and
+    ``str.split`` in C; only tokens holding an apostrophe or a hyphen go through the
+    expression (which joins letter runs across single ones only)."""
+    if not text.isascii():
+        return _WORD.findall(text)
+    tokens = text.translate(_ASCII_SPACES).split()
+    if "'" not in text and "-" not in text:
+        return tokens
+    return [w for t in tokens for w in ((t,) if t.isalpha() else _WORD.findall(t))]
 
 
 # --- near-duplicates ---------------------------------------------------------------------
 
 _BANDS, _ROWS = 5, 4  # 20 slots; pairs with Jaccard >= ~0.67 usually share a band
 _SLOTS = _BANDS * _ROWS
-_MASK64 = (1 << 64) - 1
+_SHINGLE_WORD = re.compile(r"\w+")
+_NOT_WORD = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum() and c != 95})
 _SIMILAR = 0.5  # least share of equal signature slots for a candidate pair to join a group
 _EXAMPLE_CHARS = 300
 
@@ -72,15 +97,18 @@ def signature(text: str) -> Signature:
     borrows the next filled one, tagged with the distance, as in rotation densification
     (Shrivastava and Li, 2014), so equal texts still agree in every slot.
     """
-    words = re.findall(r"\w+", text.lower())
-    shingles = {" ".join(words[i : i + 3]) for i in range(max(len(words) - 2, 1))}
-    # crc32 is deterministic across runs (str hash is salted); the multiply spreads its
-    # 32 bits over 64.
-    hashes = sorted(
-        ((zlib.crc32(s.encode()) * 0x9E3779B97F4A7C15) & _MASK64 for s in shingles),
-        reverse=True,
-    )
-    smallest = {h % _SLOTS: h for h in hashes}  # the last write is the smallest
+    text = text.lower()
+    # On ASCII text \w+ by str.translate and str.split: 3x faster than the expression.
+    ascii_ = text.isascii()
+    words = text.translate(_NOT_WORD).split() if ascii_ else _SHINGLE_WORD.findall(text)
+    if len(words) > 2:
+        shingles = {f"{a} {b} {c}" for a, b, c in zip(words, words[1:], words[2:], strict=False)}
+    else:
+        shingles = {" ".join(words)}
+    # crc32 is deterministic across runs (str hash is salted). Every step maps in C: this
+    # runs for every stored escalated input.
+    hashes = sorted(map(zlib.crc32, map(str.encode, shingles)), reverse=True)
+    smallest = dict(zip(map(_SLOTS.__rmod__, hashes), hashes, strict=True))  # last: smallest
     if len(smallest) == _SLOTS:
         return tuple(smallest[i] for i in range(_SLOTS))
     out = []
@@ -88,7 +116,7 @@ def signature(text: str) -> Signature:
         for step in range(_SLOTS):
             h = smallest.get((i + step) % _SLOTS)
             if h is not None:
-                out.append(h + (step << 64))  # the distance tags it: borrowed, not own
+                out.append(h + (step << 32))  # the distance tags it: borrowed, not own
                 break
     return tuple(out)
 
@@ -131,4 +159,5 @@ def duplicate_groups(
 
 
 def _agreement(a: Sequence[int], b: Sequence[int]) -> float:
-    return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+    same: int = sum(map(operator.eq, a, b))
+    return same / len(a)

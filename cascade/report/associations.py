@@ -203,7 +203,11 @@ def associations(parts: Sequence[Part], *, min_count: int = 5) -> Found:
     kept_terms = _summed(parts, True, False)
     text_total = sum(c.term_totals.total() for c, _ in parts)
     for token, n in escalated_terms.items():
-        if n >= min_count and text_total - n - kept_terms.get(token, 0) >= min_count:
+        # The summed counts decide the support before any per-stratum table is built.
+        stored = n + kept_terms.get(token, 0)
+        if n < min_count or stored < SUPPORT * min_count or text_total - stored < min_count:
+            continue
+        if claimable(stored):
             test(token, True, _both, text_total)
     if not tests:
         return Found((), (), 0, overall)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -123,8 +124,12 @@ def test_script_reloaded_after_script_flush(
 
 
 def test_outage_loses_and_duplicates_nothing(
-    durable_redis: RedisServer, tmp_path: Path, make_record: MakeRecord
+    durable_redis: RedisServer,
+    tmp_path: Path,
+    make_record: MakeRecord,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="cascade")  # the library's INFO events, when asked
     store = RedisStore(durable_redis.url, spool=tmp_path / "spool", batch_size=20)
     records = [make_record(escalated=i % 3 == 0, sampled=i % 2 == 0) for i in range(600)]
     half = threading.Event()
@@ -159,8 +164,9 @@ def test_outage_loses_and_duplicates_nothing(
 
 
 def test_full_queue_spools_then_replays(
-    redis_url: str, tmp_path: Path, make_record: MakeRecord
+    redis_url: str, tmp_path: Path, make_record: MakeRecord, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="cascade")  # the library's INFO events, when asked
     store = RedisStore(redis_url, spool=tmp_path, queue_size=1, batch_size=1)
     records = [make_record() for _ in range(300)]
     with capture_logs() as logs:

@@ -250,6 +250,9 @@ def serve(
         log_level="info",
         access_log=access_log,
         lifespan="on",
+        # uvicorn restarts a worker that misses its 5 s health check; a loaded machine (a
+        # worker still importing, or busy) should not be a restart loop.
+        timeout_worker_healthcheck=30,
         **heads,
     )
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

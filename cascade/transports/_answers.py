@@ -161,18 +161,14 @@ def _diagnose(raw: Any) -> None:
         raise Malformed("choice without a message")
     if isinstance(message, _SCALARS):
         raise Malformed(f"choices[0].message is {_kind(message)}, not an object")
-    text = message.content
-    refusal = getattr(message, "refusal", None)
-    finish = choice.finish_reason
-    if not (
-        (text is None or type(text) is str)
-        and (refusal is None or type(refusal) is str)
-        and (finish is None or type(finish) is str)
-    ):
-        for field, value in (("message.content", text), ("message.refusal", refusal)):
-            if value is not None and type(value) is not str:
-                raise Malformed(f"choices[0].{field} is {_kind(value)}, not a string")
-        raise Malformed(f"choices[0].finish_reason is {_kind(finish)}, not a string")
+    strings = (
+        ("message.content", message.content),
+        ("message.refusal", getattr(message, "refusal", None)),
+        ("finish_reason", choice.finish_reason),
+    )
+    for field, value in strings:
+        if value is not None and type(value) is not str:
+            raise Malformed(f"choices[0].{field} is {_kind(value)}, not a string")
     usage = raw.usage
     if usage is not None:
         if isinstance(usage, _SCALARS):

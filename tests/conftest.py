@@ -1,4 +1,5 @@
-"""Shared fixtures: a real redis-server for the session, and a clean database per test."""
+"""Shared fixtures: a real redis-server for the session, a clean database per test, and a
+scripted OpenAI-compatible server per test."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import structlog
 
 from cascade._logging import reset_logging
 from cascade.events import Attempt, CallRecord, Verdict
+from cascade.testing import ScriptedServer
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -29,6 +31,13 @@ def _cascade_home(
 ) -> None:
     """Keep default stores and spools of every test out of the real home directory."""
     monkeypatch.setenv("CASCADE_HOME", str(tmp_path_factory.mktemp("cascade-home")))
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    """A scripted OpenAI-compatible server on a free port, stopped after the test."""
+    with ScriptedServer() as s:
+        yield s
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import cascade
 from cascade.testing import Reply, ScriptedServer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from pathlib import Path
 
 MSGS = [{"role": "user", "content": "Invoice INV-1, total 10 EUR"}]
@@ -27,12 +27,6 @@ SCHEMA = {
     "required": ["invoice_number", "total"],
     "properties": {"total": {"type": "number"}},
 }
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as s:
-        yield s
 
 
 @pytest.fixture

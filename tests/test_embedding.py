@@ -16,17 +16,11 @@ from cascade.testing import ReplayServer, ScriptedServer
 from cascade.testing.embeddings import embedding
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from pathlib import Path
 
 MSGS = [{"role": "user", "content": "Where is the Eiffel tower?"}]
 EMBED = "text-embedding-3-small"
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as s:
-        yield s
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from cascade.evals.scoring import GRADE_MARK, parse_grade
 from cascade.testing import Reply, ScriptedServer
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]
@@ -71,12 +70,6 @@ def test_code_is_taken_from_the_python_block() -> None:
     assert extract_code("```\nplain\n```\n```python\nx = 1\n```") == "x = 1\n"
     assert extract_code("```js\nlet a\n```") == "let a\n"
     assert extract_code("x = 2") == "x = 2"
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as s:
-        yield s
 
 
 @pytest.fixture

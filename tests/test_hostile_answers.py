@@ -18,7 +18,6 @@ from cascade.testing import Reply, ScriptedServer
 from cascade.transports import OpenAITransport
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 MSGS = [{"role": "user", "content": "Invoice INV-1, total 10"}]
@@ -89,12 +88,6 @@ BODIES = [
     ("refusal an int", _message({"role": "assistant", "refusal": 5}), "refusal is int"),
 ]
 IDS = [b[0] for b in BODIES]
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as s:
-        yield s
 
 
 @pytest.fixture

@@ -16,18 +16,12 @@ from cascade.judge import JudgeCache, judge_key, judge_request, parse_judge_prom
 from cascade.testing import ReplayServer, Reply, ScriptedServer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from pathlib import Path
 
 MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Summarise X"}]
 JUDGE = "judge-m"
 PRICES = {JUDGE: {"input": 1.0, "output": 2.0}}
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as s:
-        yield s
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
 import yaml
 
 import cascade
@@ -20,7 +19,7 @@ from cascade.cli import main
 from cascade.testing import ScriptedServer
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    pass
 
 PACKAGE = Path(cascade.__file__).parent
 GOOD = json.dumps({"total": 10})
@@ -31,12 +30,6 @@ import cascade
 r = cascade.run("t", [{"role": "user", "content": "total?"}])
 assert r.escalated and r.model == "gpt-4o", r
 """
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as s:
-        yield s
 
 
 def _run(

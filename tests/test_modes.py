@@ -13,18 +13,12 @@ import cascade
 from cascade.testing import Reply, ScriptedServer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from pathlib import Path
 
 MSGS = [{"role": "user", "content": "Invoice INV-1, total 10"}]
 GOOD = json.dumps({"invoice_number": "INV-1", "total": 10})
 VALIDATORS = [{"type": "json_schema", "schema": {"type": "object", "required": ["total"]}}]
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as s:
-        yield s
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from cascade.report.observation import (
 from cascade.testing import ScriptedServer
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 DAY0 = 1_714_521_600.0  # 2024-05-01T00:00:00Z
@@ -222,12 +221,6 @@ def test_html_shows_the_observation_escaped() -> None:
 MSGS_OK = [{"role": "user", "content": "Invoice INV-1, total 10"}]
 MSGS_BAD = [{"role": "user", "content": "Invoice INV-2, hard one"}]
 GOOD = json.dumps({"invoice_number": "INV-1", "total": 10})
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as s:
-        yield s
 
 
 def test_end_to_end_observe_mode_report(tmp_path: Path, server: ScriptedServer) -> None:

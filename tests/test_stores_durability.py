@@ -38,12 +38,6 @@ BAD = "not json"
 
 
 @pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as s:
-        yield s
-
-
-@pytest.fixture
 def policies(tmp_path: Path) -> Path:
     d = tmp_path / "policies"
     d.mkdir()

@@ -11,21 +11,14 @@ import yaml
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 import cascade
-from cascade.testing import Reply, ScriptedServer
+from cascade.testing import Reply
 from cascade.wrap import AsyncWrapped, Wrapped, wrap
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 MSGS = [{"role": "user", "content": "Invoice INV-1, total 10"}]
 GOOD = json.dumps({"invoice_number": "INV-1", "total": 10})
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as s:
-        yield s
 
 
 @pytest.fixture

@@ -518,6 +518,28 @@ def test_the_writer_gathers_a_burst_of_records_into_one_batch(make_record: MakeR
     assert batches == [20]  # one write, not one per record
 
 
+def test_a_record_the_writer_cannot_queue_goes_to_overflow_or_is_counted(
+    make_record: MakeRecord,
+) -> None:
+    kept: list[list[CallRecord]] = []
+    writer = BatchWriter(
+        "test", lambda r, f: None, queue_size=0, batch_size=1, overflow=kept.append
+    )
+    record = make_record()
+    writer.add(record)  # no room in the deque: the overflow keeps it
+    assert kept == [[record]] and writer.dropped == 0
+    writer.close()
+
+    def full_disk(records: list[CallRecord]) -> None:
+        raise OSError("No space left on device")
+
+    writer = BatchWriter("test", lambda r, f: None, queue_size=0, batch_size=1, overflow=full_disk)
+    writer.add(make_record())  # nowhere to keep it: counted, not raised
+    writer.add(make_record())
+    assert writer.dropped == 2
+    writer.close()
+
+
 @pytest.mark.parametrize("end", ["flush", "close"])
 def test_flush_and_close_do_not_wait_for_the_batch_to_fill(
     make_record: MakeRecord, end: str

@@ -56,9 +56,9 @@ LINGER_S = 0.05
 class BatchWriter:
     """A bounded deque drained by one daemon thread that calls ``handler`` per batch.
 
-    ``submit`` never blocks and returns False when the deque is full or the writer closed
-    (the caller then spools the record itself). ``rescue`` receives what is left when the
-    writer must stop before handling everything (at exit, on SIGTERM).
+    ``submit`` never blocks and returns False when the deque is full or the writer closed;
+    ``add`` then hands the record to ``overflow`` (a spool) itself. ``rescue`` receives what
+    is left when the writer must stop before handling everything (at exit, on SIGTERM).
     """
 
     def __init__(
@@ -70,9 +70,11 @@ class BatchWriter:
         batch_size: int,
         linger_s: float = LINGER_S,
         rescue: Rescue | None = None,
+        overflow: Rescue | None = None,
     ):
         self._handler = handler
         self._rescue = rescue
+        self._overflow = overflow
         self._batch_size = batch_size
         self._linger_s = linger_s
         self._max = queue_size
@@ -104,6 +106,19 @@ class BatchWriter:
             self._wake.set()
         # Closed meanwhile: the caller saves the record too (stores ignore a repeated id).
         return not self._closed
+
+    def add(self, record: CallRecord) -> None:
+        """Queue the record, or give it to ``overflow`` when it cannot be queued; never blocks
+        on the handler, never raises (a record nowhere kept is counted in ``dropped``)."""
+        if self.submit(record):
+            return
+        try:
+            if self._overflow is None:
+                raise OSError("nowhere to keep it")
+            self._overflow([record])
+        except OSError as e:
+            self.dropped += 1
+            log.error("cascade.store_dropped", store=self._name, error=str(e), records=1)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is handled; False on timeout or when closed."""

@@ -138,6 +138,7 @@ class RedisStore:
             queue_size=queue_size,
             batch_size=batch_size,
             rescue=self.spool.rescue,
+            overflow=self.spool.append,
         )
 
     @property
@@ -159,13 +160,7 @@ class RedisStore:
 
     def add(self, record: CallRecord) -> None:
         """Queue the record; never blocks, never raises (a full queue spools it)."""
-        if self._writer.submit(record):
-            return
-        try:
-            self.spool.append([record])
-        except OSError as e:
-            self._writer.dropped += 1
-            log.error("cascade.store_dropped", url=self.url, error=str(e), records=1)
+        self._writer.add(record)
 
     def _send(self, records: list[CallRecord]) -> None:
         try:

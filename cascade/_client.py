@@ -227,11 +227,17 @@ class Cascade:
         """The task of a request that names none: the first policy whose ``match:`` it meets,
         else (unless ``discover=False``) a task discovered from its fingerprint, run under
         the discovery defaults. None when neither applies. ``model`` is the requested model."""
+        return (self._router or self.router()).route(messages, params, model)
+
+    def router(self) -> Router:
+        """The ``Router`` of ``route``, built on first use: it compiles every policy file (to
+        find the ``match:``es) and the discovery defaults. Raises ``PolicyError`` when the
+        defaults do not compile (a rung naming an unknown provider)."""
         if self._router is None:
             with self._lock:
-                if self._router is None:  # compiles every policy file, to find the match:es
+                if self._router is None:
                     self._router = Router.build(self.policies, self._discover, Policy.from_dict)
-        return self._router.route(messages, params, model)
+        return self._router
 
     def _begin(
         self, task: str | None, messages: Any, params: dict[str, Any]

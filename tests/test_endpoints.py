@@ -388,3 +388,98 @@ def test_the_schemas_describe_rungs_and_providers(capsys) -> None:
     assert "Rung" in schema["$defs"] and "AzureSpec" in schema["$defs"]
     assert main(["schema", "--providers"]) == 0
     assert json.loads(capsys.readouterr().out) == providers_json_schema()
+
+
+# -- discovered tasks: the defaults policy's rungs name providers as a policy's do ---------
+
+SYSTEM = "Extract the invoice total from the customer's message as JSON."
+DISCOVERED = [{"role": "system", "content": SYSTEM}, *MSGS]
+
+
+@pytest.fixture
+def discover(cheap: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """``discover: {mode: cascade, models: [cheap-local, gpt-4o]}``, each rung a provider."""
+    monkeypatch.setenv("CHEAP_KEY", CHEAP_KEY)
+    monkeypatch.setenv("STRONG_KEY", STRONG_KEY)
+    cheap.script("cheap-local", Reply("no json", prompt_tokens=1000, completion_tokens=0))
+    return {
+        "mode": "cascade",
+        "models": [
+            {"name": "cheap-local", "provider": "local", "price": {"input": 0.05, "output": 0.1}},
+            {"name": "gpt-4o", "provider": "big"},
+        ],
+        "validators": [{"type": "json_schema", "schema": SCHEMA}],
+    }
+
+
+def providers_of(cheap: ScriptedServer, strong: ScriptedServer) -> dict[str, Any]:
+    return {
+        "local": {"base_url": cheap.base_url, "api_key_env": "CHEAP_KEY", "max_retries": 0},
+        "big": {"base_url": strong.base_url, "api_key_env": "STRONG_KEY", "max_retries": 0},
+    }
+
+
+def assert_discovered_each_got_its_own(
+    cheap: ScriptedServer, strong: ScriptedServer, n: int = 1
+) -> None:
+    assert [r["model"] for r in cheap.calls()] == ["cheap-local"] * n
+    assert [r["model"] for r in strong.calls()] == ["gpt-4o"] * n
+    assert {r["_headers"]["authorization"] for r in cheap.calls()} == {f"Bearer {CHEAP_KEY}"}
+    assert {r["_headers"]["authorization"] for r in strong.calls()} == {f"Bearer {STRONG_KEY}"}
+
+
+@pytest.mark.parametrize("upstream_http", ["direct", "httpx"])
+def test_cascade_serve_runs_a_discovered_tasks_rungs_on_their_providers(
+    tmp_path, cheap, strong, nowhere, discover, upstream_http
+) -> None:
+    policies = tmp_path / "empty"
+    policies.mkdir()
+    config = ProxyConfig.model_validate(
+        {"upstream_http": upstream_http, "discover": discover,
+         "providers": providers_of(cheap, strong)}
+    )  # fmt: skip
+    c, up = proxy_cascade(policies, "memory://", config)
+    with ProxyServer(create_app(c, config, up)) as proxy:
+        client = openai.OpenAI(base_url=proxy.base_url, api_key="k", max_retries=0)
+        for _ in range(2):
+            reply = client.chat.completions.with_raw_response.create(
+                model="gpt-4o", messages=DISCOVERED
+            )
+            assert reply.headers["x-cascade-task"].startswith("extract-the-invoice-total-")
+            assert reply.headers["x-cascade-model"] == "gpt-4o"
+            assert reply.headers["x-cascade-escalated"] == "true"
+        client.close()
+    assert_discovered_each_got_its_own(cheap, strong, n=2)
+
+
+def test_a_discovered_task_in_cascade_mode_takes_providers_from_the_policies_dir(
+    tmp_path, cheap, strong, nowhere, discover
+) -> None:
+    policies = tmp_path / "p"
+    policies.mkdir()
+    providers = {"providers": providers_of(cheap, strong)}
+    (policies / "_providers.yaml").write_text(yaml.safe_dump(providers))
+    with cascade.Cascade(policies, store="memory://", discover=discover) as c:
+        result = c.run(None, DISCOVERED, model="gpt-4o")
+        with cascade.wrap(openai.OpenAI(api_key="sk-wrapped"), cascade=c) as client:
+            reply = client.chat.completions.with_raw_response.create(
+                model="gpt-4o", messages=DISCOVERED
+            )
+    assert (
+        result.escalated
+        and result.model == "gpt-4o"
+        and result.task == reply.headers["x-cascade-task"]
+    )
+    assert reply.headers["x-cascade-model"] == "gpt-4o"
+    assert_discovered_each_got_its_own(cheap, strong, n=2)
+
+
+def test_the_proxy_refuses_at_start_a_discover_rung_naming_an_unknown_provider(
+    tmp_path, nowhere
+) -> None:
+    # Not at config load: the provider may be named in the policies' _providers.yaml.
+    data = {"discover": {"models": [{"name": "gpt-4o-mini", "provider": "nowhere"}, "gpt-4o"]}}
+    (tmp_path / "empty").mkdir()
+    config = ProxyConfig.model_validate(data)
+    with pytest.raises(cascade.PolicyError, match="unknown provider 'nowhere'"):
+        proxy_cascade(tmp_path / "empty", "memory://", config)

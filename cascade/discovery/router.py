@@ -75,8 +75,9 @@ class Router:
         """A router over the policies of ``policies`` that declare ``match:`` (a file that does
         not compile is left out: naming its task still raises its error), with discovery as
         ``discover`` says: False (off), True (``DEFAULTS``), or policy fields over
-        ``DEFAULTS``; ``compile`` is ``Policy.from_dict``. Raises ``PolicyError`` for invalid
-        fields."""
+        ``DEFAULTS``; ``compile`` is ``Policy.from_dict``. The defaults' rungs may name the
+        providers of ``policies`` (``_providers.yaml``, the proxy's ``providers:``), as a
+        policy file's do. Raises ``PolicyError`` for invalid fields."""
         matching = []
         for task in policies.tasks():
             try:
@@ -86,7 +87,7 @@ class Router:
         if discover is False:
             return cls(matching)
         fields = {} if discover is True else dict(discover)
-        defaults = compile({**DEFAULTS, **fields}, task="discovered")
+        defaults = compile({**DEFAULTS, **fields}, task="discovered", providers=policies.providers)
         return cls(matching, defaults, fixed_models="models" in fields)
 
     def route(

@@ -34,7 +34,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
@@ -117,15 +116,17 @@ class ProxyConfig(BaseModel):
         "true: those defaults; false: requests no header, route or match names pass through.",
     )
 
-    @field_validator("discover")
-    @classmethod
-    def _compiles(cls, value: bool | dict[str, Any]) -> bool | dict[str, Any]:
-        if isinstance(value, dict):
+    @model_validator(mode="after")
+    def _discover_compiles(self) -> ProxyConfig:
+        if isinstance(self.discover, dict):
+            # A rung may name a provider of policies/_providers.yaml, which only the proxy
+            # reads (``proxy_cascade`` compiles the defaults again, with it, at start-up).
+            named = {**_unknown_providers(self.discover), **self.providers}
             try:
-                Policy.from_dict({**DEFAULTS, **value}, task="discovered")
+                Policy.from_dict({**DEFAULTS, **self.discover}, task="discovered", providers=named)
             except PolicyError as e:
-                raise ValueError(f"not a valid defaults policy: {e}") from None
-        return value
+                raise ValueError(f"discover: not a valid defaults policy: {e}") from None
+        return self
 
     def task_for(self, body: Mapping[str, Any]) -> str | None:
         """The task of a chat request from the routes, else ``default_task``, else None."""
@@ -143,6 +144,17 @@ class ProxyConfig(BaseModel):
     def key_checker(self) -> KeyChecker | None:
         """A constant-time checker of client keys, or None when no key is configured."""
         return KeyChecker(self.proxy_keys) if self.proxy_keys else None
+
+
+def _unknown_providers(fields: Mapping[str, Any]) -> dict[str, Endpoint]:
+    # The providers the defaults' rungs name, each a stand-in endpoint.
+    models = fields.get("models")
+    rungs = models if isinstance(models, list) else []
+    return {
+        r["provider"]: Endpoint()
+        for r in rungs
+        if isinstance(r, Mapping) and isinstance(r.get("provider"), str)
+    }
 
 
 class KeyChecker:

@@ -92,6 +92,7 @@ def proxy_cascade(
     where = policies or os.environ.get("CASCADE_POLICIES") or "policies"
     named = PolicySet(where, providers=config.providers)
     cascade = Cascade(named, store=store, transport=transport, discover=config.discover)
+    cascade.router()  # fails fast: a discover rung naming a provider that neither file names
     return cascade, upstream
 
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 MSGS = test_wrap.MSGS
 GOOD = test_wrap.GOOD
-server, policies = test_wrap.server, test_wrap.policies
+policies = test_wrap.policies  # the server fixture is conftest's
 
 
 class Invoice(pydantic.BaseModel):

@@ -121,7 +121,7 @@ class ProxyConfig(BaseModel):
         if isinstance(self.discover, dict):
             # A rung may name a provider of policies/_providers.yaml, which only the proxy
             # reads (``proxy_cascade`` compiles the defaults again, with it, at start-up).
-            named = {**_unknown_providers(self.discover), **self.providers}
+            named = {**_stand_ins(self.discover), **self.providers}
             try:
                 Policy.from_dict({**DEFAULTS, **self.discover}, task="discovered", providers=named)
             except PolicyError as e:
@@ -146,8 +146,9 @@ class ProxyConfig(BaseModel):
         return KeyChecker(self.proxy_keys) if self.proxy_keys else None
 
 
-def _unknown_providers(fields: Mapping[str, Any]) -> dict[str, Endpoint]:
-    # The providers the defaults' rungs name, each a stand-in endpoint.
+def _stand_ins(fields: Mapping[str, Any]) -> dict[str, Endpoint]:
+    # An endpoint for each provider the defaults' rungs name, standing in for one that
+    # _providers.yaml may define: only the rest of ``discover:`` is checked at load.
     models = fields.get("models")
     rungs = models if isinstance(models, list) else []
     return {

@@ -32,7 +32,6 @@ import timeit
 from pathlib import Path
 from typing import Any
 
-from cascade.recording import features
 from cascade.routing import Example, fit
 from cascade.routing.fit import auc
 from cascade.routing.learned import hashed, message_text
@@ -80,7 +79,7 @@ def _example(i: int, row: dict[str, Any], threshold: float) -> Example:
     up = cheap["raw_confidence"] < threshold
     return Example(
         id=str(i),
-        hashes=tuple(hashed(message_text(messages), features(messages, ()))),
+        hashes=tuple(hashed(message_text(messages), sum(len(m["content"]) for m in messages))),
         escalated=up,
         weight=1.0,
         cheap_cost=cheap["cost_usd"],
@@ -148,14 +147,14 @@ def scoring(data: Path) -> None:
     rows = _rows(data / "recorded" / "triviaqa_qwen_oai_train.jsonl")
     examples = [_example(i, r, 0.5) for i, r in enumerate(rows)]
     model = fit(examples, task="bench", buckets=1000)
-    base = rows[0]["user_prompt"] + " "
+    corpus = " ".join(r["user_prompt"] for r in rows)  # distinct words, as real text has
     print("## scoring one call, 1,000-bucket model (best of 5 x 500 calls)\n")
     ref = min(timeit.repeat(lambda: sum(range(1000)), number=500, repeat=5)) / 500
     print(f"reference: sum(range(1000)) takes {ref * 1e6:.1f} µs on this machine now\n")
     print("| user message | µs per call |")
     print("|---|---|")
-    for chars in (300, 1000, 4000, 16000):
-        text = (base * (chars // len(base) + 1))[:chars]
+    for chars in (200, 4000, 100_000):
+        text = (corpus * (chars // len(corpus) + 1))[:chars]
         messages = [{"role": "system", "content": "Answer."}, {"role": "user", "content": text}]
         best = min(timeit.repeat(lambda m=messages: model.of_messages(m), number=500, repeat=5))
         print(f"| {chars:,} chars | {best / 500 * 1e6:.1f} |")

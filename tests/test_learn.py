@@ -15,8 +15,10 @@ from cascade.cli import main
 from cascade.evals import write_learned
 from cascade.exceptions import PolicyError
 from cascade.policy import Policy, PolicySet
+from cascade.recording import features, render_input
 from cascade.report import build_report, render
 from cascade.routing import StartModel, examples_of, fit, held_out
+from cascade.routing.learned import VERSION, hashed, message_text, stored_text
 from cascade.stores import store_from_url
 from cascade.testing import ScriptedServer
 
@@ -90,7 +92,7 @@ def test_learn_write_then_those_inputs_start_strong_and_others_cheap(
     assert "AUC 1.000" in out
     assert "money saved on the held-out calls: $" in out
     model = StartModel.model_validate_json((policies / "_t.start.json").read_text())
-    assert (model.version, model.buckets, model.task) == (1, 1000, "t")
+    assert (model.version, model.buckets, model.task) == (VERSION, 1000, "t")
     text = (policies / "t.yaml").read_text()
     assert text.startswith(POLICY)  # every byte kept, comments included
     assert 'start_at:\n  - {model: "gpt-4o", learned: "_t.start.json", above: 0.9' in text
@@ -209,8 +211,8 @@ def _policy_with(tmp_path: Path, model: object) -> PolicySet:
     [
         (None, "start_at[0].learned: cannot read"),
         ("{not json", "invalid JSON"),
-        ({"version": 2, "task": "t", "buckets": 2, "bias": 0, "weights": [0, 0]}, "version"),
-        ({"version": 1, "task": "t", "buckets": 3, "bias": 0, "weights": [0, 0]}, "2 weights"),
+        ({"version": 1, "task": "t", "buckets": 2, "bias": 0, "weights": [0, 0]}, "fit it again"),
+        ({"version": 2, "task": "t", "buckets": 3, "bias": 0, "weights": [0, 0]}, "2 weights"),
     ],
 )
 def test_a_bad_model_file_is_a_policy_error_naming_the_file(
@@ -274,3 +276,41 @@ def test_bad_options_are_refused_before_anything_is_read(
         main(["learn", "--task", "t", "--store", "sqlite:////nonexistent/s.db", *option])
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def _live(messages: list[dict[str, str]]) -> set[int]:
+    return hashed(message_text(messages), sum(len(m["content"]) for m in messages))
+
+
+def test_the_fit_reads_a_stored_input_as_scoring_reads_the_live_one() -> None:
+    messages = [
+        {"role": "system", "content": "Classify the ticket."},
+        {"role": "user", "content": "Order 12345 of 2026-11-30, card 4111 1111 1111 1111: refund?"},
+        {"role": "assistant", "content": "Which order?"},
+        {"role": "user", "content": "The blue one, delivered on 03.12.2026 to room 7."},
+    ]
+    stored = render_input(messages, "redacted")
+    assert stored is not None and "[CARD]" in stored  # redaction did change the text
+    chars = features(messages, ())["chars"]
+    assert hashed(stored_text(stored), chars) == _live(messages)
+
+
+def test_scoring_reads_a_bounded_window_of_the_input() -> None:
+    head, tail = "alpha " * 60, " omega" * 60
+    plain = [{"role": "user", "content": head + "filler " * 10_000 + tail}]
+    trigger = [
+        {"role": "user", "content": head + "filler " * 5_000 + "refund " + "filler " * 4_999 + tail}
+    ]
+    assert len(plain[0]["content"]) == len(trigger[0]["content"])
+    assert _live(plain) == _live(trigger)  # the middle of a long input is not read
+    opened = [{"role": "user", "content": "refund " + plain[0]["content"][7:]}]
+    assert _live(opened) != _live(plain)  # its first words are (a template's instruction)
+    short = [{"role": "user", "content": "alpha refund omega"}]  # all of it is read
+    assert _live(short) != _live([{"role": "user", "content": "alpha return omega"}])
+
+
+def test_a_truncation_marker_is_not_read_as_words() -> None:
+    long = [{"role": "user", "content": "word " * 10_000}]
+    stored = render_input(long, "redacted")
+    assert stored is not None and "[truncated" in stored
+    assert "truncated" not in stored_text(stored)

@@ -95,7 +95,7 @@ def _example(record: CallRecord, cheap: str, strong: str) -> Example | None:
     text = stored_text(record.input) if record.input and record.input[:7] != "sha256:" else ""
     return Example(
         id=record.id,
-        hashes=tuple(hashed(text, record.features)),
+        hashes=tuple(hashed(text, int(record.features.get("chars") or 0))),
         escalated=escalated,
         weight=weight,
         cheap_cost=cheap_cost,

@@ -1,15 +1,18 @@
 """A learned start: P(escalate | input), fitted by ``cascade learn`` on the task's records.
 
 The model is a logistic regression over hashed features of the input: every word and
-two-word phrase of the user and assistant turns (their last ``TEXT_CHARS`` characters),
-the prompt's size (a power-of-two bucket of its characters), its language, and whether it
-holds code or JSON (``cascade.recording.features``, the facts the report groups by). Each
-feature is hashed (CRC-32, the same in every process) into one of ``buckets`` weights.
+two-word phrase of the user and assistant turns' first and last ``WINDOW`` characters, the
+input's size (a power-of-two bucket of its characters), its script (the block of its highest
+code point) and whether it holds code or JSON. Each feature is hashed (CRC-32, the same in
+every process) into one of ``buckets`` weights.
 
-Scoring is linear in the text it reads (one regex pass, CRC-32 of each word, a set, one
-weight per distinct feature: all C loops) and bounded by ``TEXT_CHARS``; it runs once per
-call, before the first model is asked. The file (``policies/_<task>.start.json``) is read
-and validated once, when the policy is loaded.
+``hashed`` is the one extractor: ``cascade learn`` reads a record's stored input through it
+and the engine a live request's messages, so the model scores what it was fitted on. It
+reads at most ``2 * WINDOW`` characters whatever the input's length (bytes.translate, split,
+CRC-32 per word, a set, one weight per distinct feature: all C loops), so scoring costs the
+same for a 200-character and a 100,000-character request; it runs once per call, before the
+first model is asked. The file (``policies/_<task>.start.json``) is read and validated once,
+when the policy is loaded.
 """
 
 from __future__ import annotations
@@ -18,21 +21,29 @@ import json
 import math
 import re
 import zlib
+from itertools import repeat
 from operator import xor
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..exceptions import PolicyError
-from ..recording import content_text, features
+from ..recording import content_text
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Mapping, Sequence
+    from collections.abc import Collection, Mapping, Sequence
     from pathlib import Path
 
 __all__ = [
-    "TEXT_CHARS",
     "VERSION",
+    "WINDOW",
     "StartModel",
     "hashed",
     "load_model",
@@ -40,12 +51,22 @@ __all__ = [
     "stored_text",
 ]
 
-VERSION: Literal[1] = 1
-TEXT_CHARS = 4000  # the last characters of the user and assistant turns whose words count
-_WORD = re.compile(rb"[a-z\x80-\xff]+(?:'[a-z\x80-\xff]+)*")  # on UTF-8: non-ASCII letters too
-_MIX = 0x9E3779B1  # spreads the first word's hash before it is combined into a phrase's
+VERSION: Literal[2] = 2  # 2: words of a bounded window, no language guess (1 read 4,000 chars)
+WINDOW = 256  # characters read from each end of the user and assistant turns
+# On the UTF-8 of the lower-cased window: every ASCII byte that is not a letter becomes a
+# space, so ``split`` yields words (digits, punctuation, and with them numbers, dates and
+# the shapes of e-mail addresses go); bytes of non-ASCII letters stay in their words.
+_SPACES = bytes(
+    c if (0x61 <= c <= 0x7A or c >= 0x80) else 0x20 for c in range(256)
+)  # fmt: skip
+_PHRASE = 0x5BD1E995  # seeds a phrase's CRC-32 apart from its first word's own
 _ROLE = re.compile(r"(?m)^(system|developer|user|assistant|tool): ")
 _MASK = re.compile(r"\[[A-Z_]+\]")  # what redaction put in stored inputs: not the user's words
+_CUT = re.compile(r"…\[truncated \d+ chars\]$")  # a long stored input's end marker
+_CODE_LINE = re.compile(
+    r"\n[ \t]*(?:def|class|import|from|function|const|let|var|public|#include|SELECT)\b"
+)
+_CODE_END = re.compile(r"[;{}][ \t]*(?:\n|$)")
 _TURNS = ("user", "assistant")
 
 
@@ -55,7 +76,8 @@ def message_text(messages: Sequence[Mapping[str, Any]]) -> str:
 
 
 def stored_text(stored: str) -> str:
-    """The same text from a stored input (``role: content`` lines, maybe redacted)."""
+    """The same text from a stored input (``role: content`` lines, maybe redacted or cut)."""
+    stored = _CUT.sub("", stored)
     parts = _ROLE.split(stored)
     if len(parts) > 1:
         stored = "\n".join(
@@ -65,22 +87,27 @@ def stored_text(stored: str) -> str:
     return _MASK.sub(" ", stored)
 
 
-def _facts(feats: Mapping[str, Any]) -> Iterable[bytes]:
-    chars = int(feats.get("chars") or 0)
-    yield b"#size=%d" % min(chars.bit_length(), 24)
-    yield b"#language=" + str(feats.get("language", "none")).lower().encode()
-    yield b"#code" if feats.get("has_code") else b"#no-code"
-    yield b"#json" if feats.get("has_json") else b"#no-json"
-
-
-def hashed(text: str, feats: Mapping[str, Any]) -> set[int]:
-    """The distinct 32-bit hashes of an input's features (``text``: its user and assistant
-    turns; ``feats``: ``cascade.recording.features`` of its messages)."""
-    words = _WORD.findall(text[-TEXT_CHARS:].lower().encode("utf-8", "replace"))
+def hashed(text: str, chars: int) -> set[int]:
+    """The distinct 32-bit hashes of an input's features. ``text``: its user and assistant
+    turns (``message_text``, ``stored_text``); ``chars``: the characters of all its messages
+    (a record's ``features["chars"]``)."""
+    if len(text) > 2 * WINDOW:
+        text = text[:WINDOW] + "\n" + text[-WINDOW:]
+    words = text.lower().encode("utf-8", "replace").translate(_SPACES).split()
     h = list(map(zlib.crc32, words))
     found = set(h)
-    found.update(map(xor, map(_MIX.__mul__, h), h[1:]))  # two-word phrases
-    found.update(map(zlib.crc32, _facts(feats)))
+    found.update(map(zlib.crc32, words[1:], map(xor, h, repeat(_PHRASE))))  # two-word phrases
+    code = (
+        "```" in text
+        or "=>" in text
+        or _CODE_LINE.search(text) is not None
+        or _CODE_END.search(text) is not None
+    )
+    top = ord(max(text)) >> 8 if text else -1
+    found.add(zlib.crc32(b"#size=%d" % min(max(chars, 0).bit_length(), 24)))
+    found.add(zlib.crc32(b"#script=%d" % top))
+    found.add(zlib.crc32(b"#code" if code else b"#no-code"))
+    found.add(zlib.crc32(b"#json" if "{" in text and '"' in text else b"#no-json"))
     return found
 
 
@@ -89,7 +116,7 @@ class StartModel(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    version: Literal[1] = Field(description="The file format's version.")
+    version: int = Field(description="The file format's version.")
     task: str = Field(min_length=1)
     buckets: int = Field(ge=1, le=1 << 20, description="How many hashed feature weights.")
     bias: float
@@ -97,6 +124,16 @@ class StartModel(BaseModel):
     trained: dict[str, Any] = Field(
         default_factory=dict, description="What it was fitted on and its held-out metrics."
     )
+
+    @field_validator("version")
+    @classmethod
+    def _current(cls, version: int) -> int:
+        if version != VERSION:
+            raise ValueError(
+                f"version {version} model files hash other features than this cascade's "
+                f"(version {VERSION}): fit it again with `cascade learn --write`"
+            )
+        return version
 
     @model_validator(mode="after")
     def _sized(self) -> StartModel:
@@ -123,7 +160,11 @@ class StartModel(BaseModel):
 
     def of_messages(self, messages: Sequence[Mapping[str, Any]]) -> float:
         """P(escalate) of a request's messages (what the engine asks before a call)."""
-        return self.probability(hashed(message_text(messages), features(messages, ())))
+        texts = [content_text(m.get("content")) for m in messages]
+        turns = "\n".join(
+            t for m, t in zip(messages, texts, strict=True) if m.get("role") in _TURNS
+        )
+        return self.probability(hashed(turns, sum(map(len, texts))))
 
 
 def load_model(path: Path, *, policy: Path | None = None, field: str | None = None) -> StartModel:

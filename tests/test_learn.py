@@ -128,7 +128,7 @@ def test_learn_write_then_those_inputs_start_strong_and_others_cheap(
     cheap, strong, p = plain.cost_usd, routed.cost_usd, extras["gpt-4o"]["start_p"]
     assert pre.saved_usd == pytest.approx(cheap - (1 - p) * strong, rel=1e-6, abs=1e-15)
     table = render(report, "table")
-    assert "pre-routed (start_at): 1 calls started at a stronger rung" in table
+    assert "pre-routed (start_at): 1 call (all stored) started at a stronger rung" in table
     assert "would have escalated" in table and "money saved (estimated): $" in table
     assert json.loads(render(report, "json"))["tasks"][0]["pre_routed"]["learned"] == 1
 

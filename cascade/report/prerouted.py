@@ -7,11 +7,19 @@ it started cheap it would have cost the cheap attempt ``C`` and, with probabilit
 strong call on top; it cost the strong call ``S``: so it saved ``C - (1 - p)·S`` in money and
 ``Lc - (1 - p)·L`` in latency (negative when the cheap model would likely have passed). ``C``
 and ``Lc`` are the weighted means of the cheap rung's attempts in the same records (the calls
-that did start cheap). Rules have no probability: their savings are unknown.
+that did start cheap), unknown while no passing one was stored (the escalated ones alone
+would stand for every call). Rules have no probability: their savings are unknown.
+
+Every figure is estimated from the stored records the report read: a pre-routed call that
+passed was stored with probability ``sample_passes`` and stands for ``1 / p`` calls. The
+count carries its 95% interval (normal approximation to the Horvitz-Thompson estimate's
+variance, ``sum((1 - p) / p²)``, never below the records themselves) and the number of
+records behind it; with every call stored (``sample_passes: 1``) it is exact.
 """
 
 from __future__ import annotations
 
+import math
 import textwrap
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,9 +49,16 @@ class PreRouted:
     call started cheap to measure the cheap attempt by, or a cost unknown), resting on
     ``strong_usd`` / ``strong_latency_s`` (what they cost and took) and the cheap attempt's
     mean ``cheap_usd`` / ``cheap_latency_s`` over ``cheap_calls`` calls that started cheap.
+    ``records`` is how many stored records ``calls`` is estimated from, ``calls_low`` /
+    ``calls_high`` its 95% interval (equal to ``calls`` when every such call was stored);
+    ``cheap_records`` / ``cheap_passes`` the stored records of calls that started cheap and
+    how many of them passed.
     """
 
     calls: float
+    calls_low: float
+    calls_high: float
+    records: int
     learned: float
     would_escalate: float
     saved_usd: float | None
@@ -53,6 +68,8 @@ class PreRouted:
     cheap_usd: float | None
     cheap_latency_s: float | None
     cheap_calls: float
+    cheap_records: int
+    cheap_passes: int
 
 
 class PreRouteCollector:
@@ -60,6 +77,8 @@ class PreRouteCollector:
 
     def __init__(self) -> None:
         self.calls = self.learned = self.would = 0.0
+        self.variance = 0.0  # of the calls' estimate: sum of (1 - p) / p²
+        self.records = self.cheap_records = self.cheap_passes = 0
         self.strong_usd: float | None = 0.0
         self.strong_s = 0.0
         self.kept_usd = 0.0  # sum of w·(1 - p)·S
@@ -76,6 +95,8 @@ class PreRouteCollector:
         extra = record.extra
         if "start_at" in extra:
             self.calls += w
+            self.records += 1
+            self.variance += w * w - w
             p = extra.get("start_p")
             if not isinstance(p, int | float):
                 return
@@ -91,6 +112,8 @@ class PreRouteCollector:
             return
         cheap = record.attempts[0].model
         mine = [a for a in record.attempts if a.model == cheap]
+        self.cheap_records += 1
+        self.cheap_passes += not record.escalated
         self.cheap_n += w
         self.cheap_s += w * sum(a.latency_s for a in mine)
         if all(a.cost_usd is not None for a in mine):
@@ -105,7 +128,13 @@ def pre_routed_of(collectors: Iterable[PreRouteCollector]) -> PreRouted | None:
     if not calls:
         return None
     learned = sum(c.learned for c in cs)
+    records = sum(c.records for c in cs)
+    half = 1.96 * math.sqrt(sum(c.variance for c in cs))
+    cheap_records = sum(c.cheap_records for c in cs)
+    cheap_passes = sum(c.cheap_passes for c in cs)
     n, n_usd = sum(c.cheap_n for c in cs), sum(c.cheap_usd_n for c in cs)
+    if not cheap_passes:  # the escalated calls alone would stand for every call
+        n = n_usd = 0.0
     cheap_s = sum(c.cheap_s for c in cs) / n if n else None
     cheap_usd = sum(c.cheap_usd for c in cs) / n_usd if n_usd else None
     strong: float | None = 0.0
@@ -117,6 +146,9 @@ def pre_routed_of(collectors: Iterable[PreRouteCollector]) -> PreRouted | None:
     saved_s = None if cheap_s is None else learned * cheap_s - sum(c.kept_s for c in cs)
     return PreRouted(
         calls=calls,
+        calls_low=max(float(records), calls - half),
+        calls_high=calls + half,
+        records=records,
         learned=learned,
         would_escalate=sum(c.would for c in cs),
         saved_usd=saved_usd if learned else None,
@@ -126,7 +158,13 @@ def pre_routed_of(collectors: Iterable[PreRouteCollector]) -> PreRouted | None:
         cheap_usd=cheap_usd,
         cheap_latency_s=cheap_s,
         cheap_calls=n,
+        cheap_records=cheap_records,
+        cheap_passes=cheap_passes,
     )
+
+
+def _calls(n: float) -> str:
+    return f"{n:,.0f} call" if round(n) == 1 else f"{n:,.0f} calls"
 
 
 def pre_routed_lines(p: PreRouted | None, width: int) -> list[str]:
@@ -134,7 +172,14 @@ def pre_routed_lines(p: PreRouted | None, width: int) -> list[str]:
     if p is None:
         return []
     rules = p.calls - p.learned
-    head = f"pre-routed (start_at): {p.calls:,.0f} calls started at a stronger rung"
+    if p.calls_high - p.calls_low < 0.5:
+        count = f"{_calls(p.calls)} (all stored)"
+    else:
+        count = (
+            f"about {_calls(p.calls)} (95% {p.calls_low:,.0f}-{p.calls_high:,.0f}, "
+            f"estimated from {p.records:,} stored records)"
+        )
+    head = f"pre-routed (start_at): {count} started at a stronger rung"
     if rules:
         head += f", {rules:,.0f} by rules (their escalations and savings unknown)"
     out = [head]
@@ -145,13 +190,21 @@ def pre_routed_lines(p: PreRouted | None, width: int) -> list[str]:
             "escalated"
         )
         if p.saved_usd is None:
-            why = "no call started cheap" if p.cheap_usd is None else "a cost is unknown"
+            if not p.cheap_records:
+                why = "no stored call started cheap"
+            elif not p.cheap_passes:
+                why = (
+                    f"the {p.cheap_records:,} stored calls that started cheap all escalated: "
+                    "none that passed was stored to measure the cheap attempt by"
+                )
+            else:
+                why = "a cost is unknown"
             out.append(f"money saved: unknown ({why})")
         else:
             out.append(
                 f"money saved (estimated): ${p.saved_usd:.6g}: they cost ${p.strong_usd:.6g}; "
-                f"the cheap attempt averages ${p.cheap_usd:.6g} over {p.cheap_calls:,.0f} calls "
-                "that started cheap"
+                f"the cheap attempt averages ${p.cheap_usd:.6g} over about "
+                f"{_calls(p.cheap_calls)} that started cheap ({p.cheap_records:,} stored)"
             )
         if p.saved_latency_s is not None and p.cheap_latency_s is not None:
             out.append(

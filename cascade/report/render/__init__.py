@@ -66,11 +66,14 @@ are listed in the README's changelog)::
       },
       "pre_routed": {                                # only where start_at started calls up
         "calls": 40.0, "learned": 30.0,              # estimated calls; by a learned rule
+        "calls_low": 31.2, "calls_high": 48.8,       # the calls' 95% interval
+        "records": 12,                               # stored records they rest on
         "would_escalate": 28.5,                      # sum of the learned rule's start_p
         "saved_usd": 0.002 | null, "saved_latency_s": 12.1 | null,  # estimated, learned
         "strong_usd": 0.03 | null, "strong_latency_s": 36.0,  # what those calls cost, took
         "cheap_usd": 0.00005 | null, "cheap_latency_s": 0.4 | null,  # the cheap attempt's
-        "cheap_calls": 200.0                         # mean over calls that started cheap
+        "cheap_calls": 200.0,                        # mean over calls that started cheap
+        "cheap_records": 30, "cheap_passes": 10      # (stored; none passed: means null)
       }
     }
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cascade.events import Attempt, CallRecord, TaskDay, Verdict
-from cascade.report import aggregate
+from cascade.report import aggregate, render
 from cascade.report.collect import PatternCollector
 from cascade.report.patterns import Totals, normalise_reason, patterns_of
 from cascade.report.text import duplicate_groups, signature, terms_of
@@ -123,6 +123,17 @@ def test_categorical_features_with_their_rates() -> None:
     assert rates[("language", "en")] == pytest.approx(0.10)
     assert rates[("language", "de")] == pytest.approx(0.80)
     assert rates[("has_code", "false")] == pytest.approx(50 / 150)
+
+
+def test_a_script_fallback_reads_as_a_script_not_a_language() -> None:
+    # CLD2 unsure of short inputs says their script ("latin"): not the Latin language.
+    records = group(300, 30, language="en") + group(150, 130, language="latin")
+    report = aggregate(records, days_of(records))
+    table = render(report, "table")
+    assert "language=latin script" in table and "language=en" in table
+    (feature,) = [s for s in report.tasks[0].patterns.suggestions if s.kind == "feature"]
+    assert "inputs in latin script escalate" in feature.message
+    assert "language 'latin'" not in feature.message
 
 
 # --- planted triggers ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..recording import language_label
 from .charts import RED, bar_rows
 from .layout import UNKNOWN, card, e, interval, money, ms, number, page, pct, rate, table
 from .trend import trend_html
@@ -147,12 +148,16 @@ def _members(members: list[str], shown: int = 4) -> str:
                     else "")  # fmt: skip
 
 
+def _value(f: Mapping[str, Any]) -> str:
+    return language_label(str(f["value"])) if f["feature"] == "language" else str(f["value"])
+
+
 def _patterns(p: Mapping[str, Any]) -> str:
     parts = []
     if p["features"]:
         parts.append("<h3>Escalation rate by input feature</h3>" + table(
             ["feature", "value", "escalated", "rate"],
-            [[e(f["feature"]), e(f["value"]), e(f"{f['escalations']:,} of {number(f['calls'])}"),
+            [[e(f["feature"]), e(_value(f)), e(f"{f['escalations']:,} of {number(f['calls'])}"),
               e(_ci(f))] for f in p["features"]], numeric=(2, 3)))  # fmt: skip
     if p["terms"]:
         parts.append("<h3>Words that escalate more than the other inputs</h3>" + table(

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..events import CallRecord
-from .features import content_text, features, language
+from .features import SCRIPTS, content_text, features, language, language_label
 from .masks import redact
 
 if TYPE_CHECKING:
@@ -158,12 +158,14 @@ def _sha256(text: str) -> str:
 
 __all__ = [
     "REDACTED_INPUT_CHARS",
+    "SCRIPTS",
     "StoreInputs",
     "StoreMode",
     "build_record",
     "content_text",
     "features",
     "language",
+    "language_label",
     "redact",
     "render_input",
     "stored_output",

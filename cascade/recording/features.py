@@ -72,6 +72,17 @@ def language(text: str) -> str:
     return script if best else "none"
 
 
+SCRIPTS = frozenset(name for name, _ in _SCRIPTS)  # what ``language`` says when CLD2 is unsure
+
+
+def language_label(value: str) -> str:
+    """How a report shows a ``language`` value: a script fallback reads as a script (``latin
+    script``), so a short English input is not taken for Latin; codes as they are."""
+    if value in SCRIPTS:
+        return f"{value} script"
+    return "no letters" if value == "none" else value
+
+
 def _has_code(text: str) -> bool:
     return (
         "```" in text
@@ -105,4 +116,4 @@ def features(messages: Sequence[Mapping[str, Any]], attempts: Sequence[Attempt])
     }
 
 
-__all__ = ["content_text", "features", "language"]
+__all__ = ["SCRIPTS", "content_text", "features", "language", "language_label"]

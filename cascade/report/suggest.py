@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from ..recording import SCRIPTS, language_label
 from .associations import Claim
 from .collect import SIZE_BUCKETS, Bin, merged_reasons
 from .values import Suggestion
@@ -154,7 +155,11 @@ def suggestions(
     shown = [c for c in found.features if not c.token.startswith("size>=")][:2]
     for claim in shown:
         name, _, value = claim.token.partition("=")
-        who = f"in language '{value}'" if name == "language" else f"with {name}"
+        if name == "language":
+            label = language_label(value)
+            who = f"in {label}" if value in SCRIPTS else f"in language '{label}'"
+        else:
+            who = f"with {name}"
         saving, action = routed(claim)
         found_list.append(Suggestion(
             "feature",

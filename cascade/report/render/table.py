@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...recording import language_label
 from ..observation import observation_lines
 from ..prerouted import pre_routed_lines
 from ..suggest import span
@@ -80,7 +81,8 @@ def _pattern_lines(p: Patterns) -> list[str]:
     if risky:
         lines.append("  escalation rate by input feature (estimated calls, 95%):")
         for f in sorted(risky, key=lambda f: -f.rate_low)[:6]:
-            label = clip(f"{f.feature}={f.value}", 30)
+            value = language_label(f.value) if f.feature == "language" else f.value
+            label = clip(f"{f.feature}={value}", 30)
             lines.append(
                 f"    {label:<30} {f.calls:>9,.0f} calls {f.rate:>6.1%} "
                 f"{span(f.rate_low, f.rate_high):>8}"

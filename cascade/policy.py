@@ -319,6 +319,11 @@ class PolicySet:
         self._lock = threading.Lock()
 
     @property
+    def validators(self) -> Mapping[str, Any]:
+        """The extra validator types of this set, by name (beside the registry's)."""
+        return self._validators
+
+    @property
     def providers(self) -> Mapping[str, Endpoint]:
         """The named endpoints: the given ones and the directory's ``_providers.yaml``."""
         if self._providers is None:

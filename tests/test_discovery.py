@@ -152,6 +152,23 @@ def test_run_with_no_task_and_discovery_off_is_an_error(tmp_path: Path, server) 
         c.run(None, A)
 
 
+def test_discovery_defaults_may_use_the_cascades_own_validator_types(
+    tmp_path: Path, server
+) -> None:
+    server.script("gpt-4o-mini", "no").script("gpt-4o", "yes")
+    c = cascade.Cascade(
+        tmp_path,
+        client=server.client(),
+        store="memory://",
+        validators={"says_yes": lambda completion: completion.text == "yes"},
+        discover={"mode": "cascade", "validators": [{"type": "says_yes"}]},
+    )
+    r = c.run(None, A, model="gpt-4o")
+    c.close()
+    assert (r.model, r.escalated) == ("gpt-4o", True)
+    assert "says_yes" in r.reasons[0]
+
+
 def test_names_of_schema_tasks_are_those_of_earlier_releases() -> None:
     # The schema's text is now written once per schema object; the digest must not change,
     # or every task with a response_format schema would be renamed on upgrade.

@@ -76,8 +76,9 @@ class Router:
         not compile is left out: naming its task still raises its error), with discovery as
         ``discover`` says: False (off), True (``DEFAULTS``), or policy fields over
         ``DEFAULTS``; ``compile`` is ``Policy.from_dict``. The defaults' rungs may name the
-        providers of ``policies`` (``_providers.yaml``, the proxy's ``providers:``), as a
-        policy file's do. Raises ``PolicyError`` for invalid fields."""
+        providers of ``policies`` (``_providers.yaml``, the proxy's ``providers:``) and their
+        validators its extra types (``Cascade(validators=...)``), as a policy file's may.
+        Raises ``PolicyError`` for invalid fields."""
         matching = []
         for task in policies.tasks():
             try:
@@ -87,7 +88,12 @@ class Router:
         if discover is False:
             return cls(matching)
         fields = {} if discover is True else dict(discover)
-        defaults = compile({**DEFAULTS, **fields}, task="discovered", providers=policies.providers)
+        defaults = compile(
+            {**DEFAULTS, **fields},
+            task="discovered",
+            providers=policies.providers,
+            validators=policies.validators,
+        )
         return cls(matching, defaults, fixed_models="models" in fields)
 
     def route(

@@ -65,3 +65,23 @@ def test_a_promoted_policy_loads_and_one_that_would_not_is_never_written(
     with pytest.raises(PolicyError, match="would not load"):
         promote(store, "u-abc123", tmp_path)
     assert not (tmp_path / "u-abc123.yaml").exists()
+
+
+def test_a_tool_task_gets_no_check_learnt_from_its_text_answers(
+    tmp_path: Path, make_record
+) -> None:
+    # Length bounds learnt from the agent's final text turns would reject its tool-call turns
+    # (no text); the request's own tools judge those.
+    store = store_from_url("memory://")
+    info = {"fingerprint": FP, "models": ["gpt-4o-mini", "gpt-4o"], "prompt": "p",
+            "tools": ["lookup"]}  # fmt: skip
+    for n in range(4):
+        record = make_record(task="agent-abc123")
+        strong = replace(record.attempts[-1], output="" if n % 2 else "The total is 10.",
+                         finish_reason="tool_calls" if n % 2 else "stop")  # fmt: skip
+        store.add(replace(record, attempts=(record.attempts[0], strong),
+                          extra={"discovered": info}))  # fmt: skip
+    done = promote(store, "agent-abc123", tmp_path)
+    assert done.answers == 4
+    assert Policy.load(done.path).spec.validators == []
+    assert "2 are tool calls, 2 text" in done.text

@@ -69,11 +69,11 @@ def upstream() -> Iterator[ScriptedServer]:
         yield s
 
 
-@pytest.fixture
-def proxy(upstream: ScriptedServer, tmp_path: Path) -> Iterator[Any]:
-    """``cascade serve`` with no policy at all, discovering tasks in cascade mode."""
+def serve(upstream: ScriptedServer, tmp_path: Path) -> Any:
+    """``cascade serve`` with no policy at all, discovering tasks in cascade mode; started
+    again on the same ``tmp_path``, it is the same deployment after a restart."""
     policies = tmp_path / "policies"
-    policies.mkdir()
+    policies.mkdir(exist_ok=True)
     config = ProxyConfig(proxy_keys=(KEY,), discover={"mode": "cascade"})
     store = f"sqlite:///{tmp_path / 'calls.db'}"
     c, up = proxy_cascade(
@@ -81,6 +81,12 @@ def proxy(upstream: ScriptedServer, tmp_path: Path) -> Iterator[Any]:
     )
     server = ProxyServer(create_app(c, config, up)).start()
     server.policies, server.store_url, server.cascade = policies, store, c  # type: ignore[attr-defined]
+    return server
+
+
+@pytest.fixture
+def proxy(upstream: ScriptedServer, tmp_path: Path) -> Iterator[Any]:
+    server = serve(upstream, tmp_path)
     yield server
     server.stop()
 
@@ -175,6 +181,44 @@ def test_a_promoted_policy_is_accepted_by_cascade_check(proxy, capsys) -> None:
     assert "number: required, present in 3 of 3 answers" in text
     assert main(["check", "--policies", str(proxy.policies)]) == 0
     assert main(["tasks", "promote", task, *where]) == 2  # exists: not replaced without --force
+
+
+INVOICE_SCHEMA = SCHEMA_FORMAT["json_schema"]["schema"]
+SAVE = {"type": "function", "function": {"name": "save_invoice", "parameters": INVOICE_SCHEMA}}
+
+
+def test_a_promoted_tool_task_keeps_the_requests_own_checks(upstream, tmp_path) -> None:
+    # A tool call's answer is no text to learn from: the policy has no inferred validator
+    # (one learnt from text would reject its tool-call turns), the request's tools judge it.
+    server = serve(upstream, tmp_path)
+    try:
+        with client(server) as c:
+            first = c.chat.completions.with_raw_response.create(
+                model="gpt-4o", messages=messages("INV-1, 10 (call an unknown tool)"), tools=[SAVE]
+            )
+        task = first.headers["x-cascade-task"]
+        server.cascade.store.flush()
+        where = ["--store", server.store_url, "--policies", str(server.policies)]
+        assert main(["tasks", "promote", task, *where]) == 0
+    finally:
+        server.stop()
+    text = (server.policies / f"{task}.yaml").read_text()
+    assert "validators: []" in text and "tools (save_invoice)" in text
+    assert "1 are tool calls, 0 text" in text
+    assert main(["check", "--policies", str(server.policies)]) == 0
+    # Restarted, the promoted policy takes the task's requests (observe: the strong model
+    # answers).
+    server = serve(upstream, tmp_path)
+    try:
+        with client(server) as c:
+            again = c.chat.completions.with_raw_response.create(
+                model="gpt-4o", messages=messages("INV-2, 20 (call an unknown tool)"), tools=[SAVE]
+            )
+    finally:
+        server.stop()
+    assert again.headers["x-cascade-task"] == task
+    assert again.headers["x-cascade-model"] == "gpt-4o"
+    assert again.parse().choices[0].message.tool_calls[0].function.name == "save_invoice"
 
 
 # -- third-party clients ---------------------------------------------------------------------

@@ -4,9 +4,11 @@ The policy matches the task's requests by their fingerprint, climbs the ladder i
 were observed on, starts in ``mode: observe`` (so promoting changes no answer), and checks
 what the strong model's answers had in common: a JSON schema when nearly all are JSON objects
 (keys present in nearly all of them required, their types, an enum for a small set of string
-values), a ``match:`` regex when they are a small set of labels, else length bounds. Each
-inference is written with a comment saying how many answers it rests on. The file is compiled
-before it is written: a policy that would not load is never written.
+values), a ``match:`` regex when they are a small set of labels, else length bounds; none for
+a task whose requests offer tools, which the request's own checks judge (a check learnt from
+its text answers would reject its tool-call turns). Each inference is written with a comment
+saying how many answers it rests on. The file is compiled before it is written: a policy
+that would not load is never written.
 """
 
 from __future__ import annotations
@@ -59,6 +61,25 @@ def strong_answers(records: list[CallRecord], strongest: str | None) -> list[str
             if usable and a.model == model and a.purpose == "answer":
                 out.append(a.output)
     return out
+
+
+def _strong_tool_calls(records: list[CallRecord], strongest: str | None) -> int:
+    """How many answers of the strongest model in ``records`` were tool calls (a record
+    keeps no call's arguments, only that the answer ended in them)."""
+    return sum(
+        a.error is None and a.finish_reason == "tool_calls"
+        and a.model == (strongest or r.model) and a.purpose == "answer"
+        for r in records for a in r.attempts
+    )  # fmt: skip
+
+
+def _tool_notes(tools: list[str], texts: int, calls: int) -> list[str]:
+    return [
+        f"no inferred validator: its requests offer tools ({', '.join(tools)}), and every",
+        "  call is checked against their names and parameters (derive: the request's own",
+        "  checks); a check inferred from text answers would reject its tool-call turns",
+        f"  (of the strong model's recorded answers, {calls} are tool calls, {texts} text)",
+    ]
 
 
 def _type_of(value: Any) -> str:
@@ -130,19 +151,27 @@ def promote(
     if not isinstance(info, dict) or not info.get("fingerprint"):
         raise CascadeError(f"{task}: no recorded call of a discovered task by that name")
     models = [str(m) for m in info.get("models") or ()]
-    answers = strong_answers(records, models[-1] if models else None)
-    if not answers:
+    strongest = models[-1] if models else None
+    answers = strong_answers(records, strongest)
+    tools = [str(t) for t in info.get("tools") or ()]
+    calls = _strong_tool_calls(records, strongest) if tools else 0
+    if not answers and not calls:
         raise CascadeError(
             f"{task}: no recorded answer of the strong model yet (observe mode records them)"
         )
-    validators, notes = infer_validators(answers)
+    validators: list[dict[str, Any]]
+    if tools:
+        validators, notes = [], _tool_notes(tools, len(answers), calls)
+    else:
+        validators, notes = infer_validators(answers)
+    read = len(answers) + calls
     path = Path(directory) / f"{task}.yaml"
     if path.exists() and not force:
         raise CascadeError(f"{path} exists; pass --force to replace it")
     prompt = str(info.get("prompt") or "")[:100]
     header = [
         f"Promoted from the discovered task {task} by `cascade tasks promote`,",
-        f"from {len(answers)} recorded answers of {models[-1] if models else 'the strong model'}.",
+        f"from {read} recorded answers of {strongest or 'the strong model'}.",
         f"match: the fingerprint of its requests (system prompt, masked: {prompt!r};",
         f"  tools: {info.get('tools') or []}; requested model: {info.get('model')}).",
         "mode: observe, so that promoting changes no answer; switch when `cascade tasks`",
@@ -165,4 +194,4 @@ def promote(
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-    return Promotion(path, text, len(answers))
+    return Promotion(path, text, read)

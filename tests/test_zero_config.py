@@ -187,6 +187,61 @@ INVOICE_SCHEMA = SCHEMA_FORMAT["json_schema"]["schema"]
 SAVE = {"type": "function", "function": {"name": "save_invoice", "parameters": INVOICE_SCHEMA}}
 
 
+def tasks(proxy: Any, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, Any]]:
+    """``cascade tasks --format json`` of the proxy's store, by task."""
+    proxy.cascade.store.flush()
+    capsys.readouterr()  # the calls' log lines
+    assert main(["tasks", "--store", proxy.store_url, "--policies", str(proxy.policies),
+                 "--format", "json"]) == 0  # fmt: skip
+    return {r["task"]: r for r in json.loads(capsys.readouterr().out)["tasks"]}
+
+
+def test_openai_sdk_responses_calls_escalate_on_their_own_format_and_tools(proxy, upstream) -> None:
+    text = {"format": {"type": "json_schema", "name": "invoice", "strict": True,
+                       "schema": INVOICE_SCHEMA}}  # fmt: skip
+    tool = {"type": "function", "name": "save_invoice", "parameters": INVOICE_SCHEMA}
+    with client(proxy) as c:
+        formatted = c.responses.with_raw_response.create(
+            model="gpt-4o", instructions=SYSTEM, input="Invoice INV-1 over 10 EUR", text=text
+        )
+        tooled = c.responses.with_raw_response.create(
+            model="gpt-4o", instructions=SYSTEM, input="INV-1, 10 (call an unknown tool)",
+            tools=[tool],
+        )  # fmt: skip
+    assert json.loads(formatted.parse().output_text) == GOOD
+    assert "response_format: schema" in formatted.headers["x-cascade-reasons"]
+    (call,) = tooled.parse().output
+    assert (call.type, call.name) == ("function_call", "save_invoice")  # type: ignore[union-attr]
+    assert json.loads(call.arguments) == GOOD  # type: ignore[union-attr]
+    assert "not one of the request's tools" in tooled.headers["x-cascade-reasons"]
+    assert formatted.headers["x-cascade-task"].startswith("extract-the-invoice-fields-")
+    assert tooled.headers["x-cascade-task"] != formatted.headers["x-cascade-task"]  # other tools
+    # Every rung asked on the upstream's chat completions, cheap first.
+    assert [(r["_path"], r["model"]) for r in upstream.requests] == [
+        ("/v1/chat/completions", m) for m in ("gpt-4o-mini", "gpt-4o") * 2
+    ]
+
+
+def test_a_restart_keeps_the_discovered_names_and_the_counts_add_up(
+    upstream, tmp_path, capsys
+) -> None:
+    names = []
+    for n in (1, 2):  # the same deployment (policies, store) started twice
+        server = serve(upstream, tmp_path)
+        try:
+            with client(server) as c:
+                raw = c.chat.completions.with_raw_response.create(
+                    model="gpt-4o", messages=messages(f"Invoice INV-{n}"),
+                    response_format=SCHEMA_FORMAT,
+                )  # fmt: skip
+            names.append(raw.headers["x-cascade-task"])
+        finally:
+            server.stop()
+    assert names[0] == names[1]
+    rows = tasks(server, capsys)
+    assert (rows[names[0]]["calls"], rows[names[0]]["kind"]) == (2, "discovered")
+
+
 def test_a_promoted_tool_task_keeps_the_requests_own_checks(upstream, tmp_path) -> None:
     # A tool call's answer is no text to learn from: the policy has no inferred validator
     # (one learnt from text would reject its tool-call turns), the request's tools judge it.
@@ -236,7 +291,7 @@ def test_langchain_structured_output_escalates_on_the_requests_schema(proxy, ups
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydantic on litellm's own TypedDicts
-def test_litellm_escalates_on_the_requests_schema(proxy, upstream, monkeypatch) -> None:
+def test_litellm_escalates_on_the_requests_schema_and_tools(proxy, upstream, monkeypatch) -> None:
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no download at import
     litellm = pytest.importorskip("litellm")
     reply = litellm.completion(
@@ -244,11 +299,89 @@ def test_litellm_escalates_on_the_requests_schema(proxy, upstream, monkeypatch) 
         messages=messages("Invoice INV-1 over 10 EUR"), response_format=SCHEMA_FORMAT,
     )  # fmt: skip
     assert json.loads(reply.choices[0].message.content) == GOOD
-    assert [r["model"] for r in upstream.calls()] == ["gpt-4o-mini", "gpt-4o"]
+    tooled = litellm.completion(
+        model="openai/gpt-4o", api_base=proxy.base_url, api_key=KEY, tools=[SAVE],
+        messages=messages("INV-1, 10 (call an unknown tool)"),
+    )  # fmt: skip
+    (call,) = tooled.choices[0].message.tool_calls
+    assert (call.function.name, json.loads(call.function.arguments)) == ("save_invoice", GOOD)
+    assert [r["model"] for r in upstream.calls()] == ["gpt-4o-mini", "gpt-4o"] * 2
     # litellm keeps its clients (and their event loop) for the process: close them here.
     from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 
     asyncio.run(close_litellm_async_clients())
+
+
+def test_langchain_tool_calls_escalate_on_bad_arguments(proxy, upstream) -> None:
+    lc = pytest.importorskip("langchain_openai")
+    llm = lc.ChatOpenAI(model="gpt-4o", base_url=proxy.base_url, api_key=KEY, max_retries=0)
+    message = llm.bind_tools([SAVE["function"]], tool_choice="any").invoke(
+        messages("Invoice INV-1 over 10 EUR")
+    )
+    assert [(c["name"], c["args"]) for c in message.tool_calls] == [("save_invoice", GOOD)]
+    assert [r["model"] for r in upstream.calls()] == ["gpt-4o-mini", "gpt-4o"]
+
+
+def test_langchain_responses_api_structured_output_escalates(proxy, upstream) -> None:
+    lc = pytest.importorskip("langchain_openai")
+    llm = lc.ChatOpenAI(
+        model="gpt-4o", base_url=proxy.base_url, api_key=KEY, max_retries=0,
+        use_responses_api=True,
+    )  # fmt: skip
+    out = llm.with_structured_output(Invoice, method="json_schema").invoke(
+        messages("Invoice INV-1 over 10 EUR")
+    )
+    assert out == Invoice(**GOOD)
+    assert [(r["_path"], r["model"]) for r in upstream.requests] == [
+        ("/v1/chat/completions", "gpt-4o-mini"), ("/v1/chat/completions", "gpt-4o")
+    ]  # fmt: skip
+
+
+def agent_turn(good: bool) -> Any:
+    """``answer(good)``, except that once a tool has answered the turn is a text answer."""
+    first = answer(good)
+
+    def reply(request: dict[str, Any]) -> Reply:
+        if request["messages"][-1].get("role") == "tool":
+            return Reply("INV-1 totals 10 EUR.")
+        return first(request)
+
+    return reply
+
+
+async def test_openai_agents_sdk_escalates_an_unknown_tool_and_a_broken_output(tmp_path) -> None:
+    agents = pytest.importorskip("agents")
+    agents.set_tracing_disabled(True)
+    looked_up: list[float] = []
+
+    @agents.function_tool
+    def save_invoice(number: str, total: float) -> str:
+        """Save an invoice."""
+        looked_up.append(total)
+        return "saved"
+
+    with ScriptedServer() as upstream:
+        upstream.script("gpt-4o-mini", agent_turn(good=False))
+        upstream.script("gpt-4o", agent_turn(good=True))
+        server = serve(upstream, tmp_path)
+        try:
+            async with openai.AsyncOpenAI(base_url=server.base_url, api_key=KEY,
+                                          max_retries=0) as oc:  # fmt: skip
+                model = agents.OpenAIResponsesModel(model="gpt-4o", openai_client=oc)
+                clerk = agents.Agent(name="clerk", instructions=SYSTEM, tools=[save_invoice],
+                                     model=model)  # fmt: skip
+                done = await agents.Runner.run(clerk, "INV-1, 10 (call an unknown tool)")
+                typed = agents.Agent(name="typed", instructions=SYSTEM, output_type=Invoice,
+                                     model=model)  # fmt: skip
+                parsed = await agents.Runner.run(typed, "Invoice INV-1 over 10 EUR")
+        finally:
+            server.stop()
+        sent = [r["model"] for r in upstream.calls()]
+    assert looked_up == [10]  # the strong model's call, not the unknown tool
+    # The agent's last turn demands no tool: its text is the cheap model's, not escalated.
+    assert done.final_output == "INV-1 totals 10 EUR."
+    assert parsed.final_output == Invoice(**GOOD)
+    assert sent == ["gpt-4o-mini", "gpt-4o", "gpt-4o-mini", "gpt-4o-mini", "gpt-4o"]
 
 
 def test_instructor_tools_mode_escalates_on_bad_arguments(proxy, upstream) -> None:
@@ -271,6 +404,20 @@ async def test_pydantic_ai_output_tool_escalates_on_bad_arguments(proxy, upstrea
     # Its client is closed inside the test's event loop, so no socket outlives the test.
     async with openai.AsyncOpenAI(base_url=proxy.base_url, api_key=KEY, max_retries=0) as oc:
         model = OpenAIChatModel("gpt-4o", provider=OpenAIProvider(openai_client=oc))
+        agent = Agent(model, output_type=Invoice, system_prompt=SYSTEM, retries=0)
+        result = await agent.run("Invoice INV-1 over 10 EUR")
+    assert result.output == Invoice(**GOOD)
+    assert [r["model"] for r in upstream.calls()] == ["gpt-4o-mini", "gpt-4o"]
+
+
+async def test_pydantic_ai_responses_model_output_tool_escalates(proxy, upstream) -> None:
+    pytest.importorskip("pydantic_ai")
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIResponsesModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    async with openai.AsyncOpenAI(base_url=proxy.base_url, api_key=KEY, max_retries=0) as oc:
+        model = OpenAIResponsesModel("gpt-4o", provider=OpenAIProvider(openai_client=oc))
         agent = Agent(model, output_type=Invoice, system_prompt=SYSTEM, retries=0)
         result = await agent.run("Invoice INV-1 over 10 EUR")
     assert result.output == Invoice(**GOOD)

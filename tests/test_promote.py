@@ -48,6 +48,10 @@ def test_promote_needs_a_discovered_task_with_strong_answers(tmp_path: Path, mak
         promote(store, "plain", tmp_path)
     with pytest.raises(CascadeError, match="not a task name"):
         promote(store, "../etc", tmp_path)
+    # Counted but never kept whole (a passing call outside the sample): says why.
+    store.add(make_record(task="quiet-abc123", escalated=False, sampled=False))
+    with pytest.raises(CascadeError, match="no call of that name is stored whole"):
+        promote(store, "quiet-abc123", tmp_path)
 
 
 def test_a_promoted_policy_loads_and_one_that_would_not_is_never_written(

@@ -147,6 +147,11 @@ def promote(
     if not _TASK_NAME.match(task):
         raise CascadeError(f"{task!r} is not a task name")
     records = list(store.records(task=task, limit=limit, newest_first=True))
+    if not records:
+        raise CascadeError(
+            f"{task}: no call of that name is stored whole (in cascade mode only escalated "
+            "calls and a sample of the passing ones are; observe mode stores every observed one)"
+        )
     info = next((r.extra["discovered"] for r in records if "discovered" in r.extra), None)
     if not isinstance(info, dict) or not info.get("fingerprint"):
         raise CascadeError(f"{task}: no recorded call of a discovered task by that name")

@@ -312,16 +312,11 @@ class PolicySet:
         providers: Mapping[str, Endpoint] | None = None,
     ) -> None:
         self.directory = Path(directory)
-        self._validators = dict(validators or {})
+        self.validators = dict(validators or {})
         self._given = dict(providers or {})
         self._providers: dict[str, Endpoint] | None = None
         self._cache: dict[str, Policy] = {}
         self._lock = threading.Lock()
-
-    @property
-    def validators(self) -> Mapping[str, Any]:
-        """The extra validator types of this set, by name (beside the registry's)."""
-        return self._validators
 
     @property
     def providers(self) -> Mapping[str, Endpoint]:
@@ -356,7 +351,7 @@ class PolicySet:
             if task in self._cache:
                 return self._cache[task]
             policy = Policy.load(
-                self._find(task), validators=self._validators, providers=self.providers
+                self._find(task), validators=self.validators, providers=self.providers
             )
             self._cache[task] = policy
             return policy

@@ -134,12 +134,31 @@ def _build(schema: Any, defs: dict[str, Any], refs: dict[str, Check], depth: int
         if builder is None:
             raise _Unsupported
         checks.append(builder(value, schema, defs, refs, depth))
+    return _all(checks)
+
+
+def _all(checks: list[Check]) -> Check:
+    """A check passing when every one of ``checks`` does: chained ``and`` for the usual two
+    or three (a generator per call costs more than the checks themselves)."""
     if not checks:
         return _always
     if len(checks) == 1:
         return checks[0]
-    first, *rest = checks
-    return lambda v: first(v) and all(c(v) for c in rest)
+    if len(checks) == 2:
+        a, b = checks
+        return lambda v: a(v) and b(v)
+    if len(checks) == 3:
+        a, b, c = checks
+        return lambda v: a(v) and b(v) and c(v)
+    every = tuple(checks)
+
+    def check(v: Any) -> bool:
+        for c in every:  # noqa: SIM110  # all() over a generator costs more than the checks
+            if not c(v):
+                return False
+        return True
+
+    return check
 
 
 def _always(v: Any) -> bool:
@@ -159,19 +178,22 @@ def _type(value: Any, *_: Any) -> Check:
 
 
 def _properties(value: Any, schema: Any, defs: Any, refs: Any, depth: int) -> Check:
-    subs = [(k, _build(s, defs, refs, depth + 1)) for k, s in value.items()]
+    subs = tuple((k, _build(s, defs, refs, depth + 1)) for k, s in value.items())
 
     def check(v: Any) -> bool:
         if not isinstance(v, dict):
             return True
-        return all(c(v[k]) for k, c in subs if k in v)
+        for k, c in subs:  # noqa: SIM110  # as in _all
+            if k in v and not c(v[k]):
+                return False
+        return True
 
     return check
 
 
 def _required(value: Any, *_: Any) -> Check:
     keys = tuple(value)
-    return lambda v: not isinstance(v, dict) or all(k in v for k in keys)
+    return lambda v: not isinstance(v, dict) or all(map(v.__contains__, keys))
 
 
 def _additional(value: Any, schema: Any, defs: Any, refs: Any, depth: int) -> Check:
@@ -188,7 +210,7 @@ def _items(value: Any, schema: Any, defs: Any, refs: Any, depth: int) -> Check:
     if "prefixItems" in schema:
         raise _Unsupported
     sub = _build(value, defs, refs, depth + 1)
-    return lambda v: not isinstance(v, list) or all(sub(x) for x in v)
+    return lambda v: not isinstance(v, list) or all(map(sub, v))
 
 
 def _enum_key(x: Any) -> Any:

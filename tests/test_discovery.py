@@ -12,6 +12,7 @@ import yaml
 
 import cascade
 from cascade.discovery import MatchSpec, Router, fingerprint, mask
+from cascade.discovery.fingerprint import _format_key, format_of
 from cascade.exceptions import PolicyError
 from cascade.policy import Policy, PolicySet
 from cascade.testing import ScriptedServer
@@ -192,4 +193,25 @@ def test_names_of_schema_tasks_are_those_of_earlier_releases() -> None:
     again = {"type": "json_schema", "json_schema": {"schema": reordered, "name": "invoice"}}
     assert fingerprint(messages, {"response_format": again}, "gpt-4o").task == (
         "extract-the-invoice-fields-490694"
+    )
+
+
+@pytest.mark.parametrize(
+    "rf",
+    [
+        {"type": "json_schema", "json_schema": {"name": 'facture é "n°"', "schema": {"a": [1]}}},
+        {"type": "json_schema", "json_schema": {"name": None, "schema": {"b": 1.0, "a": True}}},
+        {"type": "json_schema", "json_schema": {"name": 7, "schema": {"x": "\u2028"}}},
+        {"type": "json_schema", "json_schema": {"schema": {"y": None}}},
+        {"type": "json_schema", "json_schema": "not a mapping"},
+        {"type": "json_object"},
+        {"type": "text"},
+        "not a mapping",
+    ],
+)
+def test_the_format_key_is_the_format_written_as_json(rf: Any) -> None:
+    # The key is built from parts cached per schema object; it must be the text it stands
+    # for, or names of tasks would change.
+    assert _format_key(rf) == (
+        None if format_of(rf) is None else json.dumps(format_of(rf), sort_keys=True)
     )

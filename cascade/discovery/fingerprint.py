@@ -19,6 +19,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from ..validators import schema_text
@@ -45,6 +46,7 @@ _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\d+(?:[.,]\d+)*"), "<n>"),
 )
 _SPACE = re.compile(r"\s+")
+_quoted = encode_basestring_ascii
 _WORD = re.compile(r"[a-z0-9]+")
 _PLACEHOLDERS = frozenset({"url", "email", "quoted", "date", "id", "n"})
 _FILLER = frozenset({"you", "are", "a", "an", "as", "act", "your", "role", "is"})
@@ -109,9 +111,10 @@ def tool_names(tools: Any) -> tuple[str, ...]:
         return ()
     names = set()
     for tool in tools:
-        fn = tool.get("function") if isinstance(tool, Mapping) else None
-        name = fn.get("name") if isinstance(fn, Mapping) else None
-        if name is None and isinstance(tool, Mapping):
+        is_map = type(tool) is dict or isinstance(tool, Mapping)  # dicts skip the ABC test
+        fn = tool.get("function") if is_map else None
+        name = fn.get("name") if type(fn) is dict or isinstance(fn, Mapping) else None
+        if name is None and is_map:
             name = tool.get("name")  # the Responses API's flat function tools
         if isinstance(name, str):
             names.add(name)
@@ -137,11 +140,14 @@ def _format_key(response_format: Any) -> str | None:
     once per schema object (``schema_text``), not once per call."""
     if response_format is None:
         return None
-    if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
+    if (
+        type(response_format) is dict or isinstance(response_format, Mapping)
+    ) and response_format.get("type") == "json_schema":
         spec = response_format.get("json_schema")
-        if isinstance(spec, Mapping):
+        if type(spec) is dict or isinstance(spec, Mapping):
             name = spec.get("name")
-            named = json.dumps(name) if type(name) is str else json.dumps(name, sort_keys=True)
+            # json.dumps of a str is this C function's result, without dumps' own checks.
+            named = _quoted(name) if type(name) is str else json.dumps(name, sort_keys=True)
             return f'{{"name": {named}, "schema": {schema_text(spec.get("schema"))}}}'
     rf = format_of(response_format)
     return None if rf is None else json.dumps(rf, sort_keys=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..events import Verdict
+from ..events import Request, Verdict
 from ._compiled import cached_schema
 from ._json import loads
 from .schema import schema_error
@@ -18,26 +18,29 @@ from .structure import Structure, refusal_of
 from .tools import ToolCalls, forced_tool, tool_problems
 
 if TYPE_CHECKING:
-    from ..events import Completion, Request
-
-_NO_SCHEMA = object()
+    from ..events import Completion
 
 
 def response_schema(request: Request | Mapping[str, Any]) -> Any:
     """The JSON schema of a ``response_format: {type: json_schema}`` request (a Request or
     its parameters), ``{"type": "object"}`` for ``json_object``, or None when the request
     asks for no JSON."""
-    params = request if isinstance(request, Mapping) else request.params
+    return _schema_of(request.params if isinstance(request, Request) else request)
+
+
+def _schema_of(params: Mapping[str, Any]) -> Any:
+    # Plain dicts skip the ABC isinstance test: this runs on every request that has one.
     rf = params.get("response_format")
-    if not isinstance(rf, Mapping):
+    if type(rf) is not dict and not isinstance(rf, Mapping):
         return None
     kind = rf.get("type")
     if kind == "json_object":
         return _OBJECT
     if kind == "json_schema":
-        spec = rf.get("json_schema")
-        schema = spec.get("schema", _NO_SCHEMA) if isinstance(spec, Mapping) else _NO_SCHEMA
-        return True if schema is _NO_SCHEMA else schema  # no schema: any JSON value
+        spec = rf.get("json_schema")  # no schema: any JSON value (True)
+        if type(spec) is not dict and not isinstance(spec, Mapping):
+            return True
+        return spec.get("schema", True)
     return None
 
 
@@ -103,7 +106,7 @@ class FromRequest:
             if refused is not None:
                 failed.append(refused)
         if "response_format" in params and not calls:
-            schema = response_schema(request)
+            schema = _schema_of(params)
             if schema is not None:
                 problem, parsed = _json_answer(completion.text, schema)
                 if problem is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,7 +11,15 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from cascade.validators import schema_text
-from cascade.validators._compiled import cached_schema, compile_schema, fast_check
+from cascade.validators._compiled import (
+    _CACHE_SIZE,
+    _by_id,
+    _by_text,
+    _entry,
+    cached_schema,
+    compile_schema,
+    fast_check,
+)
 from cascade.validators.schema import schema_error
 
 KEYS = ["a", "b", "c"]
@@ -147,3 +156,25 @@ def test_a_freed_schema_does_not_lend_its_entry_to_another() -> None:
         compiled = cached_schema(schema)
         assert compiled.is_valid(True) is bool(i % 2), i
         del schema, compiled  # freed here (reference counting): its address is free
+
+
+def test_an_equal_schema_in_a_new_object_shares_the_copy_and_the_validator() -> None:
+    # The proxy decodes every request afresh: its equal schemas are not copied again.
+    schema = {"type": "object", "required": ["k"], "properties": {"k": {"type": "boolean"}}}
+    first = _entry(schema)
+    again = _entry(json.loads(json.dumps(schema)))
+    assert again[1] is first[1] and again[2] == first[2]
+    assert cached_schema(json.loads(json.dumps(schema))) is cached_schema(schema)
+    # Equal in Python (True == 1) is not the same schema: the text keeps them apart.
+    other = {"type": "object", "required": ["k"], "properties": {"k": {"const": True}}}
+    assert cached_schema(other).is_valid({"k": True})
+    assert not cached_schema({**other, "properties": {"k": {"const": 1}}}).is_valid({"k": True})
+
+
+def test_the_schema_caches_are_bounded() -> None:
+    # Schemas come from requests, so from anyone who calls the proxy.
+    for i in range(_CACHE_SIZE + 50):
+        cached_schema({"const": i})
+        schema_text({"enum": [i]})
+    assert len(_by_text) <= _CACHE_SIZE
+    assert len(_by_id) <= _CACHE_SIZE

@@ -11,7 +11,9 @@ check: why an answer fails is always jsonschema's words (``iter_errors``).
 first by the object's identity, confirmed by equality with a copy of what was compiled (a
 dict comparison, far cheaper than writing the schema out as JSON, and safe against a schema
 changed in place; the object is kept while cached, so its id is no other's), then by its
-canonical JSON text (``schema_text``); both caches are bounded, oldest out.
+canonical JSON text (``schema_text``), whose entry keeps the copy that an equal schema in a
+new object (the proxy decodes every request afresh) shares; both caches are bounded, oldest
+out.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ from ._schema_regex import check_patterns, linear
 Check = Callable[[Any], bool]
 
 _CACHE_SIZE = 256
-_by_text: OrderedDict[str, Any] = OrderedDict()
+# canonical text -> (a copy of the schema, its compiled validator or None yet)
+_by_text: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
 # id -> (the object, a copy of it, its canonical text, its compiled validator or None)
 _by_id: dict[int, tuple[Any, Any, str, Any]] = {}
 _lock = threading.Lock()
+# json.dumps(value, sort_keys=True) makes a new encoder per call; this one is made once.
+_CANONICAL = json.JSONEncoder(sort_keys=True)
 
 # Keywords the fast check ignores (annotations) and those it implements; any other keyword
 # anywhere in a schema leaves the whole schema to jsonschema.
@@ -322,10 +327,23 @@ def _entry(value: Any) -> tuple[Any, Any, str, Any]:
     found = _by_id.get(id(value))
     if found is not None and found[0] is value and found[1] == value:
         return found
-    text = json.dumps(value, sort_keys=True)
-    entry = (value, json.loads(text), text, _by_text.get(text))
+    text = _CANONICAL.encode(value)
+    # The copies are never changed, only compared: equal schemas may share one.
+    known = _by_text.get(text)
+    if known is None:
+        known = (json.loads(text), None)
+        _remember(text, known)
+    entry = (value, known[0], text, known[1])
     _keep(entry)
     return entry
+
+
+def _remember(text: str, known: tuple[Any, Any]) -> None:
+    with _lock:
+        _by_text[text] = known
+        _by_text.move_to_end(text)
+        if len(_by_text) > _CACHE_SIZE:
+            _by_text.popitem(last=False)
 
 
 def _keep(entry: tuple[Any, Any, str, Any]) -> None:
@@ -346,17 +364,14 @@ def cached_schema(schema: Any) -> Any:
     if entry[3] is not None:
         return entry[3]
     text = entry[2]
-    compiled = _by_text.get(text)
+    known = _by_text.get(text)
+    compiled = None if known is None else known[1]
     if compiled is None:
         try:
             compiled = compile_schema(schema)
         except ValueError as e:
             compiled = str(e)
-    with _lock:
-        _by_text[text] = compiled
-        _by_text.move_to_end(text)
-        if len(_by_text) > _CACHE_SIZE:
-            _by_text.popitem(last=False)
+    _remember(text, (entry[1], compiled))
     _keep((schema, entry[1], text, compiled))
     return compiled
 

@@ -63,6 +63,35 @@ MESSAGES = [
 ]
 
 
+# --compare-derive's third row: what an application's request often carries besides, a
+# system prompt of a few hundred characters and tools (answered in text, as here).
+LONG_SYSTEM = (
+    "You are the accounts assistant of ACME Ltd. Read the invoice the user pastes and return"
+    " its number, total and currency as JSON. Totals are decimal numbers without thousands"
+    " separators; currencies are ISO 4217 codes. Never invent a value that is not in the"
+    " text. When the invoice lists several totals, use the grand total after tax. Use the"
+    " tools only to look up a customer or convert a currency when the user asks for it."
+)
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {"type": "object", "properties": props, "required": list(props)},
+        },
+    }
+    for name, description, props in (
+        ("lookup_customer", "Find a customer by name.", {"name": {"type": "string"}}),
+        (
+            "convert_currency",
+            "Convert an amount to another currency.",
+            {"amount": {"type": "number"}, "to": {"type": "string"}},
+        ),
+    )
+]
+
+
 def pct(xs: list[float], q: float) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, int(q * len(s)))]
@@ -113,7 +142,8 @@ def compare_language(n: int, messages: list[dict[str, str]]) -> int:
 def compare_derive(n: int, messages: list[dict[str, str]]) -> int:
     """Own time per call before (a named task, ``derive: false``) and after (no task: the
     fingerprint names it; the request's own checks run), alternating call by call, for a
-    request without and with a ``response_format`` schema (sync only)."""
+    request without and with a ``response_format`` schema, and with a schema, tools and a
+    longer system prompt (sync only)."""
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     tmp = Path(tempfile.mkdtemp())
     (tmp / "invoice.yaml").write_text(yaml.safe_dump({**POLICY, "derive": False}))
@@ -124,18 +154,24 @@ def compare_derive(n: int, messages: list[dict[str, str]]) -> int:
         server.script("gpt-4o-mini", ANSWER)
         discover = {"mode": "cascade", "validators": POLICY["validators"]}
         c = cascade.Cascade(tmp, client=server.client(), store="memory://", discover=discover)
-        for label, params in (
-            ("no response_format", {}),
-            ("response_format", {"response_format": fmt}),
+        long = [{"role": "system", "content": LONG_SYSTEM}, *messages[1:]]
+        for label, msgs, params in (
+            ("no response_format", messages, {}),
+            ("response_format", messages, {"response_format": fmt}),
+            (
+                f"response_format + 2 tools, {len(LONG_SYSTEM)}-char system prompt",
+                long,
+                {"response_format": fmt, "tools": TOOLS},
+            ),
         ):
             own: dict[str, list[float]] = {"before": [], "after": []}
             for i in range(2 * (n + 200)):
                 side = "after" if i % 2 else "before"
                 t1 = time.perf_counter()
                 if side == "before":
-                    r = c.run("invoice", messages, **params)
+                    r = c.run("invoice", msgs, **params)
                 else:
-                    r = c.run(None, messages, model="gpt-4o", **params)
+                    r = c.run(None, msgs, model="gpt-4o", **params)
                 t2 = time.perf_counter()
                 assert r.ok and not r.escalated, r.reasons
                 if i >= 400:

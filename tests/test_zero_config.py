@@ -127,6 +127,26 @@ def test_openai_sdk_an_answer_breaking_the_requests_schema_escalates(proxy, upst
     assert [r["model"] for r in upstream.calls()] == ["gpt-4o-mini", "gpt-4o"]
 
 
+def test_a_400_from_the_cheap_rung_goes_on_to_the_requested_model(proxy, upstream) -> None:
+    # The Agents SDK sends reasoning_effort for the model it was given; a cheap rung the
+    # application never chose may refuse it. The requested model answers instead.
+    refusal = "Unsupported parameter: 'reasoning_effort' is not supported with this model."
+    upstream.fail("gpt-4o-mini", 400, message=refusal)
+    with client(proxy) as c:
+        raw = c.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=messages("Invoice INV-1 over 10 EUR"),
+            response_format=SCHEMA_FORMAT, reasoning_effort="low",
+        )  # fmt: skip
+        assert json.loads(raw.parse().choices[0].message.content) == GOOD
+        assert (raw.headers["x-cascade-model"], raw.headers["x-cascade-ok"]) == ("gpt-4o", "true")
+        upstream.fail("gpt-4o-mini", 400, message=refusal)
+        upstream.fail("gpt-4o", 400, message="Invalid value for 'temperature'.")
+        with pytest.raises(openai.BadRequestError, match="temperature"):  # its own 400
+            c.chat.completions.create(
+                model="gpt-4o", messages=messages("Invoice INV-2 over 12 EUR"), temperature=9
+            )
+
+
 def test_openai_sdk_a_call_of_an_unknown_tool_escalates(proxy, upstream) -> None:
     tool = {
         "type": "function",

@@ -25,7 +25,14 @@ if TYPE_CHECKING:
 # The ladder of discovered tasks when neither the defaults nor the request name a stronger
 # model than the cheap one.
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o")
-DEFAULTS: Mapping[str, Any] = {"models": list(DEFAULT_MODELS), "mode": "observe"}
+# A 400 is not fatal on a discovered task: the cheap rung is one the application never chose,
+# and may refuse what the requested model takes (``reasoning_effort``, a newer parameter); the
+# ladder goes on to the requested model, whose own 400 still reaches the client.
+DEFAULTS: Mapping[str, Any] = {
+    "models": list(DEFAULT_MODELS),
+    "mode": "observe",
+    "fatal_status": [401, 403],
+}
 # Discovered tasks whose compiled policy is kept; past this the least recently seen is
 # compiled again when it comes back (same name, same policy).
 _CACHE_SIZE = 10_000

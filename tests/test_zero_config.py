@@ -17,6 +17,7 @@ import openai
 import pydantic
 import pytest
 
+import cascade
 from cascade.cli import main
 from cascade.proxy import ProxyConfig, ProxyServer, create_app
 from cascade.proxy.server import proxy_cascade
@@ -182,6 +183,21 @@ def test_discovered_names_are_stable_and_cascade_tasks_counts_them(proxy, capsys
     assert rows[summary]["calls"] == 1
     assert main(["tasks", "--store", proxy.store_url, "--policies", str(proxy.policies)]) == 0
     assert invoice in capsys.readouterr().out
+
+
+def test_a_task_with_no_call_stored_whole_is_of_unknown_kind_and_mode(
+    upstream, tmp_path, capsys
+) -> None:
+    # Passing calls are only counted unless sampled: nothing stored says what the task was.
+    store = f"sqlite:///{tmp_path / 'calls.db'}"
+    discover = {"mode": "cascade", "sample_passes": 0}
+    c = cascade.Cascade(tmp_path, client=upstream.client(), store=store, discover=discover)
+    c.run(None, [{"role": "system", "content": "Say hi."}, {"role": "user", "content": "x"}])
+    c.close()
+    capsys.readouterr()
+    assert main(["tasks", "--store", store, "--policies", str(tmp_path), "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["tasks"]
+    assert (row["calls"], row["kind"], row["mode"]) == (1, "unknown", "unknown")
 
 
 def test_a_promoted_policy_is_accepted_by_cascade_check(proxy, capsys) -> None:

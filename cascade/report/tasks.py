@@ -24,13 +24,15 @@ __all__ = ["TaskRow", "render_tasks", "task_rows"]
 @dataclass(frozen=True, slots=True)
 class TaskRow:
     """One task of ``cascade tasks``. ``kind`` is ``discovered`` (named from its requests'
-    fingerprint) or ``configured`` (a policy file or a caller named it); ``cost_usd`` and
+    fingerprint), ``configured`` (a policy file or a caller named it) or ``unknown`` (no
+    policy file, and no call of it stored whole to say: its passes were only counted; ``mode``
+    is then ``unknown`` too); ``cost_usd`` and
     ``share`` are None when a model's price is unknown; the ``agreement`` (with its Wilson
     95% interval), ``projected_savings_pct`` and ``action``/``recommendation`` come from the
     observed calls (None and empty without any)."""
 
     task: str
-    kind: Literal["discovered", "configured"]
+    kind: Literal["discovered", "configured", "unknown"]
     calls: int
     cost_usd: float | None
     share: float | None
@@ -59,17 +61,22 @@ def task_rows(
         latest = next(iter(store.records(task=t.task, limit=1, newest_first=True)), None)
         found = latest.extra.get("discovered") if latest is not None else None
         discovered = isinstance(found, dict) and t.task not in named
+        kind: Literal["discovered", "configured", "unknown"] = (
+            "discovered" if discovered else "configured"
+        )
+        if latest is None and t.task not in named:
+            kind = "unknown"
         cost = t.cost_usd if t.costs_known else None
         obs = t.observation
         observed = obs is not None and obs.calls > 0
         rows.append(
             TaskRow(
                 task=t.task,
-                kind="discovered" if discovered else "configured",
+                kind=kind,
                 calls=t.calls,
                 cost_usd=cost,
                 share=None if cost is None or not total else cost / total,
-                mode=latest.mode if latest is not None else "-",
+                mode=latest.mode if latest is not None else "unknown",
                 escalation_rate=obs.escalation_rate if observed and obs else t.escalation_rate,
                 agreement=obs.agreement if obs else None,
                 agreement_low=obs.agreement_low if obs else None,

@@ -442,11 +442,20 @@ def start_proxy(
         proc = subprocess.Popen(command, stderr=sink, stdout=sink, text=True, env=env)
     children.append(proc)
     deadline = time.monotonic() + 60
-    while log.read_text().count("Application startup complete") < args.workers:
+    # With one worker uvicorn binds its port only after the application's startup: wait for
+    # both, or the first request may find nothing listening yet.
+    while not (
+        log.read_text().count("Application startup complete") >= args.workers and _listening(port)
+    ):
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"cascade serve did not start:\n{log.read_text()}")
         time.sleep(0.05)
     return proc.pid, port
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def stop(children: list[subprocess.Popen[str]]) -> None:

@@ -616,7 +616,11 @@ def _compare_derive(args: argparse.Namespace, tmp: Path) -> int:
             f" | {a.p(0.5) * 1e3:.3f} / {ms(a.p(0.99))} ms | {(a.p(0.5) - b.p(0.5)) * 1e3:.3f} ms |"
         )
     errors = sum(s.errors for r in rows for s in r[2:])
-    print(f"errors: {errors}")
+    worst = max(a.p(0.5) - b.p(0.5) for *_, b, a in rows)
+    print(
+        f"errors: {errors}   most added p50 {worst * 1e3:.3f} ms"
+        f" ({_verdict(worst <= 0.05e-3)}, <= 0.05 ms)   load average now {os.getloadavg()[0]:.2f}"
+    )
     return 0
 
 

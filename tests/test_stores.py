@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -533,10 +534,17 @@ def test_a_record_the_writer_cannot_queue_goes_to_overflow_or_is_counted(
     def full_disk(records: list[CallRecord]) -> None:
         raise OSError("No space left on device")
 
-    writer = BatchWriter("test", lambda r, f: None, queue_size=0, batch_size=1, overflow=full_disk)
-    writer.add(make_record())  # nowhere to keep it: counted, not raised
-    writer.add(make_record())
+    writer = BatchWriter(
+        "test", lambda r, f: None, queue_size=0, batch_size=1, overflow=full_disk,
+        url="redis://:***@cache:6379/0",
+    )  # fmt: skip
+    with structlog.testing.capture_logs() as logs:
+        writer.add(make_record())  # nowhere to keep it: counted, not raised
+        writer.add(make_record())
     assert writer.dropped == 2
+    (first, _) = [e for e in logs if e["event"] == "cascade.store_dropped"]
+    assert first["url"] == "redis://:***@cache:6379/0"  # which store, not only its kind
+    assert first["error"] == "No space left on device"
     writer.close()
 
 

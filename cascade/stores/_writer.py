@@ -71,8 +71,10 @@ class BatchWriter:
         linger_s: float = LINGER_S,
         rescue: Rescue | None = None,
         overflow: Rescue | None = None,
+        url: str | None = None,
     ):
         self._handler = handler
+        self._url = url  # the store's (password masked), named in what is logged
         self._rescue = rescue
         self._overflow = overflow
         self._batch_size = batch_size
@@ -118,7 +120,9 @@ class BatchWriter:
             self._overflow([record])
         except OSError as e:
             self.dropped += 1
-            log.error("cascade.store_dropped", store=self._name, error=str(e), records=1)
+            log.error(
+                "cascade.store_dropped", store=self._name, url=self._url, error=str(e), records=1
+            )
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is handled; False on timeout or when closed."""
@@ -164,7 +168,11 @@ class BatchWriter:
             self.dropped += len(records)
             with contextlib.suppress(Exception):
                 log.error(
-                    "cascade.store_dropped", store=self._name, records=len(records), error=str(e)
+                    "cascade.store_dropped",
+                    store=self._name,
+                    url=self._url,
+                    records=len(records),
+                    error=str(e),
                 )
 
     def _run(self) -> None:

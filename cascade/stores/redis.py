@@ -139,6 +139,7 @@ class RedisStore:
             batch_size=batch_size,
             rescue=self.spool.rescue,
             overflow=self.spool.append,
+            url=self.url,
         )
 
     @property

@@ -97,6 +97,7 @@ class SQLiteStore:
             batch_size=batch_size,
             rescue=self.spool.rescue,
             overflow=self.spool.append,
+            url=self.url,
         )
 
     @property

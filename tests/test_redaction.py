@@ -42,6 +42,12 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_w
         ("PASSWORD = 'pa ss'", "PASSWORD = '[SECRET]'"),
         ('{"password": "hunter 2", "n": 1}', '{"password": "[SECRET]", "n": 1}'),
         ("secret=abc client_secret=def", "secret=[SECRET] client_secret=[SECRET]"),
+        ('{"clientSecret": "abc def"}', '{"clientSecret": "[SECRET]"}'),
+        ("apiKey=xyz123 next", "apiKey=[SECRET] next"),
+        ("api-key: foo", "api-key: [SECRET]"),
+        ('{"access_token": "ya29.a0AfH6"}', '{"access_token": "[SECRET]"}'),
+        ("refreshToken=zzz; path=/", "refreshToken=[SECRET]; path=/"),
+        ('PRIVATE_KEY="-----BEGIN KEY-----"', 'PRIVATE_KEY="[SECRET]"'),
         (f"token {JWT} end", "token [SECRET] end"),
         # what was masked before still is
         ("mail bob.smith+x@mail.example.co.uk now", "mail [EMAIL] now"),
@@ -67,6 +73,8 @@ def test_masks(text: str, expected: str) -> None:
         "Order 12345 shipped on 2024-03-15 for 1,234.56 dollars",
         "ISBN 978-3-16-148410-0",
         "version 1.2.3-4 of eyJ",
+        "max_tokens=500, tokens: 1000",  # a count of tokens is not a token
+        "the key fields: monkey=banana",
     ],
 )
 def test_leaves_ordinary_text(text: str) -> None:
@@ -91,6 +99,9 @@ HOSTILE = {
     "password= repeated": "password=" * (N // 9),
     "password= then spaces": "password=" + " " * N,
     "unclosed quotes": 'password="' * (N // 10),
+    "camelCase keys": "aToken" * (N // 6),
+    "camelCase key then spaces": "aSecret" + " " * N,
+    "api_key= repeated": "api_key=" * (N // 8),
     "31-char tokens": ("a1" * 15 + "b ") * (N // 32),
     "iban prefixes": "DE89" * (N // 4),
     "spaced iban groups": "DE89 " + "3704 " * (N // 5),

@@ -27,9 +27,14 @@ _SECRET = re.compile(
     r"|\bAKIA[0-9A-Z]{16}\b"
     r"|(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]++\.[A-Za-z0-9_-]++\.[A-Za-z0-9_-]*+"
 )
-# password=..., passwd: ..., "secret": "...", client_secret=...: the value, not the key.
+# password=..., passwd: ..., "secret": "...", client_secret=..., api_key=..., "access_token":
+# "...", and their camelCase forms (clientSecret, apiKey, accessToken): the value, not the key.
+# A key starts where a word starts, or at the capital of a camelCase part; "tokens" (a count,
+# as in max_tokens) is not a token.
 _ASSIGNED = re.compile(
-    r"(?i)((?<![a-z])(?:password|passwd|pwd|secret)[a-z0-9_-]{0,24}+\"?\s*+[:=]\s*+)"
+    r"((?:(?<![A-Za-z])(?i:password|passwd|pwd|secret|token(?!s)|api[_-]?key|access[_-]?key"
+    r"|private[_-]?key)|(?<=[a-z])(?:Password|Passwd|Pwd|Secret|Token(?!s)|Key))"
+    r"(?i:[a-z0-9_-]{0,24}+)\"?\s*+[:=]\s*+)"
     r"(?:(\")[^\"\n]*+\"|(')[^'\n]*+'|[^\s\"',;&]++)"
 )
 _LONG_TOKEN = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{32,}+={0,2}")
@@ -132,7 +137,9 @@ def redact(text: str) -> str:
 
     Masked: ``[SECRET]`` for Bearer tokens (any case), OpenAI ``sk-`` keys, Slack
     ``xox[abpr]-`` tokens, AWS ``AKIA`` keys, JWTs, the values of ``password``/``passwd``/
-    ``pwd``/``secret`` assignments, and long tokens mixing letters and digits; ``[EMAIL]``;
+    ``pwd``/``secret``/``token``/``api_key``/``access_key``/``private_key`` assignments (and
+    camelCase keys ending so: ``clientSecret``, ``apiKey``), and long tokens mixing letters
+    and digits; ``[EMAIL]``;
     ``[IBAN]`` (mod-97 checked); ``[CARD]`` (Luhn checked); ``[SSN]`` (US, ``123-45-6789``);
     ``[PHONE]`` (with a country code, with or without separators, or 10+ digits in groups).
     Linear in ``len(text)``.
@@ -140,7 +147,7 @@ def redact(text: str) -> str:
     lowered = text.lower()
     if "bearer" in lowered or "sk-" in text or "xox" in text or "AKIA" in text or "eyJ" in text:
         text = _SECRET.sub("[SECRET]", text)
-    if "pass" in lowered or "pwd" in lowered or "secret" in lowered:
+    if any(map(lowered.__contains__, ("pass", "pwd", "secret", "token", "key"))):
         text = _ASSIGNED.sub(_assigned, text)
     text = _IBAN.sub(_iban, text)
     text = _LONG_TOKEN.sub(_long_token, text)

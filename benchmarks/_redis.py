@@ -32,9 +32,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(dump: Path | None = None) -> Iterator[RedisServer]:
     """Start redis-server (no persistence) and stop it on exit.
 
+    ``dump``: an RDB file (from ``SAVE``) the server starts with, copied, never written.
     Raises SystemExit with a message when redis-server is not installed.
     """
     binary = shutil.which("redis-server")
@@ -42,6 +43,8 @@ def redis_server() -> Iterator[RedisServer]:
         raise SystemExit("redis-server is not installed (apt-get install -y redis-server)")
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
+        if dump is not None:
+            shutil.copyfile(dump, Path(tmp) / "dump.rdb")
         process = subprocess.Popen(
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", tmp],
@@ -49,12 +52,12 @@ def redis_server() -> Iterator[RedisServer]:
         )  # fmt: skip
         try:
             client = redis.Redis(port=port)
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 120  # loading a large dump takes a while
             while True:
                 try:
                     client.ping()
                     break
-                except redis.ConnectionError:
+                except redis.ConnectionError:  # also while loading a dump
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.05)

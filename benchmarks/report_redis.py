@@ -9,6 +9,8 @@ per call.
 
     python benchmarks/report_redis.py                  # 1,000,000 calls
     python benchmarks/report_redis.py --n 200000 --sample 5000
+    python benchmarks/report_redis.py --dump /tmp/1m.rdb   # keep the loaded store
+    python benchmarks/report_redis.py --from-dump /tmp/1m.rdb --n 1000000   # no loading
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import argparse
 import json
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from _redis import redis_server
 
@@ -117,21 +121,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="calls to load")
     parser.add_argument("--sample", type=int, default=None, help="pass --sample N to the report")
+    parser.add_argument(
+        "--dump", type=Path, default=None, metavar="FILE",
+        help="save the loaded store here (an RDB file) for --from-dump",
+    )  # fmt: skip
+    parser.add_argument(
+        "--from-dump", type=Path, default=None, metavar="FILE",
+        help="start from a store saved by --dump instead of loading (give the same --n; "
+        "the memory figures are then of the whole store)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    with redis_server() as server:
+    with redis_server(args.from_dump) as server:
         client, url, tmp = server.client, server.url, server.directory
-        before = int(client.info("memory")["used_memory"])
-        store = RedisStore(url, spool=tmp / "spool")
+        before = 0 if args.from_dump else int(client.info("memory")["used_memory"])
         t0 = time.perf_counter()
-        loaded = 0
-        for chunk in calls(args.n):
-            store._send(chunk)  # the store's own script and pipeline, synchronously
-            loaded += len(chunk)
-            print(f"\rloaded {loaded:,}", end="", file=sys.stderr)
-        print(file=sys.stderr)
+        if args.from_dump is None:
+            store = RedisStore(url, spool=tmp / "spool")
+            loaded = 0
+            for chunk in calls(args.n):
+                store._send(chunk)  # the store's own script and pipeline, synchronously
+                loaded += len(chunk)
+                print(f"\rloaded {loaded:,}", end="", file=sys.stderr)
+            print(file=sys.stderr)
+            store.close()
         t_load = time.perf_counter() - t0
-        store.close()
         after = int(client.info("memory")["used_memory"])
+        if args.dump is not None:
+            client.save()
+            shutil.copyfile(tmp / "dump.rdb", args.dump)
         stored = sum(int(client.xlen(f"cascade:records:{t}")) for t in TASKS)
         streams = sum(
             int(client.memory_usage(f"cascade:records:{t}", samples=0) or 0) for t in TASKS
@@ -152,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     assert overall["calls"] == args.n, overall["calls"]
     delta = after - before
     rows = [
-        ("calls loaded (3 tasks, 10 days)", f"{args.n:,} in {t_load:.0f} s"),
+        ("calls loaded (3 tasks, 10 days)", f"{args.n:,} in {t_load:.0f} s"
+         + (" (from a dump)" if args.from_dump else "")),
         ("records kept whole (stream entries)", f"{stored:,} ({stored / args.n:.1%})"),
         ("records the patterns are based on", f"{overall['patterns']['sampled_records']:,}"),
         ("`cascade report --format json` wall time", f"{t_report:.2f} s"),

@@ -120,3 +120,21 @@ def test_tokens_with_the_same_table_are_one_test_and_one_entry() -> None:
     assert three.tested == one.tested
     (entry,) = [t for t in three.terms if "voucher" in t.members]
     assert {"voucher", "say", "anything", "say anything"} <= set(entry.members)
+
+
+def test_the_terms_do_not_depend_on_the_order_the_records_are_read_in() -> None:
+    """More tied discoveries than are checked exactly (60 words and their phrases, each in
+    the same 16 escalated inputs of its own): which are checked goes by token, not by the
+    order the terms were first counted in (the salted str hash orders a set's terms).
+    Fewer inputs than the collector keeps the terms of, so that merging sees them all."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    records = [call(escalated=i % 10 == 0, text="user: tell me about the weather\n")
+               for i in range(1000)]  # fmt: skip
+    for k in range(60):
+        word = f"z{letters[k // 26]}{letters[k % 26]}"
+        records += [call(escalated=True, text=f"user: the weather {word}\n") for _ in range(16)]
+    records = [replace(r, inclusion_probability=1.0) for r in records]
+    forward = _patterns(records)
+    backward = _patterns(records[::-1])
+    assert len(forward.terms) == 10
+    assert forward.terms == backward.terms

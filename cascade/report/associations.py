@@ -217,8 +217,10 @@ def associations(parts: Sequence[Part], *, min_count: int = 5) -> Found:
     found = [(tests[i], qs[i]) for i in range(len(tests)) if qs[i] <= Q]
     alpha = fcr_alpha(sum(q <= Q for q in q_family), len(family), Q)
     # Exact intervals cost ~1 ms each: the CHECKED discoveries with the highest approximate
-    # lower bound (Wilson) are checked exactly; the report lists far fewer.
-    found.sort(key=lambda f: -_approx_low(f[0][2], p_all, alpha))
+    # lower bound (Wilson) are checked exactly; the report lists far fewer. Ties (terms of
+    # equal tables) go by token: the order tokens were counted in follows the salted str
+    # hash, and would make the same store's report differ from one run to the next.
+    found.sort(key=lambda f: (-_approx_low(f[0][2], p_all, alpha), f[0][0]))
     terms_found = [f for f in found if f[0][1]][:CHECKED]
     claims: list[tuple[Claim, bool]] = []
     for (token, terms, t, z, p), q in [f for f in found if not f[0][1]] + terms_found:

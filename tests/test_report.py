@@ -153,11 +153,17 @@ def test_no_baseline_means_no_savings_percentage() -> None:
     assert t.latency_p50_ms is None
 
 
-def test_progress_is_reported_every_ten_thousand_records() -> None:
+def _progress_of(n: int) -> list[int]:
     seen: list[int] = []
-    records = (make(i, escalated=False, sampled=False) for i in range(25_000))
+    records = (make(i, escalated=False, sampled=False) for i in range(n))
     aggregate(records, [], progress=seen.append)
-    assert seen == [10_000, 20_000]
+    return seen
+
+
+def test_progress_is_reported_every_ten_thousand_records_and_ends_at_the_total() -> None:
+    assert _progress_of(25_000) == [10_000, 20_000, 25_000]
+    assert _progress_of(20_000) == [10_000, 20_000]
+    assert _progress_of(900) == []  # short reports show no progress
 
 
 @dataclass
@@ -309,7 +315,7 @@ def test_cli_shows_progress_on_stderr_for_long_reports(
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert report_cli([*argv, "--sample", "0"]) == 0  # 0: every stored record
     out, err = capsys.readouterr()
-    assert "\rreading records: 10,000" in err
+    assert "\rreading records: 10,000\rreading records: 10,001\n" in err  # the last: all read
     assert report_cli([*argv, "--sample", "20"]) == 0
     assert json.loads(capsys.readouterr().out)["overall"]["patterns"]["sampled_records"] == 20
     assert err.endswith("\n")

@@ -226,7 +226,9 @@ def aggregate(
         days: the daily counters of the same tasks and span.
         hours: the hourly counters of the same whole days (None: unknown; the report's
             ``hourly`` series are then None).
-        progress: called with the number of records read, every 10,000.
+        progress: called with the number of records read, every 10,000, and once more
+            with the total when more than 10,000 were read (so the last figure shown is the
+            number read, not the last multiple of 10,000).
         top: how many reasons, terms and groups to list; ``min_count``: the least number
             of escalated calls behind a reported pattern or suggestion; ``dup_limit``: how
             many escalated inputs per task the near-duplicate search keeps.
@@ -252,6 +254,7 @@ def aggregate(
     collectors: dict[str, PatternCollector] = {}
     observers: dict[str, ObservationCollector] = {}
     routes: dict[str, PreRouteCollector] = {}
+    n = 0
     for n, record in enumerate(records, 1):
         if progress is not None and n % PROGRESS_EVERY == 0:
             progress(n)
@@ -271,6 +274,8 @@ def aggregate(
             if o is None:
                 o = observers[record.task] = ObservationCollector()
             o.add(record)
+    if progress is not None and n > PROGRESS_EVERY and n % PROGRESS_EVERY:
+        progress(n)
     for task in collectors:
         counters.setdefault(task, _Counters())
     reports = []

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from cascade.cli.report import add_parser, parse_time
+from cascade.cli.report import _Progress, add_parser, parse_time
 from cascade.events import Attempt, CallRecord, TaskDay, Verdict
 from cascade.report import aggregate, build_report, latency_quantile, report_to_dict
 from cascade.stores import MemoryStore, store_from_url
@@ -320,6 +320,22 @@ def test_cli_shows_progress_on_stderr_for_long_reports(
     assert json.loads(capsys.readouterr().out)["overall"]["patterns"]["sampled_records"] == 20
     assert err.endswith("\n")
     assert json.loads(out)["overall"]["calls"] == 10_001
+
+
+def test_progress_off_a_terminal_ends_with_the_number_read(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    now = [0.0]
+    progress = _Progress(clock=lambda: now[0])  # stderr is not a terminal here
+    for n, t in [(10_000, 6.0), (20_000, 7.0), (25_000, 8.0)]:
+        now[0] = t
+        progress(n)
+    progress.done()
+    assert capsys.readouterr().err == "reading records: 10,000\nreading records: 25,000\n"
+    quiet = _Progress(clock=lambda: 0.0)  # done before the first line was due: none
+    quiet(10_000)
+    quiet.done()
+    assert capsys.readouterr().err == ""
 
 
 def test_cli_reads_the_store_from_the_environment(

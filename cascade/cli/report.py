@@ -87,7 +87,8 @@ def add_parser(subparsers: Any) -> None:
 class _Progress:
     """A 'records read' line on stderr, rewritten in place; only shown for long reports.
 
-    Off a terminal, a plain line at most every ``QUIET_EVERY_S`` seconds instead.
+    Off a terminal, a plain line at most every ``QUIET_EVERY_S`` seconds instead, and the
+    last figure when done, if a line was written and it was not the last figure.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -95,22 +96,30 @@ class _Progress:
         self.tty = sys.stderr.isatty()
         self.clock = clock
         self.last = clock()
+        self.latest = self.written = 0  # the last figure given, the last one written
 
     def __call__(self, n: int) -> None:
+        self.latest = n
         if not self.tty:
             now = self.clock()
             if now - self.last >= QUIET_EVERY_S:
                 self.last = now
-                sys.stderr.write(f"reading records: {n:,}\n")
-                sys.stderr.flush()
+                self._line(n)
             return
         self.shown = True
         sys.stderr.write(f"\rreading records: {n:,}")
         sys.stderr.flush()
 
+    def _line(self, n: int) -> None:
+        self.written = n
+        sys.stderr.write(f"reading records: {n:,}\n")
+        sys.stderr.flush()
+
     def done(self) -> None:
         if self.shown:
             sys.stderr.write("\n")
+        elif self.written and self.written != self.latest:
+            self._line(self.latest)
 
 
 def certified_thresholds(directory: str | None) -> dict[str, set[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sqlite3
 import sys
@@ -336,6 +337,19 @@ def test_progress_off_a_terminal_ends_with_the_number_read(
     quiet(10_000)
     quiet.done()
     assert capsys.readouterr().err == ""
+
+
+def test_the_report_command_leaves_the_cyclic_collector_as_it_found_it(tmp_path: Path) -> None:
+    url = _sqlite_with(tmp_path, workload())
+    assert gc.isenabled()
+    assert report_cli(["report", "--store", url, "--out", str(tmp_path / "r.txt")]) == 0
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert report_cli(["report", "--store", url, "--out", str(tmp_path / "r.txt")]) == 0
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_cli_reads_the_store_from_the_environment(

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import re
 import sys
@@ -159,6 +160,11 @@ def run(args: argparse.Namespace) -> int:
 
     url = args.store or os.environ.get("CASCADE_STORE") or None
     progress = _Progress()
+    # Reading records makes about a million objects and no reference cycle per record (a
+    # report over 15,000 or 60,000 records leaves the same ~1,300 unreachable objects):
+    # the cyclic collector would only scan them again and again, 10-15% of the time.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         store = store_from_url(url)
         try:
@@ -173,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
     except (StoreError, ValueError) as e:  # ValueError: an unknown URL scheme
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if collecting:
+            gc.enable()
     text = render(report, args.format)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")

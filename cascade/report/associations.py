@@ -110,25 +110,37 @@ def _both(key: tuple[str, str]) -> object:
     return key
 
 
-def _table(parts: Sequence[Part], token: str, terms: bool, by: Callable[..., object]) -> _Table:
-    t = _Table()
+# A column of the token tables, laid out once per kind of token: its counts, its cell
+# (part, stratum as the token is stratified), stored records, escalated, weight of a pass.
+_Column = tuple[Counter[str], tuple[int, object], int, bool, float]
+
+
+def _columns(parts: Sequence[Part], terms: bool, by: Callable[..., object]) -> list[_Column]:
+    out: list[_Column] = []
     for k, (c, lw) in enumerate(parts):
         names = {sid: key for key, sid in c.strata.items()}
         counts = c.term_counts if terms else c.feature_counts
         for col, ctr in counts.items():
             sid, escalated, wk = col
-            n = ctr.get(token, 0)
             total = c.term_totals[col] if terms else ctr[ALL]
-            cell = t.strata.setdefault((k, by(names[sid])), [0, 0, 0, 0])
-            cell[1] += n
-            cell[3] += total
-            if escalated:
-                cell[0] += n
-                cell[2] += total
-                t.escalated += n
-            else:
-                t.kept += n
-                t.rest += n * (lw if wk is None else wk)
+            out.append((ctr, (k, by(names[sid])), total, escalated, lw if wk is None else wk))
+    return out
+
+
+def _table(columns: Sequence[_Column], token: str) -> _Table:
+    t = _Table()
+    for ctr, key, total, escalated, weight in columns:
+        n = ctr.get(token, 0)
+        cell = t.strata.setdefault(key, [0, 0, 0, 0])
+        cell[1] += n
+        cell[3] += total
+        if escalated:
+            cell[0] += n
+            cell[2] += total
+            t.escalated += n
+        else:
+            t.kept += n
+            t.rest += n * weight
     return t
 
 
@@ -170,9 +182,13 @@ def associations(parts: Sequence[Part], *, min_count: int = 5) -> Found:
     # same counts: "say" / "anything" / "say anything" of one instruction), counted once.
     family: dict[tuple[object, ...], int] = {}  # table -> its index in the family
     members: list[int] = []  # each test's index in the family
+    layouts: dict[tuple[bool, Callable[..., object]], list[_Column]] = {}
 
     def test(token: str, terms: bool, by: Callable[..., object], stored_total: int) -> None:
-        t = _table(parts, token, terms, by)
+        columns = layouts.get((terms, by))
+        if columns is None:
+            columns = layouts[terms, by] = _columns(parts, terms, by)
+        t = _table(columns, token)
         stored = t.escalated + t.kept
         if t.escalated < min_count or stored < SUPPORT * min_count:
             return

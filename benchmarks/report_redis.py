@@ -11,15 +11,22 @@ per call.
     python benchmarks/report_redis.py --n 200000 --sample 5000
     python benchmarks/report_redis.py --dump /tmp/1m.rdb   # keep the loaded store
     python benchmarks/report_redis.py --from-dump /tmp/1m.rdb --n 1000000   # no loading
+    python benchmarks/report_redis.py --from-dump /tmp/1m.rdb --rounds 5 --compare /tmp/old
+
+``--compare DIR`` runs the report alternately with the ``cascade`` of another checkout (a
+``git worktree`` of an older commit) and of this one, on the same store, ``--rounds`` each,
+and prints each side's median, the ratio and the load average beside them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -130,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         help="start from a store saved by --dump instead of loading (give the same --n; "
         "the memory figures are then of the whole store)",
     )  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=1, help="report runs (median shown)")
+    parser.add_argument(
+        "--compare", type=Path, default=None, metavar="DIR",
+        help="also run the report with the cascade package of this checkout, alternately",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     with redis_server(args.from_dump) as server:
         client, url, tmp = server.client, server.url, server.directory
@@ -158,32 +170,66 @@ def main(argv: list[str] | None = None) -> int:
         argv_report = ["report", "--store", url, "--format", "json", "--out", str(out)]
         if args.sample is not None:
             argv_report += ["--sample", str(args.sample)]
-        code = f"from cascade.cli import main; raise SystemExit(main({argv_report!r}))"
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True)
-        t_report = time.perf_counter() - t0
+        sides = {"this checkout": None} | ({"compared": args.compare} if args.compare else {})
+        walls: dict[str, list[float]] = {side: [] for side in sides}
+        loads = []
+        for r in range(args.rounds):
+            order = list(sides.items()) if r % 2 == 0 else list(sides.items())[::-1]
+            for side, checkout in order:
+                t0 = time.perf_counter()
+                subprocess.run(
+                    [sys.executable, "-c", _report_code(argv_report, checkout)], check=True
+                )
+                walls[side].append(time.perf_counter() - t0)
+                loads.append(os.getloadavg()[0])
+                print(f"{side}: {walls[side][-1]:.2f} s (load {loads[-1]:.1f})", file=sys.stderr)
+                if checkout is None:
+                    report = json.loads(out.read_text())
+        t_report = statistics.median(walls["this checkout"])
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        report = json.loads(out.read_text())
 
     overall = report["overall"]
     assert overall["calls"] == args.n, overall["calls"]
     delta = after - before
     rows = [
-        ("calls loaded (3 tasks, 10 days)", f"{args.n:,} in {t_load:.0f} s"
-         + (" (from a dump)" if args.from_dump else "")),
+        (
+            "calls loaded (3 tasks, 10 days)",
+            f"{args.n:,} in {t_load:.0f} s" + (" (from a dump)" if args.from_dump else ""),
+        ),
         ("records kept whole (stream entries)", f"{stored:,} ({stored / args.n:.1%})"),
         ("records the patterns are based on", f"{overall['patterns']['sampled_records']:,}"),
-        ("`cascade report --format json` wall time", f"{t_report:.2f} s"),
+        (
+            "`cascade report --format json` wall time",
+            f"{t_report:.2f} s" + (f" (median of {args.rounds})" if args.rounds > 1 else ""),
+        ),
         ("report process peak RSS", f"{peak_kib / 1024:,.0f} MiB"),
         ("Redis memory per stored record (streams only)", f"{streams / stored:,.0f} B"),
         ("Redis memory per stored record (all keys / stored)", f"{delta / stored:,.0f} B"),
         ("Redis memory per call (all keys, incl. 1-day seen keys)", f"{delta / args.n:,.0f} B"),
         ("Redis memory total", f"{delta / 2**20:,.0f} MiB"),
     ]
+    if args.compare:
+        theirs = statistics.median(walls["compared"])
+        rows.insert(4, (f"... with the cascade of {args.compare}", f"{theirs:.2f} s (this: "
+                        f"x{t_report / theirs:.2f})"))  # fmt: skip
+    rows.insert(4, ("load average during the report runs", " to ".join(
+        f"{x:.1f}" for x in (min(loads), max(loads)))))  # fmt: skip
     print("| measure | value |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")
     return 0
+
+
+def _report_code(argv: list[str], checkout: Path | None) -> str:
+    """The report process's program; with ``checkout``, its ``cascade`` is imported from
+    there (an editable install's import hook is taken out first: it would win)."""
+    code = f"from cascade.cli import main; raise SystemExit(main({argv!r}))"
+    if checkout is None:
+        return code
+    return (
+        "import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in "
+        f"repr(f)]; sys.path.insert(0, {str(checkout)!r})\n" + code
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -172,21 +171,24 @@ def main(argv: list[str] | None = None) -> int:
             argv_report += ["--sample", str(args.sample)]
         sides = {"this checkout": None} | ({"compared": args.compare} if args.compare else {})
         walls: dict[str, list[float]] = {side: [] for side in sides}
+        peaks: list[int] = []  # KiB, of this checkout's report processes
         loads = []
         for r in range(args.rounds):
             order = list(sides.items()) if r % 2 == 0 else list(sides.items())[::-1]
             for side, checkout in order:
                 t0 = time.perf_counter()
                 subprocess.run(
-                    [sys.executable, "-c", _report_code(argv_report, checkout)], check=True
+                    [sys.executable, "-c", _report_code(argv_report, checkout, tmp / "hwm")],
+                    check=True,
                 )
                 walls[side].append(time.perf_counter() - t0)
                 loads.append(os.getloadavg()[0])
                 print(f"{side}: {walls[side][-1]:.2f} s (load {loads[-1]:.1f})", file=sys.stderr)
                 if checkout is None:
                     report = json.loads(out.read_text())
+                    peaks.append(int((tmp / "hwm").read_text()))
         t_report = statistics.median(walls["this checkout"])
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        peak_kib = max(peaks)
 
     overall = report["overall"]
     assert overall["calls"] == args.n, overall["calls"]
@@ -220,10 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _report_code(argv: list[str], checkout: Path | None) -> str:
+def _report_code(argv: list[str], checkout: Path | None, hwm: Path) -> str:
     """The report process's program; with ``checkout``, its ``cascade`` is imported from
-    there (an editable install's import hook is taken out first: it would win)."""
-    code = f"from cascade.cli import main; raise SystemExit(main({argv!r}))"
+    there (an editable install's import hook is taken out first: it would win).
+
+    It writes its peak RSS (KiB) to ``hwm``, from its own ``VmHWM``: the rusage of a child
+    counts the memory of the parent it was forked from (this one, large after loading)."""
+    code = (
+        f"from cascade.cli import main\ncode = main({argv!r})\n"
+        "hwm = next(x for x in open('/proc/self/status') if x.startswith('VmHWM'))\n"
+        f"open({str(hwm)!r}, 'w').write(hwm.split()[1])\nraise SystemExit(code)"
+    )
     if checkout is None:
         return code
     return (

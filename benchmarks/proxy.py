@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from _requests import LONG_SYSTEM, TOOLS
+
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
@@ -151,32 +153,6 @@ SCHEMA_FORMAT = {
     "json_schema": {"name": "invoice", "schema": POLICY["validators"][0]["schema"]},  # type: ignore[index]
 }
 REQUEST_WITH_SCHEMA = json.dumps({**json.loads(REQUEST), "response_format": SCHEMA_FORMAT}).encode()
-# The third row: with tools and a system prompt of a few hundred characters besides.
-LONG_SYSTEM = (
-    "You are the accounts assistant of ACME Ltd. Read the invoice the user pastes and return"
-    " its number, total and currency as JSON. Totals are decimal numbers without thousands"
-    " separators; currencies are ISO 4217 codes. Never invent a value that is not in the"
-    " text. When the invoice lists several totals, use the grand total after tax. Use the"
-    " tools only to look up a customer or convert a currency when the user asks for it."
-)
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": name,
-            "description": description,
-            "parameters": {"type": "object", "properties": props, "required": list(props)},
-        },
-    }
-    for name, description, props in (
-        ("lookup_customer", "Find a customer by name.", {"name": {"type": "string"}}),
-        (
-            "convert_currency",
-            "Convert an amount to another currency.",
-            {"amount": {"type": "number"}, "to": {"type": "string"}},
-        ),
-    )
-]
 _LONG = json.loads(REQUEST)
 _LONG["messages"][0]["content"] = LONG_SYSTEM
 REQUEST_FULL = json.dumps({**_LONG, "response_format": SCHEMA_FORMAT, "tools": TOOLS}).encode()

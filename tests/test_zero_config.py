@@ -431,29 +431,16 @@ def test_instructor_tools_mode_escalates_on_bad_arguments(proxy, upstream) -> No
     assert [r["model"] for r in upstream.calls()] == ["gpt-4o-mini", "gpt-4o"]
 
 
-async def test_pydantic_ai_output_tool_escalates_on_bad_arguments(proxy, upstream) -> None:
+@pytest.mark.parametrize("kind", ["OpenAIChatModel", "OpenAIResponsesModel"])
+async def test_pydantic_ai_output_tool_escalates_on_bad_arguments(proxy, upstream, kind) -> None:
     pytest.importorskip("pydantic_ai")
     from pydantic_ai import Agent
-    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.models import openai as models
     from pydantic_ai.providers.openai import OpenAIProvider
 
     # Its client is closed inside the test's event loop, so no socket outlives the test.
     async with openai.AsyncOpenAI(base_url=proxy.base_url, api_key=KEY, max_retries=0) as oc:
-        model = OpenAIChatModel("gpt-4o", provider=OpenAIProvider(openai_client=oc))
-        agent = Agent(model, output_type=Invoice, system_prompt=SYSTEM, retries=0)
-        result = await agent.run("Invoice INV-1 over 10 EUR")
-    assert result.output == Invoice(**GOOD)
-    assert [r["model"] for r in upstream.calls()] == ["gpt-4o-mini", "gpt-4o"]
-
-
-async def test_pydantic_ai_responses_model_output_tool_escalates(proxy, upstream) -> None:
-    pytest.importorskip("pydantic_ai")
-    from pydantic_ai import Agent
-    from pydantic_ai.models.openai import OpenAIResponsesModel
-    from pydantic_ai.providers.openai import OpenAIProvider
-
-    async with openai.AsyncOpenAI(base_url=proxy.base_url, api_key=KEY, max_retries=0) as oc:
-        model = OpenAIResponsesModel("gpt-4o", provider=OpenAIProvider(openai_client=oc))
+        model = getattr(models, kind)("gpt-4o", provider=OpenAIProvider(openai_client=oc))
         agent = Agent(model, output_type=Invoice, system_prompt=SYSTEM, retries=0)
         result = await agent.run("Invoice INV-1 over 10 EUR")
     assert result.output == Invoice(**GOOD)

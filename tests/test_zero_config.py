@@ -346,6 +346,11 @@ def test_litellm_escalates_on_the_requests_schema_and_tools(proxy, upstream, mon
     from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 
     asyncio.run(close_litellm_async_clients())
+    for client in list(litellm.in_memory_llm_clients_cache.cache_dict.values()):
+        close = getattr(client, "close", None)  # the sync clients it cached: an open socket
+        if callable(close) and not asyncio.iscoroutinefunction(close):
+            close()
+    litellm.in_memory_llm_clients_cache.flush_cache()
 
 
 def test_langchain_tool_calls_escalate_on_bad_arguments(proxy, upstream) -> None:

@@ -136,6 +136,14 @@ def test_a_script_fallback_reads_as_a_script_not_a_language() -> None:
     assert "language 'latin'" not in feature.message
 
 
+def test_inputs_without_letters_are_said_to_have_none_not_a_language() -> None:
+    records = group(300, 30, language="en") + group(150, 130, language="none")
+    report = aggregate(records, days_of(records))
+    (feature,) = [s for s in report.tasks[0].patterns.suggestions if s.kind == "feature"]
+    assert "inputs with no letters escalate" in feature.message
+    assert "language" not in feature.message
+
+
 # --- planted triggers ------------------------------------------------------------------------
 
 rng = random.Random(7)

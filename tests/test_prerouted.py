@@ -72,3 +72,29 @@ def test_no_stored_pass_that_started_cheap_leaves_the_saving_unknown(
     p = pre_routed_of([c])
     assert p is not None and p.saved_usd is not None and p.cheap_passes == 1
     assert "over about 24 calls that started cheap (5 stored)" in " ".join(pre_routed_lines(p, 200))
+
+
+def test_unknown_cheap_figures_are_null_and_counts_read_in_the_singular(
+    make_record: Callable[..., CallRecord],
+) -> None:
+    c = PreRouteCollector()
+    c.add(_routed(make_record, 0.5))
+    c.add(make_record(escalated=True, inclusion_probability=1.0))  # no stored cheap pass
+    p = pre_routed_of([c])
+    assert p is not None and p.cheap_calls is None and not p.exact
+    text = " ".join(pre_routed_lines(p, 200))
+    assert "estimated from 1 stored record)" in text
+    assert "the stored call that started cheap escalated: none that passed" in text
+    from cascade.report.prerouted import pre_routed_to_dict
+
+    assert pre_routed_to_dict(p)["cheap_calls"] is None
+
+
+def test_all_stored_is_said_only_when_every_call_was_stored(
+    make_record: Callable[..., CallRecord],
+) -> None:
+    c = PreRouteCollector()
+    c.add(_routed(make_record, 0.999))  # an interval narrower than a call, still an estimate
+    p = pre_routed_of([c])
+    assert p is not None and p.calls_high - p.calls_low < 0.5 and not p.exact
+    assert "(all stored)" not in pre_routed_lines(p, 200)[0]

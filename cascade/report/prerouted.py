@@ -48,9 +48,11 @@ class PreRouted:
     ``saved_latency_s`` are the estimated savings of the learned ones (None when unknown: no
     call started cheap to measure the cheap attempt by, or a cost unknown), resting on
     ``strong_usd`` / ``strong_latency_s`` (what they cost and took) and the cheap attempt's
-    mean ``cheap_usd`` / ``cheap_latency_s`` over ``cheap_calls`` calls that started cheap.
+    mean ``cheap_usd`` / ``cheap_latency_s`` over ``cheap_calls`` calls that started cheap
+    (None while no passing one was stored: the means are unknown then, and so is that count).
     ``records`` is how many stored records ``calls`` is estimated from, ``calls_low`` /
-    ``calls_high`` its 95% interval (equal to ``calls`` when every such call was stored);
+    ``calls_high`` its 95% interval (equal to ``calls`` when every such call was stored:
+    ``exact``);
     ``cheap_records`` / ``cheap_passes`` the stored records of calls that started cheap and
     how many of them passed.
     """
@@ -67,9 +69,10 @@ class PreRouted:
     strong_latency_s: float
     cheap_usd: float | None
     cheap_latency_s: float | None
-    cheap_calls: float
+    cheap_calls: float | None
     cheap_records: int
     cheap_passes: int
+    exact: bool
 
 
 class PreRouteCollector:
@@ -157,14 +160,15 @@ def pre_routed_of(collectors: Iterable[PreRouteCollector]) -> PreRouted | None:
         strong_latency_s=sum(c.strong_s for c in cs),
         cheap_usd=cheap_usd,
         cheap_latency_s=cheap_s,
-        cheap_calls=n,
+        cheap_calls=n if cheap_passes else None,
         cheap_records=cheap_records,
         cheap_passes=cheap_passes,
+        exact=not half,  # every pre-routed call stored with probability 1: no variance
     )
 
 
-def _calls(n: float) -> str:
-    return f"{n:,.0f} call" if round(n) == 1 else f"{n:,.0f} calls"
+def _calls(n: float, noun: str = "call") -> str:
+    return f"{n:,.0f} {noun}" if round(n) == 1 else f"{n:,.0f} {noun}s"
 
 
 def pre_routed_lines(p: PreRouted | None, width: int) -> list[str]:
@@ -172,12 +176,12 @@ def pre_routed_lines(p: PreRouted | None, width: int) -> list[str]:
     if p is None:
         return []
     rules = p.calls - p.learned
-    if p.calls_high - p.calls_low < 0.5:
+    if p.exact:
         count = f"{_calls(p.calls)} (all stored)"
     else:
         count = (
             f"about {_calls(p.calls)} (95% {p.calls_low:,.0f}-{p.calls_high:,.0f}, "
-            f"estimated from {p.records:,} stored records)"
+            f"estimated from {_calls(p.records, 'stored record')})"
         )
     head = f"pre-routed (start_at): {count} started at a stronger rung"
     if rules:
@@ -193,10 +197,12 @@ def pre_routed_lines(p: PreRouted | None, width: int) -> list[str]:
             if not p.cheap_records:
                 why = "no stored call started cheap"
             elif not p.cheap_passes:
-                why = (
-                    f"the {p.cheap_records:,} stored calls that started cheap all escalated: "
-                    "none that passed was stored to measure the cheap attempt by"
+                started = (
+                    "the stored call that started cheap escalated"
+                    if p.cheap_records == 1
+                    else f"the {p.cheap_records:,} stored calls that started cheap all escalated"
                 )
+                why = f"{started}: none that passed was stored to measure the cheap attempt by"
             else:
                 why = "a cost is unknown"
             out.append(f"money saved: unknown ({why})")
@@ -204,7 +210,7 @@ def pre_routed_lines(p: PreRouted | None, width: int) -> list[str]:
             out.append(
                 f"money saved (estimated): ${p.saved_usd:.6g}: they cost ${p.strong_usd:.6g}; "
                 f"the cheap attempt averages ${p.cheap_usd:.6g} over about "
-                f"{_calls(p.cheap_calls)} that started cheap ({p.cheap_records:,} stored)"
+                f"{_calls(p.cheap_calls or 0)} that started cheap ({p.cheap_records:,} stored)"
             )
         if p.saved_latency_s is not None and p.cheap_latency_s is not None:
             out.append(

@@ -157,7 +157,12 @@ def suggestions(
         name, _, value = claim.token.partition("=")
         if name == "language":
             label = language_label(value)
-            who = f"in {label}" if value in SCRIPTS else f"in language '{label}'"
+            if value == "none":
+                who = "with no letters"
+            elif value in SCRIPTS:
+                who = f"in {label}"
+            else:
+                who = f"in language '{label}'"
         else:
             who = f"with {name}"
         saving, action = routed(claim)

@@ -72,8 +72,9 @@ are listed in the README's changelog)::
         "saved_usd": 0.002 | null, "saved_latency_s": 12.1 | null,  # estimated, learned
         "strong_usd": 0.03 | null, "strong_latency_s": 36.0,  # what those calls cost, took
         "cheap_usd": 0.00005 | null, "cheap_latency_s": 0.4 | null,  # the cheap attempt's
-        "cheap_calls": 200.0,                        # mean over calls that started cheap
-        "cheap_records": 30, "cheap_passes": 10      # (stored; none passed: means null)
+        "cheap_calls": 200.0 | null,                 # mean over calls that started cheap
+        "cheap_records": 30, "cheap_passes": 10,     # (stored; none passed: means null)
+        "exact": false                               # every one stored: calls exact
       }
     }
 

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import openai
 import pytest
+import yaml
 
 from cascade.evals import infer_validators, promote
 from cascade.exceptions import CascadeError, PolicyError
 from cascade.policy import Policy
+from cascade.proxy import ProxyConfig, ProxyServer, create_app
+from cascade.proxy.server import proxy_cascade
 from cascade.stores import store_from_url
+from cascade.testing import Reply, ScriptedServer
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -46,8 +52,9 @@ def test_promote_needs_a_discovered_task_with_strong_answers(tmp_path: Path, mak
     store.add(make_record(task="plain"))
     with pytest.raises(CascadeError, match="no recorded call of a discovered task"):
         promote(store, "plain", tmp_path)
-    with pytest.raises(CascadeError, match="not a task name"):
-        promote(store, "../etc", tmp_path)
+    for name in ("../etc", "plain\n"):  # "$" alone would take a name ending in a newline
+        with pytest.raises(CascadeError, match="not a task name"):
+            promote(store, name, tmp_path)
     # Counted but never kept whole (a passing call outside the sample): says why.
     store.add(make_record(task="quiet-abc123", escalated=False, sampled=False))
     with pytest.raises(CascadeError, match="no call of that name is stored whole"):
@@ -89,3 +96,111 @@ def test_a_tool_task_gets_no_check_learnt_from_its_text_answers(
     assert done.answers == 4
     assert Policy.load(done.path).spec.validators == []
     assert "2 are tool calls, 2 text" in done.text
+
+
+# Every line break YAML knows, each followed by what would be a policy field of its own.
+EVIL = "\nstore_outputs: full\r\u2028prices: {}\x85mode: cascade\u2029derive: false"
+SHOWN = r"\nstore_outputs: full\r\u2028prices: {}\x85mode: cascade\u2029derive: false"
+LONG = "k" * 1000  # stored whole (2000 characters), shown cut
+
+
+def _reply(request: dict[str, Any]) -> Reply:
+    """The strong model's answer, in whatever terms the request's system prompt asks for."""
+    system, user = (m["content"] for m in request["messages"])
+    if request.get("tools"):
+        name = request["tools"][0]["function"]["name"]
+        return Reply(content=None, tool_calls=[{"name": name, "arguments": {}}],
+                     finish_reason="tool_calls")  # fmt: skip
+    n = int(user)
+    if system.startswith("Judge"):
+        return Reply(json.dumps({f"verdict{EVIL}": "ham" if n % 2 else f"spam{EVIL}", LONG: n}))
+    return Reply(f"yes{EVIL}" if n % 2 else "no")
+
+
+def _promoted(tmp_path: Path, requests: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each of ``requests`` (by system prompt; ``n`` calls, the rest its arguments) sent
+    through ``cascade serve`` discovering tasks in observe mode, then each task promoted:
+    by system prompt, the file's path, text, YAML and the discovered fingerprint."""
+    policies, url = tmp_path / "policies", f"sqlite:///{tmp_path / 'calls.db'}"
+    policies.mkdir()
+    config = ProxyConfig(proxy_keys=("k",), discover={"mode": "observe"})
+    names = {}
+    with ScriptedServer() as upstream:
+        upstream.script(None, _reply)
+        c, up = proxy_cascade(policies, url, config, base_url=upstream.base_url,
+                              api_key="sk-up", max_retries=0)  # fmt: skip
+        server = ProxyServer(create_app(c, config, up)).start()
+        try:
+            with openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as client:
+                for system, args in requests.items():
+                    kwargs = {k: v for k, v in args.items() if k != "n"}
+                    for n in range(args["n"]):
+                        raw = client.chat.completions.with_raw_response.create(
+                            messages=[{"role": "system", "content": system},
+                                      {"role": "user", "content": str(n)}],
+                            **kwargs,
+                        )  # fmt: skip
+                    names[system] = raw.headers["x-cascade-task"]
+            c.store.flush()
+        finally:
+            server.stop()
+            c.close()
+    store = store_from_url(url)
+    out = {}
+    for system, task in names.items():
+        (record, *_) = store.records(task=task, limit=1)
+        done = promote(store, task, policies)
+        fingerprint = record.extra["discovered"]["fingerprint"]
+        out[system] = (done.path, done.text, yaml.safe_load(done.text), fingerprint)
+    store.close()
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:no price known for model")  # the hostile model's name
+def test_no_client_controlled_text_leaves_its_comment_line(tmp_path: Path) -> None:
+    model, tool = f"gpt-4o{EVIL}", f"save{EVIL}"
+    save = {"type": "function", "function": {"name": tool, "parameters": {"type": "object"}}}
+    tools, judge, labels = f"Route the ticket.{EVIL}", f"Judge the mail.{EVIL}", "Label it."
+    done = _promoted(tmp_path, {
+        tools: {"n": 1, "model": model, "tools": [save]},
+        judge: {"n": 20, "model": model},
+        labels: {"n": 20, "model": "gpt-4o"},
+    })  # fmt: skip
+    schema = {
+        "type": "object",
+        "properties": {LONG: {"type": "integer"},
+                       f"verdict{EVIL}": {"type": "string", "enum": ["ham", f"spam{EVIL}"]}},
+        "required": sorted([LONG, f"verdict{EVIL}"]),
+    }  # fmt: skip
+    pattern = r"^\s*(?:" + re.escape("no") + "|" + re.escape(f"yes{EVIL}") + r")\s*$"
+    intended = {
+        tools: ([model], []),
+        judge: ([model], [{"type": "json_schema", "schema": schema}]),
+        labels: (["gpt-4o"], [{"type": "structure", "match": [pattern]}]),
+    }
+    for system, (path, text, data, fingerprint) in done.items():
+        models, validators = intended[system]
+        # (a), (b): the file is exactly the intended policy, with no field of a client's.
+        assert data == {
+            "models": ["gpt-4o-mini", *models],
+            "mode": "observe",
+            "match": {"fingerprint": fingerprint},
+            "validators": validators,
+        }
+        # Every line before the fields is a comment, by every line break YAML knows.
+        header = text[: text.index("\nmodels:") + 1]
+        assert header.splitlines() == header.split("\n")[:-1]
+        assert all(line.startswith("# ") for line in header.splitlines())
+        assert all(len(line) < 300 for line in header.splitlines())  # a long value is cut
+        assert Policy.load(path).spec.derive  # "derive: false" stayed in its comment
+    # (c) the comments still say what each inference rests on, the values escaped.
+    text = done[tools][1]
+    assert f"of gpt-4o{SHOWN}." in text and f"requested model: gpt-4o{SHOWN})" in text
+    assert f"offer tools (save{SHOWN}), and every" in text
+    assert "1 are tool calls, 0 text" in text
+    text = done[judge][1]
+    assert "json_schema: 20 of 20 answers are JSON objects" in text
+    assert f"verdict{SHOWN}: one of 2 values in 20 answers" in text
+    assert f"verdict{SHOWN}: required, present in 20 of 20 answers" in text
+    assert f"{'k' * 100}…: required, present in 20 of 20 answers" in text
+    assert "structure.match: each of 20 answers is one of 2 labels" in done[labels][1]

@@ -9,6 +9,12 @@ a task whose requests offer tools, which the request's own checks judge (a check
 its text answers would reject its tool-call turns). Each inference is written with a comment
 saying how many answers it rests on. The file is compiled before it is written: a policy
 that would not load is never written.
+
+What a client controls (its system prompt, tool names, the model it asked for, the keys of
+the answers it steered) reaches the comments only through ``_shown``: cut to a hundred
+characters and with every unprintable character escaped, so that no line break YAML knows
+(``\\n``, ``\\r``, ``\\x85``, ``\\u2028``, ``\\u2029``) can end a comment line and write a
+policy field of its own. The fields themselves are written by ``yaml.safe_dump``.
 """
 
 from __future__ import annotations
@@ -32,12 +38,14 @@ if TYPE_CHECKING:
 
 __all__ = ["Promotion", "infer_validators", "promote"]
 
-_TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # fullmatch: "$" takes "x\\n"
 _TRUNCATED = "…[truncated "
 NEARLY_ALL = 0.95  # a key present in at least this share of the answers is required
 JSON_SHARE = 0.9  # this share of JSON-object answers makes a schema
 MAX_LABELS = 10  # at most this many distinct values make an enum or a label set
 MIN_FOR_SET = 20  # ... and only from at least this many answers
+SHOWN_CHARS = 100  # a value in a comment is cut to this many characters
+SHOWN_NAMES = 10  # ... and a list of names to this many
 _TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
           (list, "array"), (dict, "object"), (type(None), "null"))  # fmt: skip
 
@@ -73,9 +81,26 @@ def _strong_tool_calls(records: list[CallRecord], strongest: str | None) -> int:
     )  # fmt: skip
 
 
+def _shown(value: object) -> str:
+    """``value`` fit for one comment line: at most ``SHOWN_CHARS`` characters (then "…"),
+    each unprintable one (line breaks, controls, separators: Unicode Cc, Cf, Zl, Zp, Zs but
+    the space) escaped as Python writes it, ``\\n``, ``\\u2028``."""
+    text = str(value)
+    cut = text[:SHOWN_CHARS]
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
+    return f"{shown}…" if len(text) > SHOWN_CHARS else shown
+
+
+def _names(values: list[str]) -> str:
+    """At most ``SHOWN_NAMES`` of ``values``, each ``_shown``, then how many are left out."""
+    shown = ", ".join(_shown(v) for v in values[:SHOWN_NAMES])
+    more = len(values) - SHOWN_NAMES
+    return f"{shown} and {more} more" if more > 0 else shown or "none"
+
+
 def _tool_notes(tools: list[str], texts: int, calls: int) -> list[str]:
     return [
-        f"no inferred validator: its requests offer tools ({', '.join(tools)}), and every",
+        f"no inferred validator: its requests offer tools ({_names(tools)}), and every",
         "  call is checked against their names and parameters (derive: the request's own",
         "  checks); a check inferred from text answers would reject its tool-call turns",
         f"  (of the strong model's recorded answers, {calls} are tool calls, {texts} text)",
@@ -101,11 +126,12 @@ def _infer_schema(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], list[s
             distinct = sorted(set(values))
             if len(values) >= MIN_FOR_SET and len(distinct) <= MAX_LABELS:
                 prop["enum"] = distinct
-                notes.append(f"{key}: one of {len(distinct)} values in {len(values)} answers")
+                note = f"{_shown(key)}: one of {len(distinct)} values in {len(values)} answers"
+                notes.append(note)
         properties[key] = prop
     required = [k for k, c in seen.items() if c >= NEARLY_ALL * n]
     for key in sorted(required):
-        notes.append(f"{key}: required, present in {seen[key]} of {n} answers")
+        notes.append(f"{_shown(key)}: required, present in {seen[key]} of {n} answers")
     schema = {"type": "object", "properties": properties, "required": sorted(required)}
     return schema, notes
 
@@ -144,7 +170,7 @@ def promote(
     records in ``store``. Raises ``CascadeError`` when the task has no discovered records or
     no strong answers, when the file exists (unless ``force``), and ``PolicyError`` when the
     policy would not load (then nothing is written)."""
-    if not _TASK_NAME.match(task):
+    if not _TASK_NAME.fullmatch(task):
         raise CascadeError(f"{task!r} is not a task name")
     records = list(store.records(task=task, limit=limit, newest_first=True))
     if not records:
@@ -173,12 +199,12 @@ def promote(
     path = Path(directory) / f"{task}.yaml"
     if path.exists() and not force:
         raise CascadeError(f"{path} exists; pass --force to replace it")
-    prompt = str(info.get("prompt") or "")[:100]
     header = [
         f"Promoted from the discovered task {task} by `cascade tasks promote`,",
-        f"from {read} recorded answers of {strongest or 'the strong model'}.",
-        f"match: the fingerprint of its requests (system prompt, masked: {prompt!r};",
-        f"  tools: {info.get('tools') or []}; requested model: {info.get('model')}).",
+        f"from {read} recorded answers of {_shown(strongest or 'the strong model')}.",
+        f"match: the fingerprint of its requests (system prompt, masked: "
+        f"'{_shown(info.get('prompt') or '')}';",
+        f"  tools: {_names(tools)}; requested model: {_shown(info.get('model') or 'none')}).",
         "mode: observe, so that promoting changes no answer; switch when `cascade tasks`",
         "  recommends it. What each validator rests on:",
         *(f"  {note}" for note in notes),

@@ -293,23 +293,49 @@ def test_a_promoted_tool_task_keeps_the_requests_own_checks(upstream, tmp_path) 
         assert main(["tasks", "promote", task, *where]) == 0
     finally:
         server.stop()
-    text = (server.policies / f"{task}.yaml").read_text()
+    path = server.policies / f"{task}.yaml"
+    text = path.read_text()
     assert "validators: []" in text and "tools (save_invoice)" in text
     assert "1 are tool calls, 0 text" in text
     assert main(["check", "--policies", str(server.policies)]) == 0
-    # Restarted, the promoted policy takes the task's requests (observe: the strong model
-    # answers).
-    server = serve(upstream, tmp_path)
-    try:
-        with client(server) as c:
-            again = c.chat.completions.with_raw_response.create(
-                model="gpt-4o", messages=messages("INV-2, 20 (call an unknown tool)"), tools=[SAVE]
-            )
-    finally:
-        server.stop()
-    assert again.headers["x-cascade-task"] == task
-    assert again.headers["x-cascade-model"] == "gpt-4o"
-    assert again.parse().choices[0].message.tool_calls[0].function.name == "save_invoice"
+
+    def answers() -> list[Any]:
+        """Restarted on the policy file as it is now: a call of an unknown tool, then one
+        with arguments against the tool's parameters, as the cheap model answers them."""
+        restarted = serve(upstream, tmp_path)
+        try:
+            with client(restarted) as c:
+                return [
+                    c.chat.completions.with_raw_response.create(
+                        model="gpt-4o", messages=messages(content), tools=[SAVE]
+                    )
+                    for content in ("INV-2, 20 (call an unknown tool)", "INV-3, 30")
+                ]
+        finally:
+            restarted.stop()
+
+    def called(raw: Any) -> tuple[str, str, dict[str, Any]]:
+        (call,) = raw.parse().choices[0].message.tool_calls
+        model = raw.headers["x-cascade-model"]
+        return model, call.function.name, json.loads(call.function.arguments)
+
+    # In observe mode, as promoted, the strong model answers the task's requests.
+    observed = answers()
+    assert [r.headers["x-cascade-task"] for r in observed] == [task, task]
+    assert [called(r) for r in observed] == [("gpt-4o", "save_invoice", GOOD)] * 2
+    # Switched to cascade mode (as `cascade tasks` recommends): the request's own tools
+    # (derive) reject both cheap answers, and the strong model answers.
+    path.write_text(text.replace("\nmode: observe\n", "\nmode: cascade\n"))
+    checked = answers()
+    assert [called(r) for r in checked] == [("gpt-4o", "save_invoice", GOOD)] * 2
+    reasons = [r.headers["x-cascade-reasons"] for r in checked]
+    assert "not one of the request's tools" in reasons[0]
+    assert "'save_invoice': arguments at $.total: 'ten' is not of type" in reasons[1]
+    # ... which is derivation's doing: without it the cheap answers would pass unchecked.
+    path.write_text(path.read_text() + "derive: false\n")
+    assert [called(r) for r in answers()] == [
+        ("gpt-4o-mini", "drop_db", BAD), ("gpt-4o-mini", "save_invoice", BAD)
+    ]  # fmt: skip
 
 
 # -- third-party clients ---------------------------------------------------------------------

@@ -4,17 +4,24 @@ A hostile or broken file fails fast with the reason, never with a raw ``UnicodeD
 or ``RecursionError`` and never by hanging: the text must be UTF-8 (the error gives the byte
 offset), YAML aliases (``*name``) are refused (a "billion laughs" file expands a few
 hundred bytes into gigabytes through them), and nesting deeper than ``MAX_DEPTH`` is refused.
+A field the file's model refuses is named as written (``validators[0].min``), with its value.
 """
 
 from __future__ import annotations
 
 import json
+import reprlib
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .exceptions import PolicyError
+
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
+
+    from pydantic import ValidationError
 
 MAX_DEPTH = 64  # policies nest a few levels (a schema inside a validator); 64 is generous
 
@@ -82,4 +89,34 @@ def _check_depth(data: Any) -> None:
             stack.extend((v, depth + 1) for v in values)
 
 
-__all__ = ["MAX_DEPTH", "FileFormatError", "decode", "load", "parse"]
+def _short(value: Any) -> str:
+    # A value may be huge (a file's whole section): the message quotes its start only.
+    text = reprlib.repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _loc(parts: Sequence[int | str]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def policy_error(
+    e: ValidationError, path: Path | None, prefix: Sequence[int | str] = ()
+) -> PolicyError:
+    """The first of ``e``'s errors (and how many more), its field under ``prefix``."""
+    # A rung is a name or a mapping: of the union's two errors, the one of what was written.
+    errors = [x for x in e.errors() if x["loc"][-1:] != ("str",)] or e.errors()
+    first = errors[0]
+    loc = _loc([*prefix, *(p for p in first["loc"] if p != "Rung")])
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif first["type"] != "missing" and "input" in first:
+        msg += f" (got {_short(first['input'])})"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return PolicyError(msg + more, path=path, field=loc or None)
+
+
+__all__ = ["MAX_DEPTH", "FileFormatError", "decode", "load", "parse", "policy_error"]

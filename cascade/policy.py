@@ -8,7 +8,6 @@ that nothing on the per-call path looks anything up by name.
 from __future__ import annotations
 
 import re
-import reprlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -153,7 +152,7 @@ class Policy:
         try:
             spec = PolicyFile.model_validate(data)
         except ValidationError as e:
-            raise _policy_error(e, path) from None
+            raise _files.policy_error(e, path) from None
         name = task or spec.task
         if name is None:
             raise PolicyError("missing field 'task'", path=path, field="task")
@@ -235,35 +234,6 @@ class Policy:
         )
 
 
-def _short(value: Any) -> str:
-    # A value may be huge (a file's whole section): the message quotes its start only.
-    text = reprlib.repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
-def _loc(parts: Sequence[int | str]) -> str:
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out
-
-
-def _policy_error(
-    e: ValidationError, path: Path | None, prefix: Sequence[int | str] = ()
-) -> PolicyError:
-    # A rung is a name or a mapping: of the union's two errors, the one of what was written.
-    errors = [x for x in e.errors() if x["loc"][-1:] != ("str",)] or e.errors()
-    first = errors[0]
-    loc = _loc([*prefix, *(p for p in first["loc"] if p != "Rung")])
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown field"
-    elif first["type"] != "missing" and "input" in first:
-        msg += f" (got {_short(first['input'])})"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return PolicyError(msg + more, path=path, field=loc or None)
-
-
 def _build(
     i: int,
     entry: Mapping[str, Any],
@@ -289,7 +259,7 @@ def _build(
             extra=extra,
         )
     except ValidationError as e:
-        raise _policy_error(e, path, prefix=(f"validators[{i}]",)) from None
+        raise _files.policy_error(e, path, prefix=(f"validators[{i}]",)) from None
     except LookupError as e:
         raise PolicyError(str(e).strip("'\""), path=path, field=f"{where}.type") from None
     except (TypeError, ValueError) as e:

@@ -52,8 +52,8 @@ class Cascade:
             default ``$CASCADE_STORE``, else the embedded SQLite file.
         validators: extra validator types by name, for these policies only.
         discover: the policy fields of tasks discovered from traffic (``run(None, ...)``),
-            over ``cascade.discovery.DEFAULTS`` (``mode: observe``, ``fatal_status: [401,
-            403]``); True: the defaults; False: no discovery (a call must name its task or
+            over ``cascade.discovery.DEFAULTS`` (``mode: observe``, ``escalate_status:
+            [400]``); True: the defaults; False: no discovery (a call must name its task or
             match a policy's ``match:``).
     """
 

@@ -5,7 +5,8 @@
 drivers in ``_client`` only perform the calls, so the logic exists once.
 
 For each model, cheapest first: ask; if the provider fails, escalate (or raise for the
-statuses a stronger model cannot fix); otherwise judge the answer. Validators with a
+statuses a stronger model cannot fix, ``fatal_status``, less ``escalate_status`` on the rungs
+below the strongest); otherwise judge the answer. Validators with a
 ``clean`` hook judge the raw answer and then strip what they asked for; the others judge
 the cleaned answer; validators that need a follow-up call (self-verification) run last
 and only when everything else passed, so no money is spent verifying a rejected answer;
@@ -126,7 +127,10 @@ def climb(
             reply = yield Call(model, ask, purpose, endpoint)
             answers += 1
             if isinstance(reply, Failure):
-                if reply.status in policy.fatal_status:
+                # Below the strongest, escalate_status goes on up: the strongest model is
+                # the one the request was written for, and its refusal is the caller's.
+                fatal = policy.fatal_status if model == policy.strongest else policy.fatal_below
+                if reply.status in fatal:
                     raise ProviderError(
                         f"{policy.task}: {model} refused the request: {reply.reason}",
                         model=model,

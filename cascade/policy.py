@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -31,6 +31,7 @@ from .validators import Cleaner, FollowUp, FromRequest, Preparer, Validator, bui
 
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SUFFIXES = (".yaml", ".yml", ".json")
+_Status = Annotated[int, Field(ge=400, le=599)]  # a failed call's status: 4xx or 5xx
 
 
 class PolicyFile(BaseModel):
@@ -62,7 +63,14 @@ class PolicyFile(BaseModel):
     prices: dict[str, PriceSpec] = Field(default_factory=dict)
     fatal_status: list[int] = Field(
         default=[400, 401, 403],
-        description="HTTP statuses that raise ProviderError instead of escalating.",
+        description="HTTP statuses that raise ProviderError instead of escalating, on any "
+        "rung (but see escalate_status).",
+    )
+    escalate_status: list[_Status] = Field(
+        default_factory=list,
+        description="HTTP statuses that escalate instead of raising on every rung but the "
+        "strongest (the last of models), even when in fatal_status: a cheap model may refuse "
+        "a parameter the strongest takes. The strongest model's own stay fatal.",
     )
     params: dict[str, Any] = Field(
         default_factory=dict, description="Default chat.completions.create arguments."
@@ -124,7 +132,8 @@ class Policy:
     cleaners: tuple[Cleaner, ...] = field(default=())
     checks: tuple[Validator, ...] = field(default=())
     follow_ups: tuple[FollowUp, ...] = field(default=())
-    fatal_status: frozenset[int] = field(default=frozenset())
+    fatal_status: frozenset[int] = field(default=frozenset())  # on the strongest rung
+    fatal_below: frozenset[int] = field(default=frozenset())  # on the rungs below it
     # The extra validator types it was compiled with, so that a changed copy compiles too.
     extra_validators: Mapping[str, Any] = field(default_factory=dict)
     # The endpoint of each rung not served by the default client (empty for a ladder of
@@ -191,6 +200,7 @@ class Policy:
             + derived,
             follow_ups=tuple(v for v in built if isinstance(v, FollowUp)),
             fatal_status=frozenset(spec.fatal_status),
+            fatal_below=frozenset(spec.fatal_status) - frozenset(spec.escalate_status),
             extra_validators=dict(validators or {}),
             endpoints=endpoints,
             providers=providers,

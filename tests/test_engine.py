@@ -119,6 +119,45 @@ def test_a_fatal_status_raises_at_once(status: int) -> None:
     assert raised.value.status == status and raised.value.model == "gpt-4o-mini"
 
 
+def test_an_escalate_status_escalates_below_the_strongest_and_raises_on_it() -> None:
+    ladder = ["gpt-4o-mini", "gpt-4.1-mini", "gpt-4o"]
+    flow = _engine.run(policy(escalate_status=[400], models=ladder), REQUEST)
+    try:
+        start(flow)
+        middle = flow.send(Failure("gpt-4o-mini", "client_error", "no reasoning_effort", 400))
+        assert middle.model == "gpt-4.1-mini"  # 400 is in fatal_status: escalate_status wins
+        strong = flow.send(Failure("gpt-4.1-mini", "client_error", "nor here", 400))
+        assert strong.model == "gpt-4o"
+        with pytest.raises(ProviderError) as raised:
+            flow.send(Failure("gpt-4o", "client_error", "bad temperature", 400))
+    finally:
+        flow.close()
+    assert (raised.value.status, raised.value.model) == (400, "gpt-4o")
+
+
+def test_an_escalate_status_escalates_on_the_cheap_rung_of_a_shadow_run() -> None:
+    shadow = _engine.shadow(policy(mode="observe", escalate_status=[400]), REQUEST)
+    try:
+        start(shadow)
+        outcome = finish(shadow, Failure("gpt-4o-mini", "client_error", "no such param", 400))
+    finally:
+        shadow.close()
+    assert outcome.attempts[0].error == "client_error 400: no such param"  # its own failure
+
+
+def test_escalate_status_does_not_make_a_status_fatal() -> None:
+    flow = _engine.run(policy(fatal_status=[401], escalate_status=[400]), REQUEST)
+    try:
+        start(flow)
+        strong = flow.send(Failure("gpt-4o-mini", "client_error", "no", 400))
+        assert strong.model == "gpt-4o"
+        with pytest.raises(EscalationExhausted) as raised:  # no answer: nothing to return
+            flow.send(Failure("gpt-4o", "client_error", "no", 400))
+    finally:
+        flow.close()
+    assert raised.value.failure is not None and raised.value.failure.status == 400
+
+
 def test_every_rung_failing_returns_the_last_answer_not_ok() -> None:
     flow = _engine.run(policy(), REQUEST)
     try:

@@ -48,6 +48,7 @@ def write(tmp_path: Path, text: str, name: str = "t.yaml") -> Path:
         ),
         ("task: other\nmodels: [a, b]", "task", "does not match the file name"),
         ("models: [a, b]\nparams: {model: x}", "params", "'model'"),
+        ("models: [a, b]\nescalate_status: [200]", "escalate_status[0]", "(got 200)"),
     ],
 )
 def test_broken_policy_names_the_file_and_the_field(tmp_path, text, field, message) -> None:
@@ -117,6 +118,10 @@ def test_the_example_policies_load() -> None:
 
 def test_published_schema_accepts_the_examples_and_rejects_typos() -> None:
     schema = policy_json_schema()
+    assert "strongest" in schema["properties"]["escalate_status"]["description"]
+    jsonschema.validate({"models": ["a", "b"], "escalate_status": [400]}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"models": ["a", "b"], "escalate_status": [200]}, schema)
     for path in (REPO / "policies").glob("*.yaml"):
         jsonschema.validate(yaml.safe_load(path.read_text()), schema)
     with pytest.raises(jsonschema.ValidationError):

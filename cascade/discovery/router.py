@@ -25,13 +25,14 @@ if TYPE_CHECKING:
 # The ladder of discovered tasks when neither the defaults nor the request name a stronger
 # model than the cheap one.
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o")
-# A 400 is not fatal on a discovered task: the cheap rung is one the application never chose,
-# and may refuse what the requested model takes (``reasoning_effort``, a newer parameter); the
-# ladder goes on to the requested model, whose own 400 still reaches the client.
+# A 400 from a discovered task's cheap rung escalates: that rung is one the application never
+# chose, and may refuse what the requested model takes (``reasoning_effort``, a newer
+# parameter). The requested model is the strongest rung, whose 400 stays fatal (the default
+# fatal_status) and so reaches the client, in cascade and in observe mode.
 DEFAULTS: Mapping[str, Any] = {
     "models": list(DEFAULT_MODELS),
     "mode": "observe",
-    "fatal_status": [401, 403],
+    "escalate_status": [400],
 }
 # Discovered tasks whose compiled policy is kept; past this the least recently seen is
 # compiled again when it comes back (same name, same policy).

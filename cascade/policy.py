@@ -61,7 +61,7 @@ class PolicyFile(BaseModel):
     max_attempts: int | None = Field(default=None, ge=1, description="Answer calls per request.")
     max_cost_usd: Decimal | None = Field(default=None, gt=0, description="Spend cap per request.")
     prices: dict[str, PriceSpec] = Field(default_factory=dict)
-    fatal_status: list[int] = Field(
+    fatal_status: list[_Status] = Field(
         default=[400, 401, 403],
         description="HTTP statuses that raise ProviderError instead of escalating, on any "
         "rung (but see escalate_status).",

@@ -48,6 +48,7 @@ def write(tmp_path: Path, text: str, name: str = "t.yaml") -> Path:
         ),
         ("task: other\nmodels: [a, b]", "task", "does not match the file name"),
         ("models: [a, b]\nparams: {model: x}", "params", "'model'"),
+        ("models: [a, b]\nfatal_status: [400, 40]", "fatal_status[1]", "(got 40)"),
         ("models: [a, b]\nescalate_status: [200]", "escalate_status[0]", "(got 200)"),
     ],
 )

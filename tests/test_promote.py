@@ -11,6 +11,7 @@ import openai
 import pytest
 import yaml
 
+import cascade
 from cascade.evals import infer_validators, promote
 from cascade.exceptions import CascadeError, PolicyError
 from cascade.policy import Policy
@@ -185,6 +186,7 @@ def test_no_client_controlled_text_leaves_its_comment_line(tmp_path: Path) -> No
             "models": ["gpt-4o-mini", *models],
             "mode": "observe",
             "match": {"fingerprint": fingerprint},
+            "escalate_status": [400],
             "validators": validators,
         }
         # Every line before the fields is a comment, by every line break YAML knows.
@@ -204,3 +206,22 @@ def test_no_client_controlled_text_leaves_its_comment_line(tmp_path: Path) -> No
     assert f"verdict{SHOWN}: required, present in 20 of 20 answers" in text
     assert f"{'k' * 100}…: required, present in 20 of 20 answers" in text
     assert "structure.match: each of 20 answers is one of 2 labels" in done[labels][1]
+
+
+def test_a_promoted_policy_switched_to_cascade_lets_the_cheap_rungs_400_escalate(
+    tmp_path: Path,
+) -> None:
+    # The first rung is still one the application never chose: as under discovery, its 400
+    # (a parameter it does not take) goes on to the requested model.
+    system = "Label the mail."
+    (path, text, _, _) = _promoted(tmp_path, {system: {"n": 20, "model": "gpt-4o"}})[system]
+    assert "escalate_status: [400], as under discovery" in text
+    path.write_text(text.replace("mode: observe", "mode: cascade"), encoding="utf-8")
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": "1"}]
+    with ScriptedServer() as upstream:
+        upstream.fail("gpt-4o-mini", 400, message="Unsupported parameter: 'reasoning_effort'")
+        upstream.script("gpt-4o", "no")
+        with cascade.Cascade(path.parent, client=upstream.client(max_retries=0),
+                             store="memory://") as c:  # fmt: skip
+            result = c.run(path.stem, messages, reasoning_effort="low")
+    assert (result.model, result.output, result.escalated) == ("gpt-4o", "no", True)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from ..discovery import DEFAULTS
 from ..exceptions import CascadeError, PolicyError
 from ..policy import Policy
 
@@ -199,6 +200,7 @@ def promote(
     path = Path(directory) / f"{task}.yaml"
     if path.exists() and not force:
         raise CascadeError(f"{path} exists; pass --force to replace it")
+    escalate = list(DEFAULTS["escalate_status"])
     header = [
         f"Promoted from the discovered task {task} by `cascade tasks promote`,",
         f"from {read} recorded answers of {_shown(strongest or 'the strong model')}.",
@@ -206,13 +208,17 @@ def promote(
         f"'{_shown(info.get('prompt') or '')}';",
         f"  tools: {_names(tools)}; requested model: {_shown(info.get('model') or 'none')}).",
         "mode: observe, so that promoting changes no answer; switch when `cascade tasks`",
-        "  recommends it. What each validator rests on:",
+        "  recommends it.",
+        f"escalate_status: {escalate}, as under discovery: the first rung is one the",
+        "  application never chose, and may refuse what the requested model takes.",
+        "What each validator rests on:",
         *(f"  {note}" for note in notes),
     ]
     data = {
         "models": models,
         "mode": "observe",
         "match": {"fingerprint": str(info["fingerprint"])},
+        "escalate_status": escalate,
         "validators": validators,
     }
     text = "".join(f"# {line}\n" for line in header)

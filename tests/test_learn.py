@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 from typing import TYPE_CHECKING
 
@@ -15,10 +16,18 @@ from cascade.cli import main
 from cascade.evals import write_learned
 from cascade.exceptions import PolicyError
 from cascade.policy import Policy, PolicySet
-from cascade.recording import features, render_input
+from cascade.recording import features, redact, render_input
 from cascade.report import build_report, render
 from cascade.routing import StartModel, examples_of, fit, held_out
-from cascade.routing.learned import VERSION, hashed, message_text, stored_text
+from cascade.routing.learned import (
+    FAMILIES,
+    MASKS,
+    VERSION,
+    WINDOW,
+    hashed,
+    message_turns,
+    stored_turns,
+)
 from cascade.stores import store_from_url
 from cascade.testing import ScriptedServer
 
@@ -43,8 +52,15 @@ def _serve(server: ScriptedServer) -> None:
     server.script("gpt-4o-mini", "fine").script("gpt-4o", "strong")
 
 
-def _fill(directory: Path, store: str, calls: int, models: tuple[str, str] | None = None) -> None:
+def _fill(
+    directory: Path,
+    store: str,
+    calls: int,
+    models: tuple[str, str] | None = None,
+    store_inputs: str = "full",
+) -> None:
     policy = POLICY if models is None else POLICY.replace("gpt-4o-mini, gpt-4o", ", ".join(models))
+    policy = policy.replace("store_inputs: full", f"store_inputs: {store_inputs}")
     (directory / "t.yaml").write_text(policy)
     rng = random.Random(1)
     with ScriptedServer() as server:
@@ -211,8 +227,37 @@ def _policy_with(tmp_path: Path, model: object) -> PolicySet:
     [
         (None, "start_at[0].learned: cannot read"),
         ("{not json", "invalid JSON"),
-        ({"version": 1, "task": "t", "buckets": 2, "bias": 0, "weights": [0, 0]}, "fit it again"),
-        ({"version": 2, "task": "t", "buckets": 3, "bias": 0, "weights": [0, 0]}, "2 weights"),
+        (
+            {"version": 1, "task": "t", "buckets": 2, "bias": 0, "weights": [0, 0]},
+            "version: a version 1 model file: this cascade hashes other features (version 3); "
+            "fit it again with `cascade learn --task t --write`",
+        ),
+        (
+            {"version": 2, "task": "t", "buckets": 2, "bias": 0, "weights": [0, 0]},
+            "fit it again with `cascade learn --task t --write`",
+        ),
+        (
+            {
+                "version": 3,
+                "task": "t",
+                "features": ["size"],
+                "buckets": 3,
+                "bias": 0,
+                "weights": [0, 0],
+            },
+            "2 weights",
+        ),
+        (
+            {
+                "version": 3,
+                "task": "t",
+                "features": ["words", "page"],
+                "buckets": 1,
+                "bias": 0,
+                "weights": [0],
+            },
+            "features.1",
+        ),
     ],
 )
 def test_a_bad_model_file_is_a_policy_error_naming_the_file(
@@ -279,7 +324,13 @@ def test_bad_options_are_refused_before_anything_is_read(
 
 
 def _live(messages: list[dict[str, str]]) -> set[int]:
-    return hashed(message_text(messages), sum(len(m["content"]) for m in messages))
+    return hashed(message_turns(messages), sum(len(m["content"]) for m in messages))
+
+
+def _stored(messages: list[dict[str, str]], mode: str) -> set[int]:
+    stored = render_input(messages, mode)  # type: ignore[arg-type]
+    assert stored is not None
+    return hashed(stored_turns(stored), features(messages, ())["chars"])
 
 
 def test_the_fit_reads_a_stored_input_as_scoring_reads_the_live_one() -> None:
@@ -292,7 +343,7 @@ def test_the_fit_reads_a_stored_input_as_scoring_reads_the_live_one() -> None:
     stored = render_input(messages, "redacted")
     assert stored is not None and "[CARD]" in stored  # redaction did change the text
     chars = features(messages, ())["chars"]
-    assert hashed(stored_text(stored), chars) == _live(messages)
+    assert hashed(stored_turns(stored), chars) == _live(messages)
 
 
 def test_scoring_reads_a_bounded_window_of_the_input() -> None:
@@ -313,4 +364,121 @@ def test_a_truncation_marker_is_not_read_as_words() -> None:
     long = [{"role": "user", "content": "word " * 10_000}]
     stored = render_input(long, "redacted")
     assert stored is not None and "[truncated" in stored
-    assert "truncated" not in stored_text(stored)
+    assert "truncated" not in "".join(stored_turns(stored))
+
+
+_TURNS = [
+    {"role": "system", "content": "You are [SYSTEM]: classify the ticket.\nuser"},
+    {"role": "user", "content": "[INST] Where is my parcel? [/INST] [A] [TODO] " + "late " * 100},
+    {"role": "assistant", "content": "Which order?\n\n"},
+    {"role": "tool", "content": "lookup: none"},
+    {"role": "user", "content": "The [B] blue one, typed as [EMAIL] here.\n" + "sorry " * 60},
+]
+
+
+@pytest.mark.parametrize("mode", ["full", "redacted"])
+@pytest.mark.parametrize("messages", [_TURNS[1:2], _TURNS], ids=["one turn", "five messages"])
+def test_a_request_has_the_same_features_live_and_from_its_stored_record(
+    mode: str, messages: list[dict[str, str]]
+) -> None:
+    # Bracketed capitals that redaction never writes ([INST], [A], [TODO]) are the user's
+    # words; the masks it writes are no words on either side, even typed by the user; each
+    # turn's stored newline is the store's, so a window over 512 characters cuts the same.
+    assert sum(len(m["content"]) for m in messages) > 2 * WINDOW
+    assert _stored(messages, mode) == _live(messages)
+    typed = [{"role": "user", "content": "inst [INST]"}]
+    assert _live(typed) != _live([{"role": "user", "content": "inst"}])
+
+
+def test_a_stored_input_cut_short_keeps_the_head_of_the_live_one() -> None:
+    words = " ".join(f"w{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}" for i in range(12_000))
+    messages = [{"role": "user", "content": "[INST] " + words}]
+    stored = render_input(messages, "redacted")
+    assert stored is not None and "[truncated" in stored  # cut at 32,768 characters
+    head = messages[0]["content"][:WINDOW].rsplit(" ", 1)[0]
+    # The stored end is not the live one; what both windows read of the head is the same.
+    assert hashed([head], 0, ("words",)) <= _stored(messages, "redacted")
+    assert hashed([head], 0, ("words",)) <= _live(messages)
+
+
+def test_the_masks_dropped_are_the_ones_redaction_writes() -> None:
+    text = (
+        "Bearer abcdefghijklmnop sk-abcdefghijklmnopqrstuv alice@example.com "
+        "GB82 WEST 1234 5698 7654 32 card 4111 1111 1111 1111 ssn 123-45-6789 "
+        "call +1 555 123 4567 password=hunter2"
+    )
+    written = set(re.findall(r"\[[A-Z_]+\]", redact(text)))
+    assert written == set(MASKS)
+    words = ("words",)
+    assert hashed([f"x {' '.join(MASKS)} y"], 0, words) == hashed(["x y"], 0, words)
+
+
+@pytest.mark.parametrize(
+    ("spaced", "glued"),
+    [
+        ("hello world", "hello\u00a0world"),  # a no-break space
+        ("hello world", "hello\u202fworld"),  # a narrow no-break space
+        ("don t", "don\u2019t"),  # a typographic apostrophe, as "don't" reads
+        ("thanks", "thanks\U0001f600"),  # an emoji
+        ("我喜欢猫 今天", "我喜欢猫。今天"),  # CJK punctuation
+        ("a b", "a\uff0cb"),  # a full-width comma
+    ],
+)
+def test_spaces_and_punctuation_outside_ascii_end_words(spaced: str, glued: str) -> None:
+    words = ("words",)
+    assert hashed([glued], 0, words) == hashed([spaced], 0, words)
+
+
+def test_turns_are_read_as_their_joined_text_whatever_their_sizes() -> None:
+    shapes = [
+        ["a" * WINDOW, "b"],
+        ["a" * (WINDOW - 1), "b " * 300],
+        ["x y " * 200, "", "middle " * 1000, "", "end " * 100],
+        ["short", "also short"],
+        ["q " * (WINDOW // 2), "r " * (WINDOW // 2) + "s"],
+    ]
+    for turns in shapes:
+        assert hashed(turns, 9) == hashed(["\n".join(turns)], 9), turns
+
+
+@pytest.fixture(scope="module")
+def hashed_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A policy directory and a store of 150 real calls whose inputs are stored as sha256."""
+    directory = tmp_path_factory.mktemp("learn-hash")
+    _fill(directory, f"sqlite:///{directory}/s.db", 150, store_inputs="hash")
+    return directory
+
+
+def test_inputs_stored_as_hashes_teach_a_model_of_size_only(
+    hashed_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copytree(hashed_store, tmp_path / "p")
+    policies = tmp_path / "p"
+    assert _learn(policies, "--write", "--above", "0.5", "--min-records", "50") == 0
+    out = capsys.readouterr().out
+    usable = re.search(r"learn t: (\d+) usable records", out)
+    assert usable is not None and f"{usable[1]} of them hold no input text" in out
+    assert "t's policy now says store_inputs: hash" in out
+    assert "size only" in out and "store_inputs: full or redacted" in out
+    model = StartModel.model_validate_json((policies / "_t.start.json").read_text())
+    assert model.features == ("size",)
+    # Scored live on its size alone: the words of the request, which the fit never saw, do
+    # not move it, and it scores a request as the fit scored its record.
+    refund = [{"role": "user", "content": REFUND}]
+    other = [{"role": "user", "content": "x" * len(REFUND)}]
+    assert model.of_messages(refund) == model.of_messages(other)
+    assert model.of_messages(refund) == model.probability(hashed([], len(REFUND), ("size",)))
+
+
+def test_one_record_without_input_text_leaves_size_only_for_all(policies: Path) -> None:
+    from dataclasses import replace
+
+    records = list(store_from_url(f"sqlite:///{policies}/s.db").records(task="t"))
+    examples, _ = examples_of(records, "gpt-4o-mini", "gpt-4o")
+    assert {e.features for e in examples} == {FAMILIES} and all(e.text for e in examples)
+    mixed = [replace(records[0], input=None), *records[1:]]
+    examples, _ = examples_of(mixed, "gpt-4o-mini", "gpt-4o")
+    assert {e.features for e in examples} == {("size",)}
+    assert [e.text for e in examples].count(False) == 1
+    assert all(len(e.hashes) == 1 for e in examples)
+    assert fit(examples, task="t").features == ("size",)

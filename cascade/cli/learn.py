@@ -87,6 +87,14 @@ def run_learn(args: argparse.Namespace) -> int:
         f"learn {args.task}: {len(examples):,} usable records ({escalated:,} escalated from "
         f"{cheap}); {skipped:,} left out (pre-routed, strong mode, or no {cheap} attempt)"
     )
+    textless = sum(not e.text for e in examples)
+    if textless:
+        print(
+            f"{textless:,} of them hold no input text (recorded under store_inputs: hash or "
+            f"none; {args.task}'s policy now says store_inputs: {policy.spec.store_inputs}): the "
+            "model reads the input's size only, not its words. Words need store_inputs: full "
+            "or redacted (learn again once the records written since are enough: --limit)"
+        )
     if len(examples) < args.min_records or min(escalated, len(examples) - escalated) < MIN_EACH:
         print(
             f"too few records to learn from: need at least {args.min_records:,}, with "

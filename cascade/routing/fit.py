@@ -5,6 +5,9 @@ rung escalated (in cascade mode: the call escalated; observe mode: the would-be 
 cheap mode: an answer that failed its checks) and its weight, ``1 / inclusion_probability``
 (a stored pass of a 5% sample stands for 20 calls). Records a ``start_at`` rule sent up the
 ladder say nothing about the cheap model and are left out, as are strong-mode calls.
+The examples are hashed from the feature families every one of them truly holds: where some
+record's input was stored as a hash or not at all (``store_inputs: hash``/``none``), that is
+its size alone, for all of them, so the model learns nothing its live scoring could not see.
 
 The fit: L2-regularised logistic regression by AdaGrad over the weighted examples, a few
 passes in a fixed (seeded) order, so the same records give the same model. Metrics are
@@ -16,10 +19,10 @@ from __future__ import annotations
 import math
 import random
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from .learned import VERSION, StartModel, hashed, stored_text
+from .learned import FAMILIES, VERSION, Family, StartModel, hashed, stored_turns
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -37,7 +40,8 @@ class Example:
     ``first_cost``/``first_latency`` what the call cost and took as it ran, cheap first;
     ``strong_cost``/``strong_latency`` what starting at the target rung costs and takes: its
     own attempts where it answered, else (``strong_estimated``) the cost estimated at its
-    prices from the cheap attempt's tokens and the latency unknown (None).
+    prices from the cheap attempt's tokens and the latency unknown (None). ``features``: the
+    families ``hashes`` holds; ``text``: whether the record's input was stored as text.
     """
 
     id: str
@@ -51,6 +55,8 @@ class Example:
     strong_cost: float | None
     strong_latency: float | None
     strong_estimated: bool
+    features: tuple[Family, ...] = FAMILIES
+    text: bool = True
 
 
 def _sum_cost(attempts: Iterable[Attempt]) -> float | None:
@@ -62,7 +68,19 @@ def _sum_cost(attempts: Iterable[Attempt]) -> float | None:
     return total
 
 
+def _stored_as_text(record: CallRecord) -> bool:
+    # A sampled record's input is None under store_inputs: none, "sha256:..." under hash;
+    # a stored text starts with its first message's role.
+    return record.input is not None and not record.input.startswith("sha256:")
+
+
+def _hashes(record: CallRecord, text: bool, families: tuple[Family, ...]) -> tuple[int, ...]:
+    turns = stored_turns(record.input) if text and record.input else []
+    return tuple(hashed(turns, int(record.features.get("chars") or 0), families))
+
+
 def _example(record: CallRecord, cheap: str, strong: str) -> Example | None:
+    """The record as an example, its features not hashed yet (``examples_of`` does that)."""
     if record.mode == "strong" or "start_at" in record.extra:
         return None
     mine = [a for a in record.attempts if a.model == cheap and a.purpose != "judge"]
@@ -92,10 +110,9 @@ def _example(record: CallRecord, cheap: str, strong: str) -> Example | None:
         first_cost, first_latency = record.cost_usd, record.latency_s
     p = record.inclusion_probability
     weight = 1.0 if escalated or not p else 1.0 / p
-    text = stored_text(record.input) if record.input and record.input[:7] != "sha256:" else ""
     return Example(
         id=record.id,
-        hashes=tuple(hashed(text, int(record.features.get("chars") or 0))),
+        hashes=(),
         escalated=escalated,
         weight=weight,
         cheap_cost=cheap_cost,
@@ -105,6 +122,8 @@ def _example(record: CallRecord, cheap: str, strong: str) -> Example | None:
         strong_cost=strong_cost,
         strong_latency=strong_latency,
         strong_estimated=estimated,
+        features=(),
+        text=_stored_as_text(record),
     )
 
 
@@ -112,8 +131,10 @@ def examples_of(
     records: Iterable[CallRecord], cheap: str, strong: str
 ) -> tuple[list[Example], int]:
     """The usable examples of ``records`` (sampled ones) for the ladder ``cheap`` ->
-    ``strong``, and how many sampled records were left out."""
-    out: list[Example] = []
+    ``strong``, and how many sampled records were left out. They hold every feature family
+    when every one of them was stored as text, else (``store_inputs: hash`` or ``none`` for
+    any) the size alone."""
+    usable: list[tuple[CallRecord, Example]] = []
     skipped = 0
     for r in records:
         if not r.sampled:
@@ -122,7 +143,9 @@ def examples_of(
         if ex is None:
             skipped += 1
         else:
-            out.append(ex)
+            usable.append((r, ex))
+    families: tuple[Family, ...] = FAMILIES if all(ex.text for _, ex in usable) else ("size",)
+    out = [replace(ex, hashes=_hashes(r, ex.text, families), features=families) for r, ex in usable]
     return out, skipped
 
 
@@ -147,7 +170,13 @@ def fit(
     The penalty's gradient is spread over each weight's occurrences (``l2 x w / n`` each time
     a feature held by ``n`` examples is seen), so a feature is shrunk as much per pass whether
     it is common or rare: a word seen in one input cannot claim a large weight from it.
+    The model is scored on the feature families the examples hold (all the same: raises
+    ``ValueError`` otherwise).
     """
+    kinds = {ex.features for ex in examples}
+    if len(kinds) > 1:
+        raise ValueError(f"examples of different feature families: {sorted(kinds)}")
+    families = kinds.pop() if kinds else FAMILIES
     rows = [
         ([h % buckets for h in ex.hashes], 1.0 if ex.escalated else 0.0, ex.weight)
         for ex in examples
@@ -184,6 +213,7 @@ def fit(
     return StartModel(
         version=VERSION,
         task=task,
+        features=families,
         buckets=buckets,
         bias=round(bias, 6),
         weights=[round(x, 6) for x in weights],

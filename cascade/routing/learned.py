@@ -38,7 +38,7 @@ import math
 import re
 import zlib
 from itertools import repeat
-from operator import xor
+from operator import mod, xor
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
@@ -262,7 +262,7 @@ class StartModel(BaseModel):
         if not hashes:
             return self.bias
         weights = self.weights
-        total = sum(map(weights.__getitem__, map(self.buckets.__rmod__, hashes)))
+        total = sum(map(weights.__getitem__, map(mod, hashes, repeat(self.buckets))))
         return self.bias + total / math.sqrt(len(hashes))
 
     def probability(self, hashes: Collection[int]) -> float:

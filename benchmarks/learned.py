@@ -5,8 +5,8 @@ cost and p95 latency on recorded model outputs.
     python benchmarks/learned.py --scoring-only
 
 Scoring: ``StartModel.of_messages`` (what the engine calls once per request when a policy has
-a learned ``start_at`` rule) with a fitted 1,000-bucket model, on user messages of several
-lengths, best of 5 repeats of 500 calls; beside it the same interpreter's time for
+a learned ``start_at`` rule) with a fitted 1,000-bucket model, on requests of several sizes and
+numbers of turns, best of 5 repeats of 500 calls; beside it the same interpreter's time for
 ``sum(range(1000))``, so a reader can tell how fast the machine was at the time.
 
 Pre-routing, per recorded dataset with a train and a test split (MMLU, TriviaQA; the
@@ -34,7 +34,7 @@ from typing import Any
 
 from cascade.routing import Example, fit
 from cascade.routing.fit import auc
-from cascade.routing.learned import hashed, message_text
+from cascade.routing.learned import hashed, message_turns
 
 CHEAP, STRONG = "gpt-4o-mini", "gpt-4o"
 TARGET = 0.97
@@ -79,7 +79,7 @@ def _example(i: int, row: dict[str, Any], threshold: float) -> Example:
     up = cheap["raw_confidence"] < threshold
     return Example(
         id=str(i),
-        hashes=tuple(hashed(message_text(messages), sum(len(m["content"]) for m in messages))),
+        hashes=tuple(hashed(message_turns(messages), sum(len(m["content"]) for m in messages))),
         escalated=up,
         weight=1.0,
         cheap_cost=cheap["cost_usd"],
@@ -151,14 +151,35 @@ def scoring(data: Path) -> None:
     print("## scoring one call, 1,000-bucket model (best of 5 x 500 calls)\n")
     ref = min(timeit.repeat(lambda: sum(range(1000)), number=500, repeat=5)) / 500
     print(f"reference: sum(range(1000)) takes {ref * 1e6:.1f} µs on this machine now\n")
-    print("| user message | µs per call |")
+    print("| input | µs per call |")
     print("|---|---|")
-    for chars in (200, 4000, 100_000):
-        text = (corpus * (chars // len(corpus) + 1))[:chars]
-        messages = [{"role": "system", "content": "Answer."}, {"role": "user", "content": text}]
+    for label, messages in _inputs(corpus):
         best = min(timeit.repeat(lambda m=messages: model.of_messages(m), number=500, repeat=5))
-        print(f"| {chars:,} chars | {best / 500 * 1e6:.1f} |")
+        print(f"| {label} | {best / 500 * 1e6:.1f} |")
     print()
+
+
+def _inputs(corpus: str) -> list[tuple[str, list[dict[str, str]]]]:
+    """Requests of several sizes and shapes: one user message of 200 to 100,000 characters,
+    one of 4,000 outside ASCII (curly quotes, no-break spaces), and turns of 5,000,000."""
+
+    def cut(chars: int) -> str:
+        return (corpus * (chars // len(corpus) + 1))[:chars]
+
+    def asked(*turns: str) -> list[dict[str, str]]:
+        roles = ("user", "assistant")
+        return [{"role": "system", "content": "Answer."}] + [
+            {"role": roles[i % 2], "content": t} for i, t in enumerate(turns)
+        ]
+
+    typographic = cut(4000).replace("'", "\u2019").replace(", ", ",\u00a0")
+    huge = cut(5_000_000)
+    return [
+        *((f"1 turn of {chars:,} chars", asked(cut(chars))) for chars in (200, 4000, 100_000)),
+        ("1 turn of 4,000 chars, curly quotes and no-break spaces", asked(typographic)),
+        ("2 turns of 5,000,000 chars", asked(huge, huge)),
+        ("3 turns of 5,000,000 chars", asked(huge, huge, huge)),
+    ]
 
 
 def main() -> int:

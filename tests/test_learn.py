@@ -229,16 +229,16 @@ def _policy_with(tmp_path: Path, model: object) -> PolicySet:
         ("{not json", "invalid JSON"),
         (
             {"version": 1, "task": "t", "buckets": 2, "bias": 0, "weights": [0, 0]},
-            "version: a version 1 model file: this cascade hashes other features (version 3); "
+            "version: a version 1 model file: this cascade hashes other features (version 4); "
             "fit it again with `cascade learn --task t --write`",
         ),
         (
-            {"version": 2, "task": "t", "buckets": 2, "bias": 0, "weights": [0, 0]},
+            {"version": 3, "task": "t", "buckets": 2, "bias": 0, "weights": [0, 0]},
             "fit it again with `cascade learn --task t --write`",
         ),
         (
             {
-                "version": 3,
+                "version": 4,
                 "task": "t",
                 "features": ["size"],
                 "buckets": 3,
@@ -249,7 +249,7 @@ def _policy_with(tmp_path: Path, model: object) -> PolicySet:
         ),
         (
             {
-                "version": 3,
+                "version": 4,
                 "task": "t",
                 "features": ["words", "page"],
                 "buckets": 1,
@@ -372,20 +372,31 @@ _TURNS = [
     {"role": "user", "content": "[INST] Where is my parcel? [/INST] [A] [TODO] " + "late " * 100},
     {"role": "assistant", "content": "Which order?\n\n"},
     {"role": "tool", "content": "lookup: none"},
-    {"role": "user", "content": "The [B] blue one, typed as [EMAIL] here.\n" + "sorry " * 60},
+    {
+        "role": "user",
+        "content": "The [B] blue one, typed as [EMAIL] here.\n"
+        + "sorry " * 60
+        + "write to alice.b@example.com or BOB@mail.example.org. "
+        + "thanks " * 60,
+    },
 ]
+_SHORT = [{"role": "user", "content": "Mail (alice.b@example.com) or call +1 555 123 4567: [INST]"}]
 
 
 @pytest.mark.parametrize("mode", ["full", "redacted"])
-@pytest.mark.parametrize("messages", [_TURNS[1:2], _TURNS], ids=["one turn", "five messages"])
+@pytest.mark.parametrize(
+    "messages", [_TURNS[1:2], _TURNS, _SHORT], ids=["one turn", "five messages", "short"]
+)
 def test_a_request_has_the_same_features_live_and_from_its_stored_record(
     mode: str, messages: list[dict[str, str]]
 ) -> None:
     # Bracketed capitals that redaction never writes ([INST], [A], [TODO]) are the user's
     # words; the masks it writes are no words on either side, even typed by the user; each
     # turn's stored newline is the store's, so a window over 512 characters cuts the same.
-    assert sum(len(m["content"]) for m in messages) > 2 * WINDOW
+    # An e-mail address (the stored [EMAIL]) is words of neither, where it lies in the window.
     assert _stored(messages, mode) == _live(messages)
+    if messages is not _SHORT:
+        assert sum(len(m["content"]) for m in messages) > 2 * WINDOW
     typed = [{"role": "user", "content": "inst [INST]"}]
     assert _live(typed) != _live([{"role": "user", "content": "inst"}])
 

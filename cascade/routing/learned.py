@@ -7,8 +7,10 @@ The model is a logistic regression over hashed features of the input, in four fa
   and of characters outside ASCII, lower-cased; ASCII digits, punctuation and spaces end it,
   and so do the no-break space, the spaces, dashes and quotes of U+2000-U+205F, CJK and
   full-width punctuation and emoji (``_SEPARATORS``). So a text written without spaces
-  (Chinese, Japanese, Thai) makes one word of each run between its punctuation, and the
-  masks redaction writes (``[EMAIL]``, ...) are dropped, not read as words.
+  (Chinese, Japanese, Thai) makes one word of each run between its punctuation. The masks
+  redaction writes (``[EMAIL]``, ...) are dropped, not read as words, and so are e-mail
+  addresses (a run of their characters holding an ``@``), which a redacted input holds as
+  ``[EMAIL]``: they are words of neither.
 - ``size``: a power-of-two bucket of the characters of all its messages;
 - ``range``: the range of code points the highest character of that text lies in, by its
   UTF-8 lead byte: ASCII, then ranges of 64 code points up to U+07FF (Greek, Cyrillic, Hebrew,
@@ -70,11 +72,12 @@ __all__ = [
     "stored_turns",
 ]
 
+# 4: the runs of e-mail address characters that hold an '@' are no words, on both sides;
 # 3: each turn sliced before joining, Unicode spaces and punctuation end words, only
 # redaction's own masks dropped (on both sides), the highest character's code-point range
 # (not its 256-code-point page), the fitted feature families recorded; 2: words of a bounded
 # window, no language guess; 1: words of 4,000 characters and CLD2's guess.
-VERSION: Literal[3] = 3
+VERSION: Literal[4] = 4
 WINDOW = 256  # characters read from each end of the user and assistant turns, joined
 Family = Literal["words", "size", "range", "code"]
 FAMILIES: tuple[Family, ...] = ("words", "size", "range", "code")
@@ -96,6 +99,10 @@ _SEPARATORS = re.compile(
     rb"\xc2\xa0|\xe2\x80[\x80-\xbf]|\xe2\x81[\x80-\x9f]|\xe3\x80[\x80-\x83\x88-\x91]"
     rb"|\xef\xbc[\x81-\x8f\x9a-\xa0]|\xf0\x9f[\x80-\xbf][\x80-\xbf]"
 )
+# A run of the characters of an e-mail address (lower-cased) holding an '@': redaction stores
+# an address as [EMAIL], so its letters are words of neither a stored input nor a live one.
+# Each run is scanned from its first character only (the lookbehind), so this is linear.
+_ADDRESS = re.compile(rb"(?<![a-z0-9._%+@-])[a-z0-9._%+-]*+@[a-z0-9._%+@-]*+")
 _LEADS = range(0xF4, 0xC1, -1)  # UTF-8 lead bytes, highest first
 _PHRASE = 0x5BD1E995  # seeds a phrase's CRC-32 apart from its first word's own
 _ROLE = re.compile(r"(?m)^(system|developer|user|assistant|tool|function): ")
@@ -186,7 +193,10 @@ def hashed(turns: Sequence[str], chars: int, features: Collection[str] = FAMILIE
     plain = text.isascii()
     data = text.lower().encode("utf-8", "replace")
     if "words" in features:
-        words = (data if plain else _SEPARATORS.sub(b" ", data)).translate(_SPACES).split()
+        spoken = data if plain else _SEPARATORS.sub(b" ", data)
+        if b"@" in spoken:
+            spoken = _ADDRESS.sub(b" ", spoken)
+        words = spoken.translate(_SPACES).split()
         h = list(map(zlib.crc32, words))
         found.update(h)
         found.update(map(zlib.crc32, words[1:], map(xor, h, repeat(_PHRASE))))  # phrases

@@ -93,7 +93,8 @@ def run_learn(args: argparse.Namespace) -> int:
             f"{textless:,} of them hold no input text (recorded under store_inputs: hash or "
             f"none; {args.task}'s policy now says store_inputs: {policy.spec.store_inputs}): the "
             "model reads the input's size only, not its words. Words need store_inputs: full "
-            "or redacted (learn again once the records written since are enough: --limit)"
+            "or redacted; after that change, learn from the records written since (--limit N "
+            "reads the newest N)"
         )
     if len(examples) < args.min_records or min(escalated, len(examples) - escalated) < MIN_EACH:
         print(

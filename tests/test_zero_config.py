@@ -539,3 +539,15 @@ def test_an_invalid_schema_goes_to_the_requested_model_unvalidated(
     ]
     if api == "chat":
         assert any("cascade.unvalidated" in r.getMessage() for r in caplog.records)
+
+
+def test_n_above_one_of_a_discovered_task_goes_to_its_strongest_model(proxy, upstream) -> None:
+    # A transparent proxy answers n > 1: the discovered task has no policy file, yet its
+    # strongest model is known (the requested one), and the request goes there unjudged.
+    with client(proxy) as c:
+        raw = c.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=messages("Invoice INV-1 over 10 EUR"), n=2
+        )
+    assert raw.http_response.status_code == 200
+    assert raw.headers["x-cascade-passthrough"] == "n=2: sent to gpt-4o unjudged"
+    assert [(r["model"], r["n"]) for r in upstream.calls()] == [("gpt-4o", 2)]

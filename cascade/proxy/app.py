@@ -155,7 +155,9 @@ class Proxy:
     ) -> Response:
         """A request the cascade does not judge, sent to the task's strongest model."""
         try:
-            model = self.cascade.policies.get(task).strongest
+            # A discovered task has no policy file: its policy is the router's.
+            found = self.cascade.router().discovered(task)
+            model = (found or self.cascade.policies.get(task)).strongest
         except CascadeError as e:
             return self._error(task, e, from_header=True)
         self.metrics.passthrough += 1

@@ -13,6 +13,7 @@ import gc
 import json
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import openai
 import pydantic
 import pytest
@@ -551,3 +552,27 @@ def test_n_above_one_of_a_discovered_task_goes_to_its_strongest_model(proxy, ups
     assert raw.http_response.status_code == 200
     assert raw.headers["x-cascade-passthrough"] == "n=2: sent to gpt-4o unjudged"
     assert [(r["model"], r["n"]) for r in upstream.calls()] == [("gpt-4o", 2)]
+
+
+def _nested(levels: int) -> str:
+    """The JSON text of an object schema whose properties nest ``levels`` deep."""
+    return '{"type": "object", "properties": {"a": ' * levels + "{}" + "}}" * levels
+
+
+def test_a_schema_too_deep_to_check_goes_unvalidated_and_a_body_too_deep_is_a_400(
+    proxy, upstream
+) -> None:
+    # jsonschema checks a schema recursively: 150 levels exhaust Python's stack, which made
+    # a 500; such a schema cannot be judged, so it goes to the requested model unvalidated.
+    # A body nested deeper than json can read is refused as invalid JSON, not a 500.
+    head = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    start = json.dumps({"model": "gpt-4o", "messages": messages("x")})[:-1]
+    schema = ', "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": '
+    with httpx.Client(base_url=proxy.base_url, headers=head) as h:
+        deep = h.post("/chat/completions", content=start + schema + _nested(150) + "}}}")
+        deeper = h.post("/chat/completions", content=start + schema + _nested(5000) + "}}}")
+    assert deep.status_code == 200
+    assert "nested too deeply" in deep.headers["x-cascade-unvalidated"]
+    assert [r["model"] for r in upstream.calls()] == ["gpt-4o"]
+    assert deeper.status_code == 400
+    assert deeper.json()["error"]["code"] == "invalid_json"

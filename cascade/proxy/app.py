@@ -179,6 +179,10 @@ class Proxy:
             return error_response(
                 400, f"the request body is not valid JSON: {e}", code="invalid_json"
             )
+        except RecursionError:
+            return error_response(
+                400, "the request body is JSON nested too deeply to be read", code="invalid_json"
+            )
         if not isinstance(body, dict):
             return error_response(
                 400, "the request body must be a JSON object", code="invalid_json"

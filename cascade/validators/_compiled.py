@@ -371,6 +371,8 @@ def cached_schema(schema: Any) -> Any:
             compiled = compile_schema(schema)
         except ValueError as e:
             compiled = str(e)
+        except RecursionError:  # jsonschema checks a schema recursively
+            compiled = "the schema is nested too deeply to be checked"
     _remember(text, (entry[1], compiled))
     _keep((schema, entry[1], text, compiled))
     return compiled

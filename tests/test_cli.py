@@ -78,3 +78,15 @@ def test_schema_prints_the_policy_json_schema(capsys: pytest.CaptureFixture[str]
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert schema["additionalProperties"] is False and "validators" in schema["properties"]
+
+
+def test_serve_help_says_unnamed_requests_are_discovered_not_forwarded(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # With discovery on by default, a request no header or route names goes through the
+    # cascade too; the help said every such request was forwarded unchanged.
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "discovered from the request" in text
+    assert "Responses" in text

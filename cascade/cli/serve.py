@@ -18,10 +18,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` sub-command to ``subparsers`` (from ``add_subparsers``)."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "serve",
-        help="run the OpenAI-compatible proxy (POST /v1/chat/completions through the cascade)",
-        description="Serve an OpenAI-compatible API: chat completions with a task "
-        "(X-Cascade-Task header, a route, or default_task) go through the cascade; every other "
-        "request is forwarded to OPENAI_BASE_URL with OPENAI_API_KEY. Clients authenticate with "
+        help="run the OpenAI-compatible proxy (chat completions and Responses through the cascade)",
+        description="Serve an OpenAI-compatible API: chat completions and Responses go through "
+        "the cascade under the task an X-Cascade-Task header, a route, default_task or a "
+        "policy's match: names, else one discovered from the request (the config's discover:; "
+        "discover: false passes them through); every other request is forwarded to "
+        "OPENAI_BASE_URL with OPENAI_API_KEY. Clients authenticate with "
         "a key from CASCADE_PROXY_KEYS or the config's proxy_keys. Requests are logged (access "
         "log, call events) only with `cascade -v serve`.",
     )

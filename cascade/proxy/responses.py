@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from starlette.responses import Response
 
 from .._answer import plan_responses
+from .._logging import get_logger
 from ..responses import Unjudged
 from ..telemetry import tracing
 from ..validators import request_problem
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from .app import Proxy
+
+_log = get_logger()
 
 
 async def responses(proxy: Proxy, request: Request) -> Response:
@@ -44,6 +47,7 @@ async def responses(proxy: Proxy, request: Request) -> Response:
     routing = plan.routing
     problem = request_problem(routing) if "response_format" in routing else None
     if problem is not None:  # to the requested model as it is, and say why
+        _log.warning("cascade.unvalidated", task=task, reason=problem)
         proxy.metrics.passthrough += 1
         return passthrough(await proxy.forward(request, raw), problem)
     with tracing.continued(request.headers):  # the caller's traceparent, when tracing

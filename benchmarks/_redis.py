@@ -51,7 +51,8 @@ def redis_server(dump: Path | None = None) -> Iterator[RedisServer]:
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            client = redis.Redis(port=port)
+            # No read timeout: SAVE of a million-call store takes longer than redis-py's 5 s.
+            client = redis.Redis(port=port, socket_timeout=None)
             deadline = time.monotonic() + 120  # loading a large dump takes a while
             while True:
                 try:

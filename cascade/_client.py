@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import _engine
 from ._logging import get_logger
 from ._request import make_request
-from .discovery import Router
+from .discovery import Routed, Router
 from .exceptions import EscalationExhausted, InvalidRequestError
 from .policy import Policy, PolicySet
 from .recording import build_record
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
     import openai
 
-    from .discovery import Routed
     from .events import Observation, Request, Result
 
 _log = get_logger()
@@ -108,24 +107,33 @@ class Cascade:
         finally:
             flow.close()
 
-    def run(self, task: str | None, messages: Sequence[Mapping[str, Any]], **params: Any) -> Result:
+    def run(
+        self, task: str | Routed | None, messages: Sequence[Mapping[str, Any]], **params: Any
+    ) -> Result:
         """Answer ``messages`` for ``task``; other ``chat.completions.create`` args pass through.
 
-        With ``task=None`` the task is the policy whose ``match:`` the request meets, else
+        ``task`` is a policy file's name, or what ``route`` returned for this request. With
+        ``task=None`` the task is the policy whose ``match:`` the request meets, else
         one discovered from the request's fingerprint (see ``route``); ``model``, the model
         the application would have called, is then accepted and is part of the fingerprint.
+        A discovered task's name alone does not select its policy (names are for display and
+        may collide; the router keeps discovered tasks by the full digest).
         Raises UnknownTaskError, PolicyError, InvalidRequestError (before any call),
         ProviderError, EscalationExhausted (when the policy says ``on_exhausted: raise``).
         """
         tracer = tracing.tracer()
         if tracer is None:
             return self._run(task, messages, params)
-        with tracing.call_span(tracer, task) as span:  # the caller's current span is its parent
+        with tracing.call_span(
+            tracer, _name(task)
+        ) as span:  # the caller's current span is its parent
             result = self._run(task, messages, params)
             tracing.finished(span, result)
             return result
 
-    def _run(self, task: str | None, messages: Sequence[Mapping[str, Any]], params: Any) -> Result:
+    def _run(
+        self, task: str | Routed | None, messages: Sequence[Mapping[str, Any]], params: Any
+    ) -> Result:
         policy, request, start = self._begin(task, messages, params)
         strong: Future[Result] | None = None
         if self._observing(policy):  # the cheap model runs beside, off the caller's path
@@ -140,19 +148,19 @@ class Cascade:
         return self._answered(policy, request, result, strong, start)
 
     async def arun(
-        self, task: str | None, messages: Sequence[Mapping[str, Any]], **params: Any
+        self, task: str | Routed | None, messages: Sequence[Mapping[str, Any]], **params: Any
     ) -> Result:
         """``run`` for asyncio: the same engine, calls made with the async client."""
         tracer = tracing.tracer()
         if tracer is None:
             return await self._arun(task, messages, params)
-        with tracing.call_span(tracer, task) as span:
+        with tracing.call_span(tracer, _name(task)) as span:
             result = await self._arun(task, messages, params)
             tracing.finished(span, result)
             return result
 
     async def _arun(
-        self, task: str | None, messages: Sequence[Mapping[str, Any]], params: Any
+        self, task: str | Routed | None, messages: Sequence[Mapping[str, Any]], params: Any
     ) -> Result:
         policy, request, start = self._begin(task, messages, params)
         strong: asyncio.Future[Result] | None = None
@@ -241,7 +249,7 @@ class Cascade:
         return self._router
 
     def _begin(
-        self, task: str | None, messages: Any, params: dict[str, Any]
+        self, task: str | Routed | None, messages: Any, params: dict[str, Any]
     ) -> tuple[Policy, Request, float]:
         start = time.perf_counter()
         if task is None:
@@ -249,9 +257,10 @@ class Cascade:
             if routed is None:
                 raise InvalidRequestError("no task: name one, or let Cascade(discover=True)")
             policy = routed.policy
+        elif isinstance(task, Routed):
+            policy = task.policy
         else:
-            found = self._router.discovered(task) if self._router is not None else None
-            policy = found or self.policies.get(task)
+            policy = self.policies.get(task)
         self._store or self.store  # noqa: B018  # made before any paid call: a bad URL raises
         return policy, make_request(policy.task, messages, params, policy.spec.params), start
 
@@ -293,7 +302,7 @@ class Cascade:
         observation: Observation | None = None,
     ) -> None:
         spec = policy.spec
-        extra = self._router.record_extra(policy.task) if self._router is not None else None
+        extra = self._router.record_extra(policy) if self._router is not None else None
         if result.start_rule is not None:  # pre-routed: the report can tell these apart
             extra = {**(extra or {}), "start_at": result.start_rule}
             if result.start_p is not None:
@@ -361,6 +370,10 @@ class Cascade:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _name(task: str | Routed | None) -> str | None:
+    return task.task if isinstance(task, Routed) else task
 
 
 def _accepted(result: Result) -> Result:

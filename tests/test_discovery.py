@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -118,6 +119,40 @@ def test_a_discovered_tasks_ladder_ends_at_the_requested_model(tmp_path: Path) -
     assert router.route(A, {}, "gpt-4o-mini").policy.models == ("gpt-4o-mini", "gpt-4o")
     fixed = Router.build(PolicySet(tmp_path), {"models": ["gpt-4o", "gpt-4.1"]}, Policy.from_dict)
     assert fixed.route(A, {}, "gpt-4o-mini").policy.models == ("gpt-4o", "gpt-4.1")
+
+
+def test_fingerprints_sharing_a_name_keep_their_own_policies_and_records(tmp_path: Path) -> None:
+    # A name has 24 bits of the digest: a caller can grind a prompt whose name is another's
+    # in minutes. Forced here (the same name for every fingerprint): the attacker's request,
+    # asking for gpt-4o, comes first; the victim's, asking for gpt-4.1, must still be
+    # answered by its own ladder, and its records must carry its own fingerprint.
+    def same_name(messages: Any, params: Any, model: Any) -> cascade.discovery.Fingerprint:
+        return dataclasses.replace(fingerprint(messages, params, model), task="shared-000000")
+
+    defaults = Policy.from_dict(dict(cascade.discovery.DEFAULTS), task="discovered")
+    router = Router((), defaults, fingerprint=same_name)
+    attacker = router.route(B, {}, "gpt-4o")
+    victim = router.route(A, {}, "gpt-4.1")
+    assert attacker is not None and victim is not None
+    assert attacker.task == victim.task == "shared-000000"
+    assert victim.policy.models == ("gpt-4o-mini", "gpt-4.1")
+    assert attacker.policy.models == ("gpt-4o-mini", "gpt-4o")
+    extra = router.record_extra(victim.policy)
+    assert extra is not None
+    assert extra["discovered"]["fingerprint"] == fingerprint(A, {}, "gpt-4.1").digest
+    again = router.route(A, {}, "gpt-4.1")
+    assert again is not None and again.policy is victim.policy  # kept, by digest
+
+
+def test_a_discovered_tasks_name_alone_does_not_select_its_policy(tmp_path: Path, server) -> None:
+    # Names are for display and may collide: naming one (a header, run(task=...)) finds only
+    # a policy file of that name, never the policy of whichever fingerprint bore it.
+    c = cascade.Cascade(tmp_path, client=server.client(), store="memory://")
+    routed = c.route(A, {}, "gpt-4.1")
+    assert routed is not None and routed.fingerprint is not None
+    with pytest.raises(cascade.UnknownTaskError):
+        c.run(routed.task, A)
+    c.close()
 
 
 def test_invalid_discovery_defaults_are_a_policy_error(tmp_path: Path) -> None:

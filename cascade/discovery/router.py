@@ -35,7 +35,7 @@ DEFAULTS: Mapping[str, Any] = {
     "escalate_status": [400],
 }
 # Discovered tasks whose compiled policy is kept; past this the least recently seen is
-# compiled again when it comes back (same name, same policy).
+# compiled again when it comes back (same fingerprint, same policy).
 _CACHE_SIZE = 10_000
 
 
@@ -55,8 +55,15 @@ class Router:
         matching: the policies that declare ``match:``, in the order they are tried.
         defaults: the compiled defaults policy of discovered tasks (None: no discovery).
         fixed_models: the defaults name their own ``models`` (else: per requested model).
+        fingerprint: ``(messages, params, model) -> Fingerprint``, ``fingerprint`` unless
+            given (a test forces two fingerprints to share a name through it).
 
     ``active`` is False when no request could be routed (no ``match:``, no discovery).
+
+    Discovered tasks are kept by their fingerprint's full digest, never by their name: a
+    name has 24 bits of the digest, which a caller can grind in minutes to make its own
+    prompt share another's name, and the policy (the ladder's top is the requested model)
+    of one fingerprint must never answer another's requests.
     """
 
     def __init__(
@@ -65,12 +72,16 @@ class Router:
         defaults: Policy | None = None,
         *,
         fixed_models: bool = False,
+        fingerprint: Callable[..., Fingerprint] = fingerprint,
     ) -> None:
+        self._fingerprint = fingerprint
         self.matching = tuple(p for p in matching if p.spec.match is not None)
         self.defaults = defaults
         self.fixed_models = fixed_models
         self.active = bool(self.matching) or defaults is not None
         self._found: OrderedDict[str, tuple[Policy, dict[str, Any], Routed]] = OrderedDict()
+        # The record extra of each kept policy, by the policy object (Policy hashes by identity).
+        self._extra: dict[Policy, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -112,7 +123,7 @@ class Router:
         if not self.active or not isinstance(messages, list | tuple):
             return None
         requested = model if isinstance(model, str) else None
-        fp = fingerprint(messages, params, requested)
+        fp = self._fingerprint(messages, params, requested)
         for policy in self.matching:
             spec = policy.spec.match
             assert spec is not None  # filtered in __init__
@@ -126,21 +137,17 @@ class Router:
                 return Routed(policy.task, policy)
         if self.defaults is None:
             return None
-        found = self._found.get(fp.task)
+        found = self._found.get(fp.digest)
         if found is None:
             found = self._discover(fp)
         routed = found[2]
         return routed if routed.fingerprint is fp else Routed(fp.task, found[0], fp)
 
-    def discovered(self, task: str) -> Policy | None:
-        """The policy of a task this router discovered (and still keeps), else None."""
-        found = self._found.get(task)
-        return None if found is None else found[0]
-
-    def record_extra(self, task: str) -> Mapping[str, Any] | None:
-        """What the records of a discovered task keep beside the call (for ``promote``)."""
-        found = self._found.get(task)
-        return None if found is None else found[1]
+    def record_extra(self, policy: Policy) -> Mapping[str, Any] | None:
+        """What the records of a call run under ``policy`` (a ``Routed.policy`` of a
+        discovered task, while this router keeps it) keep beside the call: its fingerprint
+        and ladder, for ``promote``. None for any other policy."""
+        return self._extra.get(policy)
 
     def _discover(self, fp: Fingerprint) -> tuple[Policy, dict[str, Any], Routed]:
         defaults = self.defaults
@@ -154,9 +161,14 @@ class Router:
         extra = {"discovered": {**fp.to_dict(), "models": list(policy.models)}}
         found = (policy, extra, Routed(fp.task, policy, fp))
         with self._lock:
-            self._found[fp.task] = found
+            old = self._found.get(fp.digest)
+            if old is not None:  # found by two threads at once: keep the first
+                return old
+            self._found[fp.digest] = found
+            self._extra[policy] = extra
             if len(self._found) > _CACHE_SIZE:
-                self._found.popitem(last=False)
+                _, (evicted, _, _) = self._found.popitem(last=False)
+                self._extra.pop(evicted, None)
         return found
 
 

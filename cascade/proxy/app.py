@@ -23,6 +23,7 @@ from starlette.routing import Mount, Route
 from .._answer import Plan, header_safe, plan_chat, render
 from .._logging import get_logger
 from ..dashboard import create_app as create_dashboard
+from ..discovery import Routed
 from ..exceptions import CascadeError, EscalationExhausted, UnknownTaskError
 from ..telemetry import tracing
 from ..validators import request_problem
@@ -103,7 +104,7 @@ class Proxy:
             self.metrics.passthrough += 1
             response = await self.forward(request, raw)
             if unjudgeable is not None:  # to the requested model as it is, and say why
-                _log.warning("cascade.unvalidated", task=task, reason=unjudgeable)
+                _log.warning("cascade.unvalidated", task=task and _name(task), reason=unjudgeable)
                 response.headers["x-cascade-unvalidated"] = header_safe(unjudgeable, 512)
             return response
         n = body.get("n")
@@ -112,25 +113,25 @@ class Proxy:
         with tracing.continued(request.headers):  # the caller's traceparent, when tracing
             return await self.run(task, plan_chat(body), from_header=bool(header_task))
 
-    def task_of(self, header_task: str | None, body: Mapping[str, Any]) -> str | None:
-        """The task of a chat body: the header's, a route's, a policy's ``match:``, else one
-        discovered from the request; None: pass through."""
+    def task_of(self, header_task: str | None, body: Mapping[str, Any]) -> str | Routed | None:
+        """The task of a chat body: the header's or a route's name, else where a policy's
+        ``match:`` or discovery routes it (a ``Routed``: its policy is that of the request's
+        own fingerprint, which a name may not tell apart); None: pass through."""
         task = header_task or self.config.task_for(body)
         if task is None:  # a policy's match:, else a task discovered from the request
-            routed = self.cascade.route(body.get("messages"), body, body.get("model"))
-            task = None if routed is None else routed.task
+            return self.cascade.route(body.get("messages"), body, body.get("model"))
         return task
 
     # -- the cascade call ----------------------------------------------------------------
 
-    async def run(self, task: str, plan: Plan, *, from_header: bool) -> Response:
+    async def run(self, task: str | Routed, plan: Plan, *, from_header: bool) -> Response:
         """Run ``plan`` for ``task``; the rendered answer, or the error as OpenAI words it."""
         start = time.perf_counter()
         try:
             # Not checked here: the cascade checks messages and names the field at fault.
             result = await self.cascade.arun(task, plan.messages, **plan.params)
         except CascadeError as e:
-            return self._error(task, e, from_header)
+            return self._error(_name(task), e, from_header)
         self.metrics.observe(result, time.perf_counter() - start)
         answer = render(plan, result, self.config.reasons_header_chars)
         return Response(answer.body, headers=answer.headers, media_type=answer.media_type)
@@ -151,15 +152,15 @@ class Proxy:
         return response
 
     async def _strongest(
-        self, request: Request, task: str, body: dict[str, Any], why: str
+        self, request: Request, task: str | Routed, body: dict[str, Any], why: str
     ) -> Response:
         """A request the cascade does not judge, sent to the task's strongest model."""
         try:
-            # A discovered task has no policy file: its policy is the router's.
-            found = self.cascade.router().discovered(task)
-            model = (found or self.cascade.policies.get(task)).strongest
+            # A discovered task has no policy file: its policy is the one it was routed to.
+            policy = task.policy if isinstance(task, Routed) else self.cascade.policies.get(task)
         except CascadeError as e:
-            return self._error(task, e, from_header=True)
+            return self._error(_name(task), e, from_header=True)
+        model = policy.strongest
         self.metrics.passthrough += 1
         raw = json.dumps({**body, "model": model}).encode()
         return passthrough(await self.forward(request, raw), f"{why}: sent to {model} unjudged")
@@ -241,6 +242,10 @@ class Proxy:
             await self.upstream.close()
             # Closing flushes the store, which may block on a server: not on the event loop.
             await anyio.to_thread.run_sync(self.cascade.close)
+
+
+def _name(task: str | Routed) -> str:
+    return task.task if isinstance(task, Routed) else task
 
 
 async def _to_dashboard(request: Request) -> Response:

@@ -47,7 +47,8 @@ async def responses(proxy: Proxy, request: Request) -> Response:
     routing = plan.routing
     problem = request_problem(routing) if "response_format" in routing else None
     if problem is not None:  # to the requested model as it is, and say why
-        _log.warning("cascade.unvalidated", task=task, reason=problem)
+        name = task if isinstance(task, str) else task.task
+        _log.warning("cascade.unvalidated", task=name, reason=problem)
         proxy.metrics.passthrough += 1
         return passthrough(await proxy.forward(request, raw), problem)
     with tracing.continued(request.headers):  # the caller's traceparent, when tracing

@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover - openai < 3 uses httpx
 
 if TYPE_CHECKING:
     from .._client import Cascade
+    from ..discovery import Routed
 
 _log = get_logger()
 
@@ -50,9 +51,10 @@ class Router:
 
     def route(
         self, request: httpx.Request
-    ) -> tuple[str, Plan] | tuple[None, httpx.Request | None, str | None]:
-        """``(task, plan)`` to run, or ``(None, request to forward, passthrough reason)``;
-        the request is None when it is to be sent as it came."""
+    ) -> tuple[str | Routed, Plan] | tuple[None, httpx.Request | None, str | None]:
+        """``(task, plan)`` to run (a task the request was routed to is its ``Routed``,
+        whose policy is that of the request's own fingerprint), or ``(None, request to
+        forward, passthrough reason)``; the request is None when it is to be sent as it came."""
         url = str(request.url).split("?", 1)[0]
         api = {self._base + "/chat/completions": "chat", self._base + "/responses": "responses"}
         kind = api.get(url) if request.method == "POST" else None
@@ -64,7 +66,7 @@ class Router:
             return None, None, None
         if not isinstance(body, dict):
             return None, None, None
-        task = body.pop("cascade_task", None) or self.task
+        task: str | Routed | None = body.pop("cascade_task", None) or self.task
         plan = plan_chat(body) if kind == "chat" else plan_responses(body)
         if isinstance(plan, Unjudged):
             return None, _rebuilt(request, body), plan.reason
@@ -79,13 +81,14 @@ class Router:
             if problem is not None:  # to the requested model as it is, and say why
                 _log.warning("cascade.unvalidated", task=routed.task, reason=problem)
                 return None, _rebuilt(request, body), f"unvalidated: {problem}"
-            task, strongest = routed.task, routed.policy.strongest
+            task, strongest = routed, routed.policy.strongest
         n = body.get("n")
         if kind == "chat" and n is not None and n != 1:
             model: Any = strongest or body.get("model")
             if strongest is None:
                 # An unknown task keeps the requested model, whose answer says what is wrong.
                 with contextlib.suppress(CascadeError):
+                    assert isinstance(task, str)  # a routed task has its strongest
                     model = self.cascade.policies.get(task).strongest
             body["model"] = model
             return None, _rebuilt(request, body), f"n={n}: sent to {model} unjudged"
@@ -163,7 +166,7 @@ class CascadeTransport(httpx.BaseTransport):
         try:
             result = self._router.cascade.run(task, plan.messages, **plan.params)
         except CascadeError as e:
-            return _error(e, task, request)
+            return _error(e, task if isinstance(task, str) else task.task, request)
         return _answered(render(plan, result), request)
 
     def close(self) -> None:
@@ -189,7 +192,7 @@ class AsyncCascadeTransport(httpx.AsyncBaseTransport):
         try:
             result = await self._router.cascade.arun(task, plan.messages, **plan.params)
         except CascadeError as e:
-            return _error(e, task, request)
+            return _error(e, task if isinstance(task, str) else task.task, request)
         return _answered(render(plan, result), request)
 
     async def aclose(self) -> None:

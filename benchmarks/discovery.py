@@ -1,13 +1,19 @@
 """Discovery on a replay: 100,000 requests from 50 prompt templates must make exactly 50 tasks.
 
 Each template is a system prompt with variable parts of every kind the fingerprint masks
-(numbers, dates, e-mail addresses, URLs, quoted values, long identifiers), filled with fresh
-random values per request; some templates also carry tools or a response_format schema, and
-requests name one of two models per template. Prints the tasks found, how many templates each
-holds (must be 1) and the fingerprinting time per request (every request's prompt is new, so
-none is served by the cache).
+(numbers, dates, e-mail addresses, URLs, quoted values, identifiers short and long in the
+same slot), filled with fresh random values per request; some templates also carry tools or
+a response_format schema, and requests name one of two models per template. Prints the tasks
+found, how many templates each holds (must be 1) and the fingerprinting time per request
+(every request's prompt is new, so none is served by the cache).
 
     python benchmarks/discovery.py            # -n 100000 --templates 50
+    python benchmarks/discovery.py --hostile  # masking time of 1 and 4 MB of hostile runs
+
+``--hostile`` masks 1 MB and 4 MB of each character run that could make a mask rescan
+(unclosed quotes of every kind, apostrophes, addresses, identifiers) and fails unless every
+4 MB run takes at most 8 times its 1 MB run (linear: about 4, on a noisy machine up to
+about 6; quadratic: 16).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import sys
 import time
 from collections import defaultdict
 
-from cascade.discovery import fingerprint
+from cascade.discovery import fingerprint, mask
 
 VERBS = ["Extract", "Summarise", "Classify", "Translate", "Answer", "Rewrite", "Score",
          "Route", "Label", "Check"]  # fmt: skip
@@ -55,10 +61,35 @@ def fill(text: str, rng: random.Random) -> str:
         email=f"user{rng.randint(0, 10**6)}.x@mail{rng.randint(0, 99)}.example.com",
         url=f"https://host{rng.randint(0, 99)}.example/path/{rng.randint(0, 10**6)}?q=1",
         name=rng.choice(NAMES) + ("" if rng.random() < 0.5 else f" {rng.randint(1, 99)}"),
-        ident=f"AC{rng.randint(10**6, 10**9)}",
+        # From 1 to 9 digits: an identifier's length must not change the task.
+        ident=f"{rng.choice(['AC', 'INV-'])}{rng.randint(0, 10 ** rng.randint(1, 9))}",
         n=rng.randint(0, 10**5),
         amount=f"{rng.randint(1, 10**4)}.{rng.randint(0, 99):02d}",
     )
+
+
+HOSTILE = ["\u201c", "\u201ca", '"', '"a', "'", " 'a", "'a ", "`", "`a", "a", "1:", "a@",
+           "x-", "1.", "a1", "-1", "http://", "a'"]  # fmt: skip
+
+
+def hostile() -> int:
+    """Masking time of 1 and 4 MB of each run in HOSTILE; 1 when one grows faster than
+    linearly (4 MB over 8 times 1 MB)."""
+    worst = 0.0
+    for unit in HOSTILE:
+        took = []
+        for mb in (1, 4):
+            text = unit * (mb * 1_000_000 // len(unit.encode()))
+            t0 = time.perf_counter()
+            mask(text)
+            took.append(time.perf_counter() - t0)
+        worst = max(worst, took[1] / took[0])
+        print(
+            f"{unit!r:>10}  1 MB {took[0]:.3f} s   4 MB {took[1]:.3f} s   x{took[1] / took[0]:.1f}"
+        )
+    ok = worst <= 8
+    print(f"worst growth from 1 to 4 MB: x{worst:.1f}; linear: " + ("yes" if ok else "NO"))
+    return 0 if ok else 1
 
 
 def main() -> int:
@@ -66,7 +97,10 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=100_000, help="requests")
     ap.add_argument("--templates", type=int, default=50)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--hostile", action="store_true", help="time masking of hostile runs")
     args = ap.parse_args()
+    if args.hostile:
+        return hostile()
     rng = random.Random(args.seed)
     tmpl = templates(args.templates, rng)
     by_task: dict[str, set[int]] = defaultdict(set)

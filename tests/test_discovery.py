@@ -83,6 +83,35 @@ def test_masking_is_linear_on_adversarial_prompts(text: str) -> None:
     assert isinstance(mask(text), str)
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        # An opening quote inside a bounded value would have every opener of a run rescan up
+        # to 300 characters (seconds for a few MB): it ends the value instead.
+        ("\u201ca \u201cb\u201d c\u201d", "\u201ca <quoted> c\u201d"),
+        ("\u201c" * 5 + "x\u201d", "\u201c" * 4 + "<quoted>"),
+        # An apostrophe after a non-letter could open a value: it ends the run too.
+        ("said 'a 'b' c' ok", "said 'a <quoted> c' ok"),
+        ("O'Brien said 'it's fine' ok", "O'Brien said <quoted> ok"),
+    ],
+)
+def test_a_quoted_value_does_not_contain_an_opening_quote(text: str, masked: str) -> None:
+    assert mask(text) == masked
+
+
+def test_an_identifier_is_masked_whatever_its_length() -> None:
+    # A growing order number (ORD-999, then ORD-10000) must not split its template's task.
+    assert mask("account INV-9, INV-2041, AC99812345, user_1") == ("account <id>, <id>, <id>, <id>")
+    assert mask("ticket 17 of 9023, total 1,000.50") == "ticket <n> of <n>, total <n>"
+    short = fingerprint(
+        prompt(1, "2024-05-01", "a@b.example", "https://x.example", "A", "X-1"), {}, None
+    )
+    long = fingerprint(
+        prompt(1, "2024-05-01", "a@b.example", "https://x.example", "A", "X-12345678"), {}, None
+    )
+    assert short.digest == long.digest
+
+
 # -- match: ------------------------------------------------------------------------------------
 
 
@@ -207,7 +236,8 @@ def test_discovery_defaults_may_use_the_cascades_own_validator_types(
 
 def test_names_of_schema_tasks_are_those_of_earlier_releases() -> None:
     # The schema's text is now written once per schema object; the digest must not change,
-    # or every task with a response_format schema would be renamed on upgrade.
+    # or every task with a response_format schema would be renamed on upgrade. (These are
+    # the names of masking rules version 2, which renamed every task once.)
     messages = [{"role": "system", "content": "Extract the invoice fields as JSON."}]
     schema = {"type": "object", "properties": {"total": {"type": "number"}}, "required": ["total"]}
     rf = {
@@ -215,10 +245,10 @@ def test_names_of_schema_tasks_are_those_of_earlier_releases() -> None:
         "json_schema": {"name": "invoice", "strict": True, "schema": schema},
     }
     assert fingerprint(messages, {"response_format": rf}, "gpt-4o").task == (
-        "extract-the-invoice-fields-490694"
+        "extract-the-invoice-fields-d7cb68"
     )
     json_object = {"response_format": {"type": "json_object"}}
-    assert fingerprint(messages, json_object, "gpt-4o").task == "extract-the-invoice-fields-78d7f4"
+    assert fingerprint(messages, json_object, "gpt-4o").task == "extract-the-invoice-fields-e8524e"
     # The same schema in another object, keys in another order: the same task.
     reordered = {
         "required": ["total"],
@@ -227,7 +257,7 @@ def test_names_of_schema_tasks_are_those_of_earlier_releases() -> None:
     }
     again = {"type": "json_schema", "json_schema": {"schema": reordered, "name": "invoice"}}
     assert fingerprint(messages, {"response_format": again}, "gpt-4o").task == (
-        "extract-the-invoice-fields-490694"
+        "extract-the-invoice-fields-d7cb68"
     )
 
 

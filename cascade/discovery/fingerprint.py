@@ -1,13 +1,15 @@
 """A request's fingerprint: what identifies its task when nothing names one.
 
 The system (and developer) prompt with its variable parts masked (URLs, e-mail addresses,
-quoted values, dates, long identifiers, numbers), the names of the tools it offers, its
+quoted values, dates, identifiers, numbers), the names of the tools it offers, its
 ``response_format`` schema and the model it asked for, hashed with SHA-256: the same in every
 process, so that requests from one template with different values are one task.
 
 Prompts are written by whoever calls the proxy, so every mask is linear in the prompt's
 length: a pattern that starts with a repeated class may only start where a run of that class
-starts (a look-behind), so the engine never rescans a run from each of its characters.
+starts (a look-behind), so the engine never rescans a run from each of its characters, and a
+bounded quoted value may not contain the character that opens one, so no character is
+scanned from two openers.
 """
 
 from __future__ import annotations
@@ -26,14 +28,20 @@ from ..validators import schema_text
 
 # The version of the masking rules, hashed with everything else: a change of rules makes
 # new names rather than silently merging or splitting the tasks of old records.
-_VERSION = 1
+# 2: an identifier is masked whatever its length (INV-9 and INV-2041 are one task), and a
+#    quoted value may not contain an opening quote.
+_VERSION = 2
 _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?<![\w.])(?:https?://|ftp://|www\.)[^\s\"'<>()\[\]{}]+"), "<url>"),
     (re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "<email>"),
     # Quoted values, bounded so that an unclosed quote costs a bounded look-ahead.
-    (re.compile(r"\"[^\"\n]{0,300}\"|\u201c[^\u201d\n]{0,300}\u201d"), "<quoted>"),
-    # A single quote followed by a letter inside a value is an apostrophe ('O'Brien').
-    (re.compile(r"(?<![\w'])'(?:[^'\n]|'(?=\w)){1,300}'(?!\w)|`[^`\n]{1,300}`"), "<quoted>"),
+    (re.compile(r"\"[^\"\n]{0,300}\"|\u201c[^\u201c\u201d\n]{0,300}\u201d"), "<quoted>"),
+    # A single quote between two letters inside a value is an apostrophe ('O'Brien'); one
+    # after a non-letter could open a value, so it ends the run instead.
+    (
+        re.compile(r"(?<![\w'])'(?:[^'\n]|(?<=\w)'(?=\w)){1,300}'(?!\w)|`[^`\n]{1,300}`"),
+        "<quoted>",
+    ),
     (
         re.compile(
             r"(?<!\d)(?:\d{4}-\d{1,2}-\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?Z?)?"
@@ -41,8 +49,10 @@ _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         "<date>",
     ),
-    # Long identifiers: 8 or more word characters or dashes, one of them a digit.
-    (re.compile(r"(?<![\w-])(?=[\w-]*\d)[\w-]{8,}"), "<id>"),
+    # Identifiers: a run of word characters or dashes with a digit that is not all digits,
+    # whatever its length (INV-9 and INV-2041 fill one slot of a template); plain numbers
+    # are <n> below.
+    (re.compile(r"(?<![\w-])(?=[\w-]*\d)(?!\d+(?![\w-]))[\w-]+"), "<id>"),
     (re.compile(r"\d+(?:[.,]\d+)*"), "<n>"),
 )
 _SPACE = re.compile(r"\s+")

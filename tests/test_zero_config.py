@@ -575,3 +575,27 @@ def test_a_schema_too_deep_to_check_goes_unvalidated_and_a_body_too_deep_is_a_40
     assert [r["model"] for r in upstream.calls()] == ["gpt-4o"]
     assert deeper.status_code == 400
     assert deeper.json()["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize("model", [None, 5, "", ["gpt-4o"], {"a": 1}, "missing"])
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_a_discovered_request_without_a_model_name_is_a_400_naming_model(
+    proxy, upstream, model, api
+) -> None:
+    # The requested model is part of a discovered task's fingerprint and the top of its
+    # ladder: no other model may answer for one that is missing, as OpenAI refuses it.
+    head = {"authorization": f"Bearer {KEY}"}
+    if api == "chat":
+        body: dict[str, Any] = {"messages": messages("Invoice INV-1 over 10 EUR")}
+    else:
+        body = {"instructions": SYSTEM, "input": "Invoice INV-1 over 10 EUR"}
+    if model != "missing":
+        body["model"] = model
+    path = "/chat/completions" if api == "chat" else "/responses"
+    with httpx.Client(base_url=proxy.base_url, headers=head) as h:
+        refused = h.post(path, json=body)
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", "model")
+    assert "model" in error["message"]
+    assert upstream.calls() == []

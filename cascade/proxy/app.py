@@ -97,6 +97,9 @@ class Proxy:
         raw, body = read
         header_task = request.headers.get("x-cascade-task")
         task = self.task_of(header_task, body)
+        refused = self.unnamed_model(task, body.get("model"))
+        if refused is not None:
+            return refused
         unjudgeable = (
             request_problem(body) if task is not None and "response_format" in body else None
         )
@@ -121,6 +124,22 @@ class Proxy:
         if task is None:  # a policy's match:, else a task discovered from the request
             return self.cascade.route(body.get("messages"), body, body.get("model"))
         return task
+
+    def unnamed_model(self, task: str | Routed | None, model: Any) -> Response | None:
+        """The 400 OpenAI answers a request with no ``model`` (or one that is not a
+        non-empty string) with, when the request was discovered: its requested model is part
+        of its fingerprint and the top of its ladder, so no model may stand in for it. A
+        named or ``match:``ed task's policy chooses its models: None."""
+        if not isinstance(task, Routed) or task.fingerprint is None:
+            return None
+        if isinstance(model, str) and model:
+            return None
+        if model is None:
+            message = "you must provide a model parameter"
+        else:
+            got = "an empty string" if model == "" else f"a JSON {_JSON_TYPES.get(type(model))}"
+            message = f"invalid 'model': expected a model's name (a non-empty string), got {got}"
+        return error_response(400, message, code="invalid_request", param="model")
 
     # -- the cascade call ----------------------------------------------------------------
 
@@ -242,6 +261,9 @@ class Proxy:
             await self.upstream.close()
             # Closing flushes the store, which may block on a server: not on the event loop.
             await anyio.to_thread.run_sync(self.cascade.close)
+
+
+_JSON_TYPES = {bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
 
 
 def _name(task: str | Routed) -> str:

@@ -65,13 +65,14 @@ def error_response(
     code: str | None = None,
     type_: str | None = None,
     headers: Mapping[str, str] | None = None,
+    param: str | None = None,
 ) -> Response:
     """``{"error": {"message", "type", "param", "code"}}`` with ``status``."""
     body = {
         "error": {
             "message": message,
             "type": type_ or _TYPES.get(status, "server_error"),
-            "param": None,
+            "param": param,
             "code": code,
         }
     }

@@ -41,6 +41,9 @@ async def responses(proxy: Proxy, request: Request) -> Response:
         return passthrough(await proxy.forward(request, raw), plan.reason)
     header_task = request.headers.get("x-cascade-task")
     task = proxy.task_of(header_task, plan.routing)
+    refused = proxy.unnamed_model(task, body.get("model"))
+    if refused is not None:
+        return refused
     if task is None:
         proxy.metrics.passthrough += 1
         return passthrough(await proxy.forward(request, raw), "no task applies")

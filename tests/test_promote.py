@@ -79,6 +79,20 @@ def test_a_promoted_policy_loads_and_one_that_would_not_is_never_written(
     assert not (tmp_path / "u-abc123.yaml").exists()
 
 
+def test_a_name_shared_by_two_fingerprints_is_not_promoted(tmp_path: Path, make_record) -> None:
+    # Names are 24 bits of the digest and can be ground to collide: one policy learnt from
+    # both fingerprints' answers would judge one task by another's.
+    store = store_from_url("memory://")
+    info = {"fingerprint": FP, "models": ["gpt-4o-mini", "gpt-4o"], "prompt": "p", "tools": []}
+    other = {**info, "fingerprint": "cd" * 32}
+    store.add(replace(make_record(task="t-abc123"), extra={"discovered": info}))
+    store.add(replace(make_record(task="t-abc123"), extra={"discovered": other}))
+    with pytest.raises(CascadeError, match="2 fingerprints") as raised:
+        promote(store, "t-abc123", tmp_path)
+    assert "abababababababab" in str(raised.value) and "cdcdcdcdcdcdcdcd" in str(raised.value)
+    assert not (tmp_path / "t-abc123.yaml").exists()
+
+
 def test_a_tool_task_gets_no_check_learnt_from_its_text_answers(
     tmp_path: Path, make_record
 ) -> None:

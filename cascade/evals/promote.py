@@ -182,6 +182,21 @@ def promote(
     info = next((r.extra["discovered"] for r in records if "discovered" in r.extra), None)
     if not isinstance(info, dict) or not info.get("fingerprint"):
         raise CascadeError(f"{task}: no recorded call of a discovered task by that name")
+    # A name has 24 bits of the digest: two fingerprints (one perhaps ground to match) may
+    # share it, and a policy learnt from both would match one and judge it by the other's.
+    digests = sorted(
+        {
+            str(r.extra["discovered"].get("fingerprint"))
+            for r in records
+            if isinstance(r.extra.get("discovered"), dict)
+        }
+    )
+    if len(digests) > 1:
+        raise CascadeError(
+            f"{task}: its records come from {len(digests)} fingerprints that share the name "
+            f"({', '.join(d[:16] for d in digests)}); write the policy of the one you mean "
+            "by hand, with `match: {fingerprint: ...}` (`cascade tasks --format json`)"
+        )
     models = [str(m) for m in info.get("models") or ()]
     strongest = models[-1] if models else None
     answers = strong_answers(records, strongest)

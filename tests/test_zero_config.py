@@ -599,3 +599,23 @@ def test_a_discovered_request_without_a_model_name_is_a_400_naming_model(
     assert (error["type"], error["param"]) == ("invalid_request_error", "model")
     assert "model" in error["message"]
     assert upstream.calls() == []
+
+
+def test_a_body_nested_hundreds_of_levels_in_a_field_sent_upstream_is_answered(
+    proxy, upstream
+) -> None:
+    # Every field of a request is checked for plain JSON before it is sent; that check was
+    # recursive, so 300-500 levels (readable by json, past Python's stack for a recursive
+    # walk) in a message's extra field or a parameter made a plain-text 500.
+    head = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    deep = "[" * 450 + "]" * 450
+    user = '{"role": "user", "content": "Invoice INV-1 over 10 EUR", "extra": ' + deep + "}"
+    system = json.dumps({"role": "system", "content": SYSTEM})
+    wide = '{"a": ' * 450 + "1" + "}" * 450
+    body = f'{{"model": "gpt-4o", "messages": [{system}, {user}], "metadata_deep": {wide}}}'
+    with httpx.Client(base_url=proxy.base_url, headers=head) as h:
+        r = h.post("/chat/completions", content=body)
+    assert r.status_code == 200, r.text
+    sent = upstream.calls()[0]
+    assert json.dumps(sent["messages"][1]["extra"]) == deep.replace("][", "], [")
+    assert "metadata_deep" in sent

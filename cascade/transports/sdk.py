@@ -277,15 +277,29 @@ def _simple_query(params: Any) -> bool:
 
 
 def _plain(value: Any) -> bool:
-    """Whether ``value`` is made of JSON's own types only (exact types: no subclasses)."""
+    """Whether ``value`` is made of JSON's own types only (exact types: no subclasses).
+    Iterative: a value nested past Python's stack (request data others control) is walked,
+    not a ``RecursionError``."""
     t = type(value)
     if t is str or t is int or t is float or t is bool or value is None:
-        return True
-    if t is dict:
-        return all(type(k) is str and _plain(v) for k, v in value.items())
-    if t is list:
-        return all(_plain(v) for v in value)
-    return False
+        return True  # most parameters: no stack to build
+    stack = [value]
+    pop, push = stack.pop, stack.extend
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is str or t is int or t is float or t is bool or v is None:
+            continue
+        if t is dict:
+            for k in v:
+                if type(k) is not str:
+                    return False
+            push(v.values())
+        elif t is list:
+            push(v)
+        else:
+            return False
+    return True
 
 
 def async_twin(client: openai.OpenAI | openai.AsyncOpenAI) -> openai.AsyncOpenAI:

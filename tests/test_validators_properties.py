@@ -22,7 +22,15 @@ SCHEMA = {
 }
 OPTION_SETS: list[tuple[str, dict[str, Any]]] = [
     ("json_schema", {"schema": SCHEMA}),
-    ("json_schema", {"schema": {"$ref": "urn:nowhere"}}),
+    (
+        "json_schema",
+        {
+            "schema": {
+                "$defs": {"n": {"type": "object", "properties": {"next": {"$ref": "#/$defs/n"}}}},
+                "$ref": "#/$defs/n",
+            }
+        },
+    ),  # recursive: a linked list
     ("pydantic", {"model": "cascade.policy:PriceSpec"}),
     ("structure", {}),
     (

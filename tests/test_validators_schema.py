@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
+import re
+import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -10,6 +14,7 @@ from pydantic import BaseModel, ValidationError, field_validator
 
 from cascade.events import Completion, Request
 from cascade.validators import JsonSchema, PydanticModel, build_validator
+from cascade.validators._compiled import cached_schema
 from cascade.validators._json import NotJSON, extract_json, json_path
 
 if TYPE_CHECKING:
@@ -150,11 +155,75 @@ def test_formats_are_checked() -> None:
     assert "is not a 'date'" in v(answer('{"d": "next tuesday"}')).reason
 
 
-def test_an_unresolvable_ref_is_a_failed_verdict_not_an_exception() -> None:
-    v = schema_validator(schema={"$ref": "urn:example:nowhere"})
-    verdict = v(answer("{}"))
-    assert not verdict.passed
-    assert verdict.reason.startswith("schema: cannot be checked")
+@pytest.mark.parametrize(
+    ("schema", "reason"),
+    [
+        ({"$ref": "urn:example:nowhere"}, "its $ref 'urn:example:nowhere' cannot be resolved"),
+        ({"$ref": "#/$defs/nope"}, "its $ref '#/$defs/nope' cannot be resolved"),
+        ({"$ref": "#"}, "a $ref loops back to itself"),
+        ({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"allOf": [{"$ref": "#/$defs/a"}]}},
+          "$ref": "#/$defs/a"}, "a $ref loops back to itself"),
+        ({"anyOf": [{"type": "string"}, {"$ref": "#"}]}, "a $ref loops back to itself"),
+        ({"required": ["a"], "properties": {"a": {"$ref": "#/required"}}}, "points at no schema"),
+    ],
+)  # fmt: skip
+def test_a_ref_that_cannot_be_followed_is_refused_when_the_policy_is_read(
+    schema: dict[str, Any], reason: str
+) -> None:
+    # Such a schema made every answer "cannot be checked" (or a RecursionError per answer).
+    with pytest.raises(ValidationError, match=re.escape(reason)):
+        schema_validator(schema=schema)
+
+
+def test_a_remote_or_file_ref_is_never_fetched(tmp_path: Path) -> None:
+    # jsonschema, left to itself, retrieves a remote $ref with urlopen: http and file:
+    # alike. A schema is data others send (response_format, tools): nothing is fetched.
+    (tmp_path / "int.json").write_text('{"type": "integer"}')
+    fetched: list[str] = []
+
+    class Schemas(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            fetched.append(self.path)
+            super().do_GET()
+
+    handler = functools.partial(Schemas, directory=str(tmp_path))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        remote = f"http://127.0.0.1:{server.server_address[1]}/int.json"
+        try:
+            for ref in (remote, (tmp_path / "int.json").as_uri()):
+                with pytest.raises(ValidationError, match="cannot be resolved within the schema"):
+                    schema_validator(schema={"$ref": ref})
+                problem = cached_schema({"properties": {"n": {"$ref": ref}}})
+                assert problem.endswith("cannot be resolved within the schema")
+        finally:
+            server.shutdown()
+    assert fetched == []
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"name": {"type": "string"},
+         "kids": {"type": "array", "items": {"$ref": "#"}}}, "required": ["name"]},
+        {"$defs": {"x": {"$anchor": "num", "type": "integer"}},
+         "properties": {"name": {"$ref": "#num"}}},
+        {"$id": "https://example.com/root.json", "properties": {"name": {"$ref": "n.json"}},
+         "$defs": {"n": {"$id": "n.json", "type": "integer"}}},
+        {"$schema": "http://json-schema.org/draft-07/schema#",
+         "properties": {"name": {"$ref": "#/definitions/n"}},
+         "definitions": {"n": {"type": "integer"}}},
+    ],
+)  # fmt: skip
+def test_a_ref_that_resolves_keeps_validating_a_recursive_one_too(schema: dict[str, Any]) -> None:
+    v = schema_validator(schema=schema)
+    passed = {"name": 1, "kids": [{"name": 2}]} if "kids" not in json.dumps(schema) else None
+    if passed is None:
+        assert v(answer('{"name": "a", "kids": [{"name": "b", "kids": []}]}')).passed
+        assert "at $.kids[0].name" in v(answer('{"name": "a", "kids": [{"name": 2}]}')).reason
+    else:
+        assert v(answer('{"name": 1}')).passed
+        assert "at $.name" in v(answer('{"name": "x"}')).reason
 
 
 def test_schema_file_is_read_relative_to_the_policy_dir(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from jsonschema import exceptions as js_exceptions
 from jsonschema import validators as js_validators
 
 from ._json import json_path
+from ._refs import NO_RETRIEVAL, ref_problem
 from ._schema_regex import check_patterns, linear
 
 Check = Callable[[Any], bool]
@@ -70,7 +71,8 @@ class _Unsupported(Exception):
 def compile_schema(schema: Any) -> Any:
     """A jsonschema validator for ``schema`` (its ``$schema`` dialect, else the latest),
     checking ``format`` too, with the fast ``is_valid`` when the schema allows one. Raises
-    ``ValueError`` when the schema itself is invalid."""
+    ``ValueError`` when the schema itself is invalid, or a ``$ref`` of it cannot be followed
+    (remote, missing, or looping in place: see ``_refs``)."""
     if not isinstance(schema, dict | bool):
         raise ValueError(f"a JSON schema is an object, got {type(schema).__name__}")
     cls = js_validators.validator_for(schema)
@@ -82,8 +84,12 @@ def compile_schema(schema: Any) -> Any:
                 f"invalid JSON schema at {json_path(e.absolute_path)}: {e.message}"
             ) from None
         check_patterns(schema)  # patterns run on RE2: refuse those it cannot take
+        problem = ref_problem(schema, schema.get("$schema"))
+        if problem is not None:
+            raise ValueError(f"invalid JSON schema: {problem}")
     cls = linear(cls)
-    validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+    # No registry of its own, jsonschema would fetch a remote (or file:) $ref by itself.
+    validator = cls(schema, format_checker=cls.FORMAT_CHECKER, registry=NO_RETRIEVAL)
     check = fast_check(schema)
     return validator if check is None else _Fast(validator, check)
 

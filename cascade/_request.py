@@ -59,10 +59,9 @@ def make_request(
         )
     params = {k: v for k, v in params.items() if k not in _OWNED}
     request = Request(messages=messages, params={**defaults, **params} if defaults else params)
-    if "response_format" in request.params:
-        problem = request_problem(request)
-        if problem is not None:  # answered, but not judged by that schema
-            _log.warning("cascade.unvalidated", task=task, reason=problem)
+    problem = request_problem(request)
+    if problem is not None:  # answered, but not judged by that schema (or those tools)
+        _log.warning("cascade.unvalidated", task=task, reason=problem)
     return request
 
 

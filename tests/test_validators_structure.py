@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from cascade.events import Completion, Request, ToolCall, Verdict
-from cascade.validators import Structure, ToolCalls, build_validator
+from cascade.validators import Structure, ToolCalls, build_validator, request_problem
 from cascade.validators.structure import REFUSAL_PHRASES
 
 REQUEST = Request(messages=[{"role": "user", "content": "Summarise the ticket"}])
@@ -227,12 +227,15 @@ def test_a_request_without_tools_says_so() -> None:
     assert verdict.reason.endswith("(the request declares no tools)")
 
 
-def test_an_invalid_parameters_schema_in_the_request_is_a_reason() -> None:
+def test_an_invalid_parameters_schema_is_the_requests_problem_not_the_answers() -> None:
+    # Every rung's answer failed on it: the request is sent unvalidated instead, and says why.
     broken = {"type": "function", "function": {"name": "f", "parameters": {"type": 7}}}
     request = Request(messages=REQUEST.messages, params={"tools": [broken]})
-    verdict = tools_check(ToolCall("c1", "f", "{}"), request=request)
-    assert not verdict.passed
-    assert "its parameters schema is invalid" in verdict.reason
+    assert tools_check(ToolCall("c1", "f", "{}"), request=request).passed
+    assert "not valid JSON" in tools_check(ToolCall("c1", "f", "{"), request=request).reason
+    problem = request_problem(request)
+    assert problem is not None
+    assert problem.startswith("tool 'f': its parameters schema is not a valid JSON Schema")
 
 
 def test_compiled_parameter_schemas_are_reused() -> None:

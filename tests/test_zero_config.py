@@ -51,6 +51,8 @@ def answer(good: bool) -> Any:
                 name = "drop_db"
             return Reply(content=None, tool_calls=[{"name": name, "arguments": args}],
                          finish_reason="tool_calls")  # fmt: skip
+        if not good and "in prose" in request["messages"][-1]["content"]:
+            return Reply("Sure! Here it is: total ten")
         return Reply(json.dumps(args))
 
     return reply
@@ -619,3 +621,77 @@ def test_a_body_nested_hundreds_of_levels_in_a_field_sent_upstream_is_answered(
     sent = upstream.calls()[0]
     assert json.dumps(sent["messages"][1]["extra"]) == deep.replace("][", "], [")
     assert "metadata_deep" in sent
+
+
+@pytest.mark.parametrize(
+    ("schema", "why"),
+    [
+        ({"$ref": "#"}, "a $ref loops back to itself"),
+        ({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+         "a $ref loops back to itself"),
+        ({"type": "object", "properties": {"total": {"$ref": "#/$defs/nope"}}},
+         "its $ref '#/$defs/nope' cannot be resolved within the schema"),
+        ({"$ref": "http://127.0.0.1:9/schema.json"}, "cannot be resolved within the schema"),
+        ({"$ref": "file:///etc/passwd"}, "cannot be resolved within the schema"),
+    ],
+)  # fmt: skip
+def test_a_schema_whose_ref_cannot_be_followed_goes_to_the_requested_model_unvalidated(
+    proxy, upstream, schema, why, caplog
+) -> None:
+    # Such a schema passed the metaschema, so both rungs were paid for and every answer
+    # "cannot be checked": x-cascade-ok false. A remote ref is never fetched.
+    rf = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    with client(proxy) as c:
+        raw = c.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=messages("Invoice INV-1 over 10 EUR"), response_format=rf
+        )
+    assert raw.status_code == 200
+    assert why in raw.headers["x-cascade-unvalidated"]
+    assert [r["model"] for r in upstream.calls()] == ["gpt-4o"]
+    assert any("cascade.unvalidated" in r.getMessage() for r in caplog.records)
+
+
+TOOL = {"type": "function", "function": {"name": "lookup_order", "parameters": {
+    "type": "object", "properties": {"number": {"type": "string"}}}}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tools", "choice", "why"),
+    [
+        ([{"type": "function", "function": {"name": "f", "parameters": {"type": 7}}}], None,
+         "tool 'f': its parameters schema is not a valid JSON Schema"),
+        ([{"type": "function", "function": {"name": "f", "parameters": {"$ref": "#"}}}], None,
+         "tool 'f': its parameters schema is not a valid JSON Schema: invalid JSON schema: a $ref"),
+        ([TOOL], {"type": "function", "function": {"name": "drop_db"}},
+         "tool_choice names 'drop_db', which is not one of the request's tools"),
+    ],
+)  # fmt: skip
+def test_tools_that_cannot_be_judged_go_to_the_requested_model_unvalidated(
+    proxy, upstream, tools, choice, why
+) -> None:
+    # Each rung failed on the request itself, not on its answer: both were paid for, and
+    # the client got x-cascade-ok false with the reason twice.
+    extra = {} if choice is None else {"tool_choice": choice}
+    with client(proxy) as c:
+        raw = c.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=messages("Invoice INV-1 over 10 EUR"), tools=tools, **extra
+        )
+    assert raw.status_code == 200
+    assert why in raw.headers["x-cascade-unvalidated"]
+    assert [r["model"] for r in upstream.calls()] == ["gpt-4o"]
+
+
+@pytest.mark.parametrize("spec", [{"name": "x"}, {"name": "x", "schema": None}])
+def test_a_json_schema_format_without_a_schema_demands_json_null_or_missing(
+    proxy, upstream, spec
+) -> None:
+    # The openai SDK types schema as optional; null was read as "check nothing" while a
+    # missing key demanded JSON, so prose from the cheap rung was accepted.
+    with client(proxy) as c:
+        raw = c.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=messages("Invoice INV-1 in prose"),
+            response_format={"type": "json_schema", "json_schema": spec},
+        )  # fmt: skip
+    assert raw.headers["x-cascade-escalated"] == "true"
+    assert "the answer is not JSON" in raw.headers["x-cascade-reasons"]
+    assert json.loads(raw.parse().choices[0].message.content) == GOOD

@@ -100,9 +100,7 @@ class Proxy:
         refused = self.unnamed_model(task, body.get("model"))
         if refused is not None:
             return refused
-        unjudgeable = (
-            request_problem(body) if task is not None and "response_format" in body else None
-        )
+        unjudgeable = request_problem(body) if task is not None else None
         if task is None or unjudgeable is not None:
             self.metrics.passthrough += 1
             response = await self.forward(request, raw)

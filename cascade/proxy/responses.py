@@ -48,7 +48,7 @@ async def responses(proxy: Proxy, request: Request) -> Response:
         proxy.metrics.passthrough += 1
         return passthrough(await proxy.forward(request, raw), "no task applies")
     routing = plan.routing
-    problem = request_problem(routing) if "response_format" in routing else None
+    problem = request_problem(routing)
     if problem is not None:  # to the requested model as it is, and say why
         name = task if isinstance(task, str) else task.task
         _log.warning("cascade.unvalidated", task=name, reason=problem)

@@ -15,7 +15,7 @@ from ._compiled import cached_schema
 from ._json import loads
 from .schema import schema_error
 from .structure import Structure, refusal_of
-from .tools import ToolCalls, forced_tool, tool_problems
+from .tools import ToolCalls, forced_tool, offered_tools, tool_problems, tools_problem
 
 if TYPE_CHECKING:
     from ..events import Completion
@@ -37,10 +37,11 @@ def _schema_of(params: Mapping[str, Any]) -> Any:
     if kind == "json_object":
         return _OBJECT
     if kind == "json_schema":
-        spec = rf.get("json_schema")  # no schema: any JSON value (True)
+        spec = rf.get("json_schema")  # no schema (missing or null): any JSON value (True)
         if type(spec) is not dict and not isinstance(spec, Mapping):
             return True
-        return spec.get("schema", True)
+        schema = spec.get("schema")
+        return True if schema is None else schema
     return None
 
 
@@ -49,15 +50,20 @@ _OBJECT: Mapping[str, Any] = {"type": "object"}
 
 def request_problem(request: Request | Mapping[str, Any]) -> str | None:
     """Why the cascade cannot judge answers to ``request`` (a Request or its parameters): its
-    ``response_format`` schema is not a valid JSON Schema; else None. The proxy and ``wrap``
-    send such a request to the requested model as it is; ``run`` answers it unjudged.
+    ``response_format`` schema or a tool's ``parameters`` is not a valid JSON Schema (or has
+    a ``$ref`` that cannot be followed), or its ``tool_choice`` names a tool it does not
+    offer; else None. The proxy and ``wrap`` send such a request to the requested model as
+    it is; ``run`` answers it without those checks.
     """
-    schema = response_schema(request)
-    if schema is None or schema is True or schema is _OBJECT:
-        return None
-    compiled = cached_schema(schema)
-    if isinstance(compiled, str):
-        return f"response_format schema is not a valid JSON Schema: {compiled}"
+    params = request.params if isinstance(request, Request) else request
+    if "response_format" in params:
+        schema = _schema_of(params)
+        if schema is not None and schema is not True and schema is not _OBJECT:
+            compiled = cached_schema(schema)
+            if isinstance(compiled, str):
+                return f"response_format schema is not a valid JSON Schema: {compiled}"
+    if "tools" in params or "tool_choice" in params:
+        return tools_problem(params)
     return None
 
 
@@ -113,6 +119,8 @@ class FromRequest:
                     failed.append(problem)
         if "tools" in params:
             forced = forced_tool(request)
+            if forced not in (None, "*") and forced not in offered_tools(request.tools):
+                forced = None  # a choice of no offered tool is not judged: see request_problem
             if calls:
                 if self.tools:
                     failed.extend(tool_problems(completion))

@@ -48,7 +48,10 @@ class ToolCalls(BaseValidator):
 def forced_tool(request: Request) -> str | None:
     """What the request's ``tool_choice`` forces: ``"*"`` (``required``: any tool), a
     function's name, or None (the model may answer in text)."""
-    choice = request.params.get("tool_choice")
+    return _forced(request.params.get("tool_choice"))
+
+
+def _forced(choice: Any) -> str | None:
     if choice == "required":
         return "*"
     if isinstance(choice, Mapping):
@@ -70,20 +73,39 @@ def demands_tool(request: Request) -> bool:
     return not (isinstance(last, Mapping) and last.get("role") in ("tool", "function"))
 
 
-def _tools_by_name(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def offered_tools(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Function name -> its parameters schema (None when it declares none)."""
     out: dict[str, Any] = {}
     for tool in tools:
-        fn = tool.get("function") if isinstance(tool, Mapping) else None
-        if isinstance(fn, Mapping) and isinstance(fn.get("name"), str):
-            out[fn["name"]] = fn.get("parameters")
+        # Plain dicts skip the ABC isinstance test: this runs on every request with tools.
+        fn = tool.get("function") if type(tool) is dict or isinstance(tool, Mapping) else None
+        if (type(fn) is dict or isinstance(fn, Mapping)) and type(name := fn.get("name")) is str:
+            out[name] = fn.get("parameters")
     return out
+
+
+def tools_problem(params: Mapping[str, Any]) -> str | None:
+    """Why the tools of a request (its parameters) cannot be judged: a tool's ``parameters``
+    is not a valid JSON Schema, or ``tool_choice`` names a function not in ``tools``; else
+    None."""
+    tools = params.get("tools") or ()
+    offered = offered_tools(tools) if type(tools) is list or isinstance(tools, Sequence) else {}
+    for name, schema in offered.items():
+        if schema is not None and type(validator := cached_schema(schema)) is str:
+            return (
+                f"tool {short(name, 60)}: its parameters schema is not a valid JSON "
+                f"Schema: {validator}"
+            )
+    forced = _forced(params.get("tool_choice"))
+    if forced not in (None, "*") and forced not in offered:
+        return f"tool_choice names {short(forced, 60)}, which is not one of the request's tools"
+    return None
 
 
 def tool_problems(completion: Completion) -> list[str]:
     """Why each of the answer's tool calls is unusable (an unknown tool, arguments that are
     not JSON or break the tool's ``parameters``); empty when all are usable."""
-    tools = _tools_by_name(completion.request.tools)
+    tools = offered_tools(completion.request.tools)
     return [p for call in completion.tool_calls if (p := _problem(call, tools)) is not None]
 
 
@@ -101,9 +123,16 @@ def _problem(call: ToolCall, tools: Mapping[str, Any]) -> str | None:
         return None
     validator = cached_schema(schema)  # requests repeat the same few tools
     if isinstance(validator, str):
-        return f"tool {name}: its parameters schema is invalid: {validator}"
+        return None  # a schema that cannot be used is not judged: see tools_problem
     problem = schema_error(validator, arguments)
     return None if problem is None else f"tool {name}: arguments {problem}"
 
 
-__all__ = ["ToolCalls", "demands_tool", "forced_tool", "tool_problems"]
+__all__ = [
+    "ToolCalls",
+    "demands_tool",
+    "forced_tool",
+    "offered_tools",
+    "tool_problems",
+    "tools_problem",
+]

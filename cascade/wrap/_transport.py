@@ -77,7 +77,7 @@ class Router:
             if routed is None:
                 reason = "no task applies" if kind == "responses" else None
                 return None, _rebuilt(request, body), reason
-            problem = request_problem(routing) if "response_format" in routing else None
+            problem = request_problem(routing)
             if problem is not None:  # to the requested model as it is, and say why
                 _log.warning("cascade.unvalidated", task=routed.task, reason=problem)
                 return None, _rebuilt(request, body), f"unvalidated: {problem}"

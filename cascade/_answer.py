@@ -25,9 +25,9 @@ from ._stream import chunks
 from .exceptions import EscalationExhausted, ProviderError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
-    from .events import Result
+    from .events import Attempt, Result
 
 # Chat arguments the front decides itself, never sent to a rung.
 _OWNED = frozenset({"model", "messages", "stream", "stream_options"})
@@ -193,15 +193,30 @@ def headers(result: Result, reasons_chars: int = 512) -> dict[str, str]:
         "x-cascade-cost-usd": "unknown" if cost is None else f"{cost:.8f}",
         "x-cascade-attempts": header_safe(
             ", ".join(
-                f"{a.model} {a.purpose} {a.prompt_tokens}+{a.completion_tokens} "
+                f"{a.model} {a.purpose} "
+                + (f"{a.prompt_tokens}+{a.completion_tokens} " if _known(a) else "unknown ")
                 + ("unknown" if a.cost_usd is None else f"{a.cost_usd:.8f}")
                 for a in attempts
             ),
             2000,
         ),
-        "x-cascade-prompt-tokens": str(sum(a.prompt_tokens for a in attempts)),
-        "x-cascade-completion-tokens": str(sum(a.completion_tokens for a in attempts)),
+        "x-cascade-prompt-tokens": _total(attempts, "prompt_tokens", "unknown"),
+        "x-cascade-completion-tokens": _total(attempts, "completion_tokens", "unknown"),
     }
+
+
+def _known(a: Attempt) -> bool:
+    """False for a failed attempt whose tokens (0) and cost (None) are unknown: a 200 answer
+    that could not be read, which the provider may have billed."""
+    return a.error is None or a.cost_usd is not None
+
+
+def _total(attempts: Sequence[Attempt], field: str, unknown: Any) -> Any:
+    """The attempts' sum of ``field`` (tokens), or ``unknown`` when one's usage is unknown."""
+    if not all(_known(a) for a in attempts):
+        return unknown
+    total = sum(getattr(a, field) for a in attempts)
+    return total if unknown is None else str(total)
 
 
 def summary(result: Result) -> dict[str, Any]:
@@ -216,16 +231,16 @@ def summary(result: Result) -> dict[str, Any]:
         "reasons": list(result.reasons),
         "cost_usd": result.cost_usd,
         "baseline_cost_usd": result.baseline_cost_usd,
-        "prompt_tokens": sum(a.prompt_tokens for a in attempts),
-        "completion_tokens": sum(a.completion_tokens for a in attempts),
+        "prompt_tokens": _total(attempts, "prompt_tokens", None),
+        "completion_tokens": _total(attempts, "completion_tokens", None),
         "attempts": [
             {
                 "model": a.model,
                 "purpose": a.purpose,
                 "passed": a.passed,
-                "prompt_tokens": a.prompt_tokens,
-                "completion_tokens": a.completion_tokens,
-                "cached_tokens": a.cached_tokens,
+                "prompt_tokens": a.prompt_tokens if _known(a) else None,
+                "completion_tokens": a.completion_tokens if _known(a) else None,
+                "cached_tokens": a.cached_tokens if _known(a) else None,
                 "cost_usd": a.cost_usd,
                 "latency_s": round(a.latency_s, 6),
                 "error": a.error,

@@ -136,8 +136,9 @@ def climb(
                         model=model,
                         status=reply.status,
                     ) from reply.exception
-                out.attempts.append(Attempt.failed(reply, purpose))
-                out.costs.append(Decimal(0))
+                failed = Attempt.failed(reply, purpose)
+                out.attempts.append(failed)
+                out.costs.append(None if failed.cost_usd is None else Decimal(0))
                 out.failure = reply
                 break  # a provider fault is not the answer's fault: no re-ask, escalate
             completion, verdicts, extra = yield from _judge(

@@ -189,8 +189,9 @@ class Attempt:
 
     @classmethod
     def failed(cls, f: Failure, purpose: Purpose) -> Attempt:
-        """The attempt that got no answer, only failure ``f``."""
-        return cls(f.model, purpose, "", (), 0, 0, 0, 0.0, f.latency_s, error=f.reason)
+        """The attempt that got only failure ``f``; a malformed 200 may be billed: cost None."""
+        cost = None if f.kind == "malformed_response" else 0.0
+        return cls(f.model, purpose, "", (), 0, 0, 0, cost, f.latency_s, error=f.reason)
 
     @property
     def passed(self) -> bool:

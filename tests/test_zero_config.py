@@ -51,6 +51,8 @@ def answer(good: bool) -> Any:
                 name = "drop_db"
             return Reply(content=None, tool_calls=[{"name": name, "arguments": args}],
                          finish_reason="tool_calls")  # fmt: skip
+        if not good and "malformed" in request["messages"][-1]["content"]:
+            return Reply(status=200, body='{"choices": 5}')
         if not good and "in prose" in request["messages"][-1]["content"]:
             return Reply("Sure! Here it is: total ten")
         return Reply(json.dumps(args))
@@ -695,3 +697,23 @@ def test_a_json_schema_format_without_a_schema_demands_json_null_or_missing(
     assert raw.headers["x-cascade-escalated"] == "true"
     assert "the answer is not JSON" in raw.headers["x-cascade-reasons"]
     assert json.loads(raw.parse().choices[0].message.content) == GOOD
+
+
+def test_an_attempt_with_a_malformed_answer_costs_unknown_not_zero(proxy, upstream) -> None:
+    # A 200 whose body is no ChatCompletion may have been billed: its tokens and cost are
+    # not known, so neither is the call's; they were shown as 0+0 0.00000000.
+    with client(proxy) as c:
+        raw = c.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=messages("Invoice INV-1 over 10 EUR, malformed"),
+            response_format=SCHEMA_FORMAT,
+        )  # fmt: skip
+    first, second = raw.headers["x-cascade-attempts"].split(", ")
+    assert first == "gpt-4o-mini answer unknown unknown"
+    assert second.startswith("gpt-4o answer ") and "unknown" not in second
+    assert raw.headers["x-cascade-cost-usd"] == "unknown"
+    assert raw.headers["x-cascade-prompt-tokens"] == "unknown"
+    summary = json.loads(raw.text)["cascade"]
+    assert summary["cost_usd"] is None and summary["prompt_tokens"] is None
+    assert summary["attempts"][0]["cost_usd"] is None
+    assert summary["attempts"][0]["prompt_tokens"] is None
+    assert summary["attempts"][1]["prompt_tokens"] > 0

@@ -260,6 +260,17 @@ def header_safe(text: str, limit: int) -> str:
     return clean if len(clean) <= limit else clean[: limit - 3] + "..."
 
 
+def one_line(value: object, limit: int | None = None) -> str:
+    """``value`` as text fit for one line: each unprintable character (line breaks,
+    controls, separators: Unicode Cc, Cf, Zl, Zp, Zs but the space) escaped as Python writes
+    it, ``\\n``, ``\\u2028``; cut to ``limit`` characters (then "…") when one is given."""
+    text = str(value)
+    cut = text if limit is None else text[:limit]
+    if not cut.isprintable():  # the usual name is, and needs no escaping
+        cut = "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
+    return f"{cut}…" if limit is not None and len(text) > limit else cut
+
+
 def _dumps(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 

@@ -62,6 +62,20 @@ def test_check_takes_the_directory_as_an_argument_too(
     assert main(["check", str(tmp_path), "--policies", str(REPO / "policies")]) == 2
 
 
+def test_check_prints_each_policy_on_one_line_whatever_its_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A promoted task keeps the model its client asked for: a line break in that name
+    # forged a line of its own in check's output.
+    forged = "gpt-4o\n#x [structure]\nok   forged"
+    policy = {"models": ["gpt-4o-mini", forged], "prices": {forged: {"input": 1, "output": 2}},
+              "validators": [{"type": "structure", "name": "s\u2028t"}]}  # fmt: skip
+    (tmp_path / "t.yaml").write_text(json.dumps(policy))
+    assert main(["check", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out == "ok   t: gpt-4o-mini -> gpt-4o\\n#x [structure]\\nok   forged [s\\u2028t]\n"
+
+
 def test_progress_off_a_terminal_writes_a_line_every_few_seconds_at_most() -> None:
     out = io.StringIO()  # not a terminal
     now = [0.0]

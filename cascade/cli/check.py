@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from .._answer import one_line
 from ..exceptions import CascadeError
 from ._common import policies_default
 
@@ -48,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             print(f"FAIL {e}", file=sys.stderr)
         else:
-            names = ", ".join(name_of(v) for v in p.validators)
-            print(f"ok   {task}: {' -> '.join(p.models)} [{names}]")
+            # Names may come from a client (a promoted task's requested model): one line each.
+            names = ", ".join(one_line(name_of(v)) for v in p.validators)
+            models = " -> ".join(one_line(m) for m in p.models)
+            print(f"ok   {one_line(task)}: {models} [{names}]")
     return 1 if failed else 0

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .._answer import one_line
 from ..discovery import DEFAULTS
 from ..exceptions import CascadeError, PolicyError
 from ..policy import Policy
@@ -86,10 +87,7 @@ def _shown(value: object) -> str:
     """``value`` fit for one comment line: at most ``SHOWN_CHARS`` characters (then "…"),
     each unprintable one (line breaks, controls, separators: Unicode Cc, Cf, Zl, Zp, Zs but
     the space) escaped as Python writes it, ``\\n``, ``\\u2028``."""
-    text = str(value)
-    cut = text[:SHOWN_CHARS]
-    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
-    return f"{shown}…" if len(text) > SHOWN_CHARS else shown
+    return one_line(value, SHOWN_CHARS)
 
 
 def _names(values: list[str]) -> str:

@@ -39,7 +39,10 @@ def ref_problem(schema: Any, dialect: str | None) -> str | None:
         dialect or "", default=referencing.jsonschema.DRAFT202012
     )
     root = spec.create_resource(schema)
-    resolver = _METASCHEMAS.resolver_with_root(root)  # the metaschemas are known, not fetched
+    # The metaschemas are known, not fetched. Crawled once here: else every anchor lookup
+    # crawls the whole schema again (quadratic in anchors).
+    uri = root.id() or ""
+    resolver = _METASCHEMAS.with_resource(uri, root).crawl().resolver(base_uri=uri)
     # id(contents) -> the contents reached in place from it
     seen: dict[int, Any] = {}
     edges: dict[int, list[Any]] = {}

@@ -9,7 +9,6 @@ import random
 import threading
 import time
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _engine
@@ -22,7 +21,7 @@ from .recording import build_record
 from .stores import Store, store_from_url
 from .telemetry import calls, tracing
 from .transports import OpenAITransport, Transport
-from .transports.sdk import accepted
+from .transports.sdk import accepted_result
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Mapping, Sequence
@@ -124,9 +123,7 @@ class Cascade:
         tracer = tracing.tracer()
         if tracer is None:
             return self._run(task, messages, params)
-        with tracing.call_span(
-            tracer, _name(task)
-        ) as span:  # the caller's current span is its parent
+        with tracing.call_span(tracer, _name(task)) as span:  # parent: the caller's span
             result = self._run(task, messages, params)
             tracing.finished(span, result)
             return result
@@ -201,7 +198,7 @@ class Cascade:
         if strong is None:
             return self._finish(policy, request, result, start)
         strong.set_result(result)  # the observation records both answers when it ends
-        return _accepted(result)
+        return accepted_result(result)
 
     def _observe(
         self, policy: Policy, request: Request, strong: Future[Result], start: float
@@ -275,7 +272,7 @@ class Cascade:
     ) -> Result:
         if result is None:
             return result  # type: ignore[return-value]  # exhausted with no answer at all
-        result = _accepted(result)
+        result = accepted_result(result)
         latency = time.perf_counter() - start
         self._record(policy, request, result, latency)
         calls.answered(result, latency)
@@ -374,15 +371,6 @@ class Cascade:
 
 def _name(task: str | Routed | None) -> str | None:
     return task.task if isinstance(task, Routed) else task
-
-
-def _accepted(result: Result) -> Result:
-    raw = result.completion
-    if raw is not None:
-        fixed = accepted(raw, result.output)
-        if fixed is not raw:
-            return replace(result, completion=fixed)
-    return result
 
 
 _default: Cascade | None = None

@@ -11,13 +11,13 @@ fields the cascade reads, which it reads anyway; a validated ``ChatCompletion`` 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import pydantic
 from openai.types.chat import ChatCompletion
 
-from ..events import Completion, Failure, TokenLogprob, ToolCall
+from ..events import Completion, Failure, Result, TokenLogprob, ToolCall
 
 if TYPE_CHECKING:
     import openai
@@ -244,4 +244,14 @@ def accepted(raw: Any, output: str) -> Any:
     return copy
 
 
-__all__ = ["Malformed", "NotACompletion", "accepted", "completion", "parse"]
+def accepted_result(result: Result) -> Result:
+    """``result`` whose ``completion`` is ``accepted``: the raw answer with the cleaned text."""
+    raw = result.completion
+    if raw is not None:
+        fixed = accepted(raw, result.output)
+        if fixed is not raw:
+            return replace(result, completion=fixed)
+    return result
+
+
+__all__ = ["Malformed", "NotACompletion", "accepted", "accepted_result", "completion", "parse"]

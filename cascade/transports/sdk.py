@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import openai
 
-from ._answers import NotACompletion, accepted, completion, parse
+from ._answers import NotACompletion, accepted, accepted_result, completion, parse
 from ._base import failure
 from ._timeout import attempt_timeout, timeout_for
 from .embeddings import embed_async, embed_sync
@@ -28,6 +28,7 @@ __all__ = [
     "NotACompletion",
     "OpenAITransport",
     "accepted",
+    "accepted_result",
     "async_twin",
     "call_async",
     "call_sync",

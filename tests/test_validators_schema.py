@@ -208,6 +208,11 @@ def test_a_remote_or_file_ref_is_never_fetched(tmp_path: Path) -> None:
          "kids": {"type": "array", "items": {"$ref": "#"}}}, "required": ["name"]},
         {"$defs": {"x": {"$anchor": "num", "type": "integer"}},
          "properties": {"name": {"$ref": "#num"}}},
+        {"$id": "https://example.com/anchored.json", "properties": {"name": {"$ref": "#num"}},
+         "$defs": {"x": {"$anchor": "num", "type": "integer"}}},
+        {"$defs": {f"d{i}": {"$anchor": f"a{i}", "type": "integer"} for i in range(300)},
+         "properties": {"name": {"$ref": "#a299"}, **{f"p{i}": {"$ref": f"#a{i}"}
+                                                      for i in range(300)}}},
         {"$id": "https://example.com/root.json", "properties": {"name": {"$ref": "n.json"}},
          "$defs": {"n": {"$id": "n.json", "type": "integer"}}},
         {"$schema": "http://json-schema.org/draft-07/schema#",

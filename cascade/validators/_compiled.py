@@ -29,7 +29,7 @@ from jsonschema import exceptions as js_exceptions
 from jsonschema import validators as js_validators
 
 from ._json import json_path
-from ._refs import NO_RETRIEVAL, ref_problem
+from ._refs import ref_problem, registry_for
 from ._schema_regex import check_patterns, linear
 
 Check = Callable[[Any], bool]
@@ -89,7 +89,7 @@ def compile_schema(schema: Any) -> Any:
             raise ValueError(f"invalid JSON schema: {problem}")
     cls = linear(cls)
     # No registry of its own, jsonschema would fetch a remote (or file:) $ref by itself.
-    validator = cls(schema, format_checker=cls.FORMAT_CHECKER, registry=NO_RETRIEVAL)
+    validator = cls(schema, format_checker=cls.FORMAT_CHECKER, registry=registry_for(schema))
     check = fast_check(schema)
     return validator if check is None else _Fast(validator, check)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import _engine
 from ._logging import get_logger
 from ._request import make_request
-from .discovery import Routed, Router
+from .discovery import Routed, Router, name_of
 from .exceptions import EscalationExhausted, InvalidRequestError
 from .policy import Policy, PolicySet
 from .recording import build_record
@@ -123,7 +123,7 @@ class Cascade:
         tracer = tracing.tracer()
         if tracer is None:
             return self._run(task, messages, params)
-        with tracing.call_span(tracer, _name(task)) as span:  # parent: the caller's span
+        with tracing.call_span(tracer, name_of(task)) as span:  # parent: the caller's span
             result = self._run(task, messages, params)
             tracing.finished(span, result)
             return result
@@ -151,7 +151,7 @@ class Cascade:
         tracer = tracing.tracer()
         if tracer is None:
             return await self._arun(task, messages, params)
-        with tracing.call_span(tracer, _name(task)) as span:
+        with tracing.call_span(tracer, name_of(task)) as span:
             result = await self._arun(task, messages, params)
             tracing.finished(span, result)
             return result
@@ -367,10 +367,6 @@ class Cascade:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _name(task: str | Routed | None) -> str | None:
-    return task.task if isinstance(task, Routed) else task
 
 
 _default: Cascade | None = None

@@ -8,7 +8,7 @@ for a discovered task from its recorded answers.
 
 from .fingerprint import Fingerprint, fingerprint, mask, task_name
 from .match import MatchSpec, compile_linear
-from .router import DEFAULT_MODELS, DEFAULTS, Routed, Router
+from .router import DEFAULT_MODELS, DEFAULTS, Routed, Router, name_of
 
 __all__ = [
     "DEFAULTS",
@@ -17,6 +17,7 @@ __all__ = [
     "MatchSpec",
     "Routed",
     "Router",
+    "name_of",
     "compile_linear",
     "fingerprint",
     "mask",

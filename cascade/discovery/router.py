@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ..exceptions import PolicyError
 from .fingerprint import Fingerprint, fingerprint
@@ -46,6 +46,16 @@ class Routed:
     task: str
     policy: Policy
     fingerprint: Fingerprint | None = None
+
+
+@overload
+def name_of(task: str | Routed) -> str: ...
+@overload
+def name_of(task: str | Routed | None) -> str | None: ...
+def name_of(task: str | Routed | None) -> str | None:
+    """The name of a task as the cascade is handed it: a policy file's name, or a ``Routed``'s
+    (for display and records: routing goes by the ``Routed`` itself)."""
+    return task.task if isinstance(task, Routed) else task
 
 
 class Router:
@@ -172,4 +182,4 @@ class Router:
         return found
 
 
-__all__ = ["DEFAULTS", "DEFAULT_MODELS", "Routed", "Router"]
+__all__ = ["DEFAULTS", "DEFAULT_MODELS", "Routed", "Router", "name_of"]

@@ -23,7 +23,7 @@ from starlette.routing import Mount, Route
 from .._answer import Plan, header_safe, plan_chat, render
 from .._logging import get_logger
 from ..dashboard import create_app as create_dashboard
-from ..discovery import Routed
+from ..discovery import Routed, name_of
 from ..exceptions import CascadeError, EscalationExhausted, UnknownTaskError
 from ..telemetry import tracing
 from ..validators import request_problem
@@ -105,7 +105,7 @@ class Proxy:
             self.metrics.passthrough += 1
             response = await self.forward(request, raw)
             if unjudgeable is not None:  # to the requested model as it is, and say why
-                _log.warning("cascade.unvalidated", task=task and _name(task), reason=unjudgeable)
+                _log.warning("cascade.unvalidated", task=name_of(task), reason=unjudgeable)
                 response.headers["x-cascade-unvalidated"] = header_safe(unjudgeable, 512)
             return response
         n = body.get("n")
@@ -148,7 +148,7 @@ class Proxy:
             # Not checked here: the cascade checks messages and names the field at fault.
             result = await self.cascade.arun(task, plan.messages, **plan.params)
         except CascadeError as e:
-            return self._error(_name(task), e, from_header)
+            return self._error(name_of(task), e, from_header)
         self.metrics.observe(result, time.perf_counter() - start)
         answer = render(plan, result, self.config.reasons_header_chars)
         return Response(answer.body, headers=answer.headers, media_type=answer.media_type)
@@ -176,7 +176,7 @@ class Proxy:
             # A discovered task has no policy file: its policy is the one it was routed to.
             policy = task.policy if isinstance(task, Routed) else self.cascade.policies.get(task)
         except CascadeError as e:
-            return self._error(_name(task), e, from_header=True)
+            return self._error(name_of(task), e, from_header=True)
         model = policy.strongest
         self.metrics.passthrough += 1
         raw = json.dumps({**body, "model": model}).encode()
@@ -262,10 +262,6 @@ class Proxy:
 
 
 _JSON_TYPES = {bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
-
-
-def _name(task: str | Routed) -> str:
-    return task.task if isinstance(task, Routed) else task
 
 
 async def _to_dashboard(request: Request) -> Response:

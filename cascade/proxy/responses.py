@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from .._answer import plan_responses
 from .._logging import get_logger
+from ..discovery import name_of
 from ..responses import Unjudged
 from ..telemetry import tracing
 from ..validators import request_problem
@@ -50,8 +51,7 @@ async def responses(proxy: Proxy, request: Request) -> Response:
     routing = plan.routing
     problem = request_problem(routing)
     if problem is not None:  # to the requested model as it is, and say why
-        name = task if isinstance(task, str) else task.task
-        _log.warning("cascade.unvalidated", task=name, reason=problem)
+        _log.warning("cascade.unvalidated", task=name_of(task), reason=problem)
         proxy.metrics.passthrough += 1
         return passthrough(await proxy.forward(request, raw), problem)
     with tracing.continued(request.headers):  # the caller's traceparent, when tracing

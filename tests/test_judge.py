@@ -304,3 +304,50 @@ def test_a_scorer_is_loaded_from_module_colon_function(
     # With no scorer a judged policy scores references with its prefilter.
     fn, spec = scorer_of(policy)
     assert spec.comparator == "normalized" and fn("paris.", "Paris", spec)
+
+
+def test_calibrate_prints_the_threshold_it_writes_to_the_last_digit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Wrong cheap answers carry P = 0.9999995 and right ones 0.9999998: the certified minimum
+    # lies between them, a decimal of seven digits, which `:g` would print as "1".
+    import math
+    import re
+
+    rows = [recorded(i, (f"a{i}", i % 20 != 0), (f"a{i}", True)) for i in range(400)]
+    for r in rows:
+        right = r["models"]["gpt-4o-mini"]["correct"]
+        r["models"]["gpt-4o-mini"]["raw_confidence"] = math.log(0.9999998 if right else 0.9999995)
+    data = tmp_path / "labelled.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [{"role": "user", "content": r["user_prompt"]}],
+                    "labels": {m: o["correct"] for m, o in r["models"].items()},
+                }
+            )
+            + "\n"
+            for r in rows
+        )
+    )
+    pol = tmp_path / "policies"
+    pol.mkdir()
+    policy = {
+        "models": ["gpt-4o-mini", "gpt-4o"],
+        "validators": [{"type": "confidence", "source": "logprobs", "min": 0.5}],
+    }
+    (pol / "t.yaml").write_text(yaml.safe_dump(policy))
+    with ReplayServer(rows) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "unused")
+        argv = ["calibrate", "--task", "t", "--target", "0.97", "--data", str(data), "--write"]
+        code = main([*argv, "--policies", str(pol)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    written = yaml.safe_load((pol / "t.yaml").read_text())["validators"][0]["min"]
+    assert 0.9999995 < written <= 0.9999998
+    chosen = re.search(r"chosen +confidence min: (\S+)", out)
+    wrote = re.search(r"wrote min: (\S+) to", out)
+    assert chosen and wrote, out
+    assert float(chosen[1]) == float(wrote[1]) == written

@@ -13,6 +13,7 @@ from ..evals import (
     calibrate,
     confidence_validator,
     load_examples,
+    number_text,
     observed_samples,
     run_mode,
     samples_from_runs,
@@ -112,7 +113,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         else:
             note = f"target {args.target:g}, delta {args.delta:g}, {cal.n} examples"
             write_threshold(policy.path, index, cal.short_threshold, note=note)
-            print(f"wrote min: {cal.short_threshold:g} to {policy.path}")
+            print(f"wrote min: {number_text(cal.short_threshold)} to {policy.path}")
     return 0 if cal.threshold is not None else 1
 
 
@@ -152,14 +153,14 @@ def render_calibration(cal: Calibration, validator: str) -> str:
             f"{cal.cheap_quality:.1%} ({rel(cal.cheap_quality)})"
         )
     lines = [f"{cal.n} calibration examples; {head}"]
-    if cal.threshold is None:
+    if cal.short_threshold is None:
         lines.append(
             f"no threshold of {validator} could be certified at delta {cal.delta:g}: keep the "
             "strong model"
         )
     else:
         lines += [
-            f"chosen   {validator} min: {cal.short_threshold:g}  (sample quality "
+            f"chosen   {validator} min: {number_text(cal.short_threshold)}  (sample quality "
             f"{rel(c.quality)}, escalation {c.escalation_rate:.1%}, "
             f"{per_1k(c.cost)} per 1,000 calls, {saves})",
             f"guarantee: {cal.guarantee}",

@@ -22,7 +22,7 @@ from .calibrate import (
     quality_at,
 )
 from .code import CodeLimits, CodeRun, extract_code, run_tests
-from .edit import CERTIFIED, certified_validators, write_learned, write_threshold
+from .edit import CERTIFIED, certified_validators, number_text, write_learned, write_threshold
 from .evaluate import EvalReport, Example, ModeSummary, Outcome, aevaluate, evaluate, load_examples
 from .promote import Promotion, infer_validators, promote
 from .runs import Progress, run_each, run_mode, with_mode
@@ -61,6 +61,7 @@ __all__ = [
     "fixed_sequence",
     "infer_validators",
     "load_examples",
+    "number_text",
     "observed_samples",
     "p_value",
     "promote",

@@ -19,6 +19,15 @@ CERTIFIED = "# certified by cascade calibrate"
 _MARK = re.compile(r"\s*# certified by cascade calibrate[^\n]*")
 
 
+def number_text(value: float) -> str:
+    """``value`` as the shortest text that reads back as exactly it (``0.9999996``, ``4e-06``).
+
+    What ``write_threshold`` writes, so what a command prints of a threshold is what the file
+    holds (``:g`` would round 0.9999996 to ``1``).
+    """
+    return f"{value:g}" if float(f"{value:g}") == value else repr(value)
+
+
 def write_threshold(path: Path, index: int, value: float, *, note: str | None = None) -> None:
     """Set ``validators[index].min`` in a YAML policy file, keeping comments and layout.
 
@@ -32,7 +41,7 @@ def write_threshold(path: Path, index: int, value: float, *, note: str | None = 
     text = path.read_text(encoding="utf-8")
     entry = YAML().load(text)["validators"][index]
     lines = text.splitlines(keepends=True)
-    shown = f"{value:g}" if float(f"{value:g}") == value else repr(value)
+    shown = number_text(value)
     if "e" in shown and "." not in shown:  # YAML 1.1 (PyYAML) reads 4e-06 as a string
         shown = shown.replace("e", ".0e", 1)
     if "min" in entry:

@@ -351,3 +351,46 @@ def test_calibrate_prints_the_threshold_it_writes_to_the_last_digit(
     wrote = re.search(r"wrote min: (\S+) to", out)
     assert chosen and wrote, out
     assert float(chosen[1]) == float(wrote[1]) == written
+
+
+def test_uncertified_advice_names_the_strictest_threshold_unrounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import math
+    import re
+
+    # Every cheap answer has P = 0.99999996 and half are wrong: nothing can be certified,
+    # and the advice's strictest threshold is that P, not "1".
+    rows = [recorded(i, (f"a{i}", i % 2 == 0), (f"a{i}", True)) for i in range(200)]
+    for r in rows:
+        r["models"]["gpt-4o-mini"]["raw_confidence"] = math.log(0.99999996)
+    data = tmp_path / "labelled.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [{"role": "user", "content": r["user_prompt"]}],
+                    "labels": {m: o["correct"] for m, o in r["models"].items()},
+                }
+            )
+            + "\n"
+            for r in rows
+        )
+    )
+    pol = tmp_path / "policies"
+    pol.mkdir()
+    policy = {
+        "models": ["gpt-4o-mini", "gpt-4o"],
+        "validators": [{"type": "confidence", "source": "logprobs", "min": 0.5}],
+    }
+    (pol / "t.yaml").write_text(yaml.safe_dump(policy))
+    with ReplayServer(rows) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "unused")
+        argv = ["calibrate", "--task", "t", "--target", "0.97", "--data", str(data)]
+        code = main([*argv, "--policies", str(pol)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    strictest = re.search(r"strictest threshold \(confidence >= (\S+),", out)
+    assert strictest, out
+    assert abs(float(strictest[1]) - 0.99999996) < 1e-12

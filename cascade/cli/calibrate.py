@@ -166,7 +166,7 @@ def render_calibration(cal: Calibration, validator: str) -> str:
             f"guarantee: {cal.guarantee}",
         ]
     lines.append(f"method: {cal.method}; delta {cal.delta:g}")
-    naive_t = "-" if cal.naive_threshold is None else f"{cal.naive_threshold:.6g}"
+    naive_t = "-" if cal.naive_threshold is None else number_text(cal.naive_threshold)
     lines.append(
         f"naive    {validator} min: {naive_t}  (sample quality {rel(nv.quality)}, escalation "
         f"{nv.escalation_rate:.1%}, {per_1k(nv.cost)} per 1,000 calls; no guarantee: tuned to "

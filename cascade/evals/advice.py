@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .calibrate import Counts, p_value
+from .edit import number_text
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -69,7 +70,7 @@ def uncertified_advice(
         c = counts_at(samples, first.threshold)
         allowance = (1 - cal.target) * c.strong
         lines.append(
-            f"why: even at the strictest threshold ({validator} >= {first.threshold:.6g}, "
+            f"why: even at the strictest threshold ({validator} >= {number_text(first.threshold)}, "
             f"escalating {first.escalation_rate:.1%}) the sample shows {c.lost} lost"
             + ("" if agreement else f" / {c.gained} gained")
             + f" against an allowance of {allowance:.1f} (p = {first.p_value:.3g} > delta "
@@ -91,7 +92,8 @@ def uncertified_advice(
     )
     if need is not None and cal.naive_threshold is not None:
         lines.append(
-            f"- more examples: at the rates seen at {validator} >= {cal.naive_threshold:.6g} "
+            f"- more examples: at the rates seen at {validator} >= "
+            f"{number_text(cal.naive_threshold)} "
             f"(sample quality {cal.naive.quality / max(cal.strong_quality, 1e-12):.1%} of the "
             f"strong model's), about {need:,} examples would certify it (now {cal.n:,})"
         )

@@ -305,7 +305,10 @@ def test_corrupt_stream_entry_is_skipped_and_counted(
 
 def test_records_read_in_pages(redis_url: str, make_record: MakeRecord) -> None:
     store = RedisStore(redis_url)
-    records = [make_record(task=f"t{i % 2}") for i in range(5003 * 2)]
+    # Times in the past (the fixture's count from today's midnight would run up to 2.8 hours
+    # ahead of the clock before 02:47 UTC, beyond the store's one-hour slack for `since`).
+    start = time.time() - 3 * 3600
+    records = [make_record(task=f"t{i % 2}", time=start + i) for i in range(5003 * 2)]
     for r in records:
         store.add(r)
     store.flush()

@@ -121,6 +121,48 @@ def test_batch_reports_failed_requests_and_exits_1(
     assert rows[0]["error"] is None and rows[1]["error"].startswith("ProviderError")
 
 
+def test_batch_says_when_its_records_wait_in_the_spool_and_exits_1(
+    tmp_path: Path,
+    server: ScriptedServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server.script("gpt-4o-mini", GOOD)
+    policies, data = setup(tmp_path, [request(f"q {i}") for i in range(3)])
+    monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
+    (tmp_path / "blocked").write_text("a file where the store's directory should be")
+    store = f"sqlite:///{tmp_path / 'blocked' / 'r.sqlite3'}"
+    assert main(["batch", "--task", "inv", data, "--policies", policies, "--store", store]) == 1
+    captured = capsys.readouterr()
+    assert f"not all recorded in {store} (below)" in captured.out
+    spool = tmp_path / "home" / "spool"
+    assert f"cannot write {tmp_path / 'blocked' / 'r.sqlite3'}: " in captured.err
+    assert re.search(rf"3 records wait in the spool {re.escape(str(spool))}/\w+: ", captured.err)
+    # Once the file can be written, the next process that opens the store writes them.
+    (tmp_path / "blocked").unlink()
+    (tmp_path / "blocked").mkdir()
+    later = store_from_url(store)
+    later.flush(5.0)
+    assert sum(d.calls for d in later.days(task="inv")) == 3
+    later.close()
+
+
+def test_batch_without_an_api_key_says_so_without_a_traceback(
+    tmp_path: Path,
+    server: ScriptedServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY")
+    policies, data = setup(tmp_path, [request("q")])
+    assert (
+        main(["batch", "--task", "inv", data, "--policies", policies, "--store", "memory://"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("error: ") and "OPENAI_API_KEY" in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     ("line", "says"),
     [

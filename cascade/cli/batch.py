@@ -58,7 +58,8 @@ def _row(req: Example, got: Result | CascadeError) -> dict[str, Any]:
 
 
 def run_batch(args: argparse.Namespace) -> int:
-    """``cascade batch``: exit 0 when every request got an answer, 1 when some failed."""
+    """``cascade batch``: exit 0 when every request got an answer and every record reached the
+    store, 1 when some failed or records wait in the spool (or were lost)."""
     from .._client import Cascade
     from ..evals import load_examples, run_each
 
@@ -98,11 +99,38 @@ def run_batch(args: argparse.Namespace) -> int:
         cost, baseline = sum(costs), sum(baselines)
         saved = f"{1 - cost / baseline:.1%} saved" if baseline else "no baseline"
         spend = f"${cost:.6f} against ${baseline:.6f} with {policy.strongest} alone ({saved})"
+    kept = _delivery(cascade.store)
     print(
         f"{args.task} (mode {policy.spec.mode}): {len(rows)} requests in {elapsed:.1f} s, "
-        f"{escalated} escalated, {failed} failed; {spend}; recorded in {store_url}"
+        f"{escalated} escalated, {failed} failed; {spend}; "
+        + ("recorded in " if kept is None else "not all recorded in ")
+        + store_url
+        + ("" if kept is None else " (below)")
     )
     for r in rows:
         if r["error"] is not None:
             print(f"  {r['id']}: {r['error']}", file=sys.stderr)
-    return 1 if failed else 0
+    if kept is not None:
+        print(kept, file=sys.stderr)
+    return 1 if failed or kept is not None else 0
+
+
+def _delivery(store: object) -> str | None:
+    """What did not reach a closed store, in words; None when everything did."""
+    from ..stores import Spooling
+
+    if not isinstance(store, Spooling):
+        return None
+    waiting, lost = store.spool.count(), store.dropped
+    if not waiting and not lost:
+        return None
+    said = []
+    if waiting:
+        said.append(
+            f"{waiting:,} records wait in the spool {store.spool.directory}: the store could "
+            "not be written (see the warning above); the next cascade process that opens "
+            "it writes them"
+        )
+    if lost:
+        said.append(f"{lost:,} records were lost (see the errors above)")
+    return "; ".join(said)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ._base import HourlyStore, Store
+from ._base import HourlyStore, Spooling, Store
 from ._codec import CorruptRecordError
 from ._shutdown import handle_sigterm
 from .memory import MemoryStore
@@ -28,6 +28,7 @@ __all__ = [
     "MemoryStore",
     "RedisStore",
     "SQLiteStore",
+    "Spooling",
     "Store",
     "default_sqlite_path",
     "handle_sigterm",

@@ -1,7 +1,10 @@
 """The store protocol: where call records and daily counters go, and how the report reads them.
 
-``HourlyStore`` is the optional part: a store that also keeps hourly counters (every built-in
-backend does) lets the report and the dashboard draw a period hour by hour.
+``HourlyStore`` is an optional part: a store that also keeps hourly counters (every built-in
+backend does) lets the report and the dashboard draw a period hour by hour. ``Spooling`` is
+another: a store that keeps what it cannot write in a local spool (SQLite, Redis) says how
+many records wait there and how many were lost, so a command can say whether its records
+reached the store.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from ..events import CallRecord, TaskDay
+    from ._spool import Spool
 
 
 @runtime_checkable
@@ -70,3 +74,14 @@ class HourlyStore(Protocol):
         ``TaskDay`` whose ``day`` is the hour (``YYYY-MM-DDTHH``), with the fields of
         ``HOUR_COUNTERS`` (tokens, failures and latency are left empty); sorted by task and
         hour. Hours the store no longer keeps (or never kept) are absent."""
+
+
+@runtime_checkable
+class Spooling(Protocol):
+    """A store whose records wait in a local spool while the backend cannot take them."""
+
+    spool: Spool
+
+    @property
+    def dropped(self) -> int:
+        """Records lost: refused by the backend alone, unencodable, or never spooled."""

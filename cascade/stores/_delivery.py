@@ -79,7 +79,7 @@ class Delivery:
             log.warning(
                 "cascade.store_unavailable",
                 url=self.url,
-                error=str(e.__cause__ or e),
+                error=str(e),
                 spooled=len(records),
                 retry_in_s=self._backoff,
             )

@@ -132,7 +132,7 @@ class SQLiteStore:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.close()
             self._db = None
-            raise Unavailable(f"cannot write {self.url}: {e}") from e
+            raise Unavailable(f"cannot write {self.path.absolute()}: {e}") from e
 
     def _write_batch(self, records: list[CallRecord]) -> None:
         if self._db is None or self._db_pid != os.getpid():

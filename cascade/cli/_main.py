@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+import openai
+
 from .._logging import configure_logging
 from ..exceptions import CascadeError
 from . import (
@@ -69,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except CascadeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except openai.OpenAIError as e:  # the SDK's own set-up errors, say a missing API key
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

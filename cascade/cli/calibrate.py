@@ -36,9 +36,18 @@ __all__ = ["add_parser", "render_calibration", "run_calibrate"]
 def add_parser(subparsers: Any) -> None:
     """Add ``calibrate`` to the ``cascade`` command's sub-parsers."""
     policies = policies_default()
-    cal = subparsers.add_parser("calibrate", help="choose the confidence threshold")
-    cal.add_argument("--task", required=True)
-    cal.add_argument("--target", type=float, required=True, help="e.g. 0.97")
+    cal = subparsers.add_parser(
+        "calibrate",
+        help="choose the confidence threshold",
+        description="Find the loosest confidence threshold whose quality is certified to be at "
+        "least --target x the strong model's, with probability >= 1 - --delta, from "
+        "observation records (--from-store) or examples (--data); exit 1 when none is.",
+    )
+    cal.add_argument("--task", required=True, help="the policy's task name")
+    cal.add_argument(
+        "--target", type=float, required=True,
+        help="quality as a share of the strong model's, e.g. 0.97",
+    )  # fmt: skip
     cal.add_argument("--policies", default=policies, help="policy directory")
     src = cal.add_mutually_exclusive_group(required=True)
     src.add_argument("--from-store", action="store_true", help="use observation records")
@@ -46,14 +55,26 @@ def add_parser(subparsers: Any) -> None:
         "--data", help="JSONL of {messages, reference | labels: {model: true|false}[, id]}"
     )
     cal.add_argument("--store", default=None, help="store URL (default: $CASCADE_STORE)")
-    cal.add_argument("--validator", default=None, help="which confidence validator")
-    cal.add_argument("--delta", type=float, default=0.05, help="allowed failure probability")
+    cal.add_argument(
+        "--validator",
+        default=None,
+        help="the confidence validator's name, when the policy has several",
+    )
+    cal.add_argument(
+        "--delta", type=float, default=0.05, help="allowed failure probability (default: 0.05)"
+    )
     cal.add_argument(
         "--scorer", default=None,
         help="a comparator name, module:function, or code (run each example's tests)",
     )  # fmt: skip
-    cal.add_argument("--concurrency", type=int, default=8)
-    cal.add_argument("--write", action="store_true", help="set min: in the policy file")
+    cal.add_argument(
+        "--concurrency", type=int, default=8, help="calls at once with --data (default: 8)"
+    )
+    cal.add_argument(
+        "--write",
+        action="store_true",
+        help="set min: in the policy file (unchanged when nothing is certified)",
+    )
     cal.set_defaults(func=run_calibrate)
 
 

@@ -108,7 +108,8 @@ def test_learn_write_then_those_inputs_start_strong_and_others_cheap(
     out = capsys.readouterr().out
     assert "break-even: start at gpt-4o when P(escalate) > 0.9" in out
     assert "1 - cheap/strong" in out
-    assert "AUC 1.000" in out
+    assert re.search(r"AUC 1\.000 over \d+ escalated and \d+ other held-out records;", out)
+    assert "too few of one kind" not in out
     assert "money saved on the held-out calls: $" in out
     model = StartModel.model_validate_json((policies / "_t.start.json").read_text())
     assert (model.version, model.buckets, model.task) == (VERSION, 1000, "t")
@@ -150,6 +151,16 @@ def test_learn_write_then_those_inputs_start_strong_and_others_cheap(
     assert "pre-routed (start_at): 1 call (all stored) started at a stronger rung" in table
     assert "would have escalated" in table and "money saved (estimated): $" in table
     assert json.loads(render(report, "json"))["tasks"][0]["pre_routed"]["learned"] == 1
+
+
+def test_an_auc_from_few_held_out_records_of_a_kind_says_so(
+    policies: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _learn(policies, "--holdout", "0.05") == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "AUC" in x)
+    counts = re.search(r"over (\d+) escalated and (\d+) other held-out records", line)
+    assert counts and min(int(counts[1]), int(counts[2])) < 10, line
+    assert "(too few of one kind to tell much)" in line
 
 
 def test_learning_again_replaces_its_rule_and_keeps_the_others(policies: Path) -> None:

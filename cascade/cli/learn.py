@@ -170,6 +170,10 @@ def _break_even_line(policy: Policy, cheap: str, target: str, even: BreakEven | 
 
 def _assessment_lines(a: Assessment, target: str) -> list[str]:
     auc = "unknown (one class only)" if a.auc is None else f"{a.auc:.3f}"
+    others = a.records - a.escalated_records
+    auc += f" over {a.escalated_records:,} escalated and {others:,} other held-out records"
+    if a.auc is not None and min(a.escalated_records, others) < MIN_EACH:
+        auc += " (too few of one kind to tell much)"
     lines = [
         f"  {a.calls:,.0f} calls ({a.records:,} records, each weighted by 1/inclusion "
         f"probability); escalation base rate {a.base_rate:.1%}",

@@ -60,6 +60,9 @@ def break_even(examples: Sequence[Example]) -> BreakEven | None:
 class Assessment:
     """A model's held-out figures (weighted: each record stands for 1/inclusion calls).
 
+    ``records`` held-out records, ``escalated_records`` of them escalated (unweighted counts:
+    what the AUC and the rates rest on).
+
     ``routed`` is the share of calls it would start at the strong rung; ``precision`` the
     share of those that escalated, ``recall`` the share of escalations it catches. Savings
     are over the routed calls: what they cost and took cheap first minus what the strong
@@ -71,6 +74,7 @@ class Assessment:
 
     calls: float
     records: int
+    escalated_records: int
     base_rate: float
     auc: float | None
     brier: float
@@ -126,6 +130,7 @@ def assess(
     return Assessment(
         calls=total,
         records=len(test),
+        escalated_records=sum(labels),
         base_rate=base,
         auc=auc(scores, labels, weights),
         brier=brier(scores, labels, weights),

@@ -254,3 +254,48 @@ def test_eval_table_says_unknown_for_a_cost_it_does_not_know() -> None:
 
     assert _money(None) == "unknown"  # a model without a known price, never "$0.0000"
     assert _money(0.00012) == "$0.0001"
+
+
+def _labelled(setup: Path, cheap: Any, strong: Any) -> Path:
+    """The 20 questions with per-model labels and no reference."""
+    data = setup / "labelled.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"e{i}",
+                    "messages": [{"role": "user", "content": f"q{i}"}],
+                    "labels": {"gpt-4o-mini": cheap(i), "gpt-4o": strong(i)},
+                }
+            )
+            + "\n"
+            for i in range(20)
+        )
+    )
+    return data
+
+
+def test_eval_scores_labelled_examples_by_the_label_of_the_model_that_answered(
+    setup: Path, server: ScriptedServer
+) -> None:
+    # Labels say gpt-4o-mini is right on q0-q9 only and gpt-4o wrong on q0; no reference
+    # would agree with them. The cascade escalates q14-q17 (unsure) to gpt-4o.
+    data = _labelled(setup, lambda i: i < 10, lambda i: i != 0)
+    c = Cascade(setup, client=server.client(), store="memory://")
+    report = evaluate(c, "qa", load_examples(data))
+    s = report.summaries
+    assert (s["cheap"].quality, s["strong"].quality, s["cascade"].quality) == (0.5, 0.95, 0.7)
+    assert report.relative_quality == pytest.approx(0.7 / 0.95)
+    assert [o.correct for o in report.outcomes["cascade"]][13:19] == [
+        False, True, True, True, True, False,
+    ]  # fmt: skip
+
+
+def test_eval_verdict_is_unknown_when_the_strong_model_scored_nothing(
+    setup: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _labelled(setup, lambda i: False, lambda i: False)
+    assert cli("eval", str(data), "--task", "qa", "--policies", str(setup)) == 1
+    out = capsys.readouterr().out
+    assert "verdict: unknown (margin 5%): the strong model scored no answer right" in out
+    assert "scored by labels where given, else normalized" in out

@@ -106,11 +106,14 @@ def render_eval(report: Any) -> str:
         "",
         f"cascade quality: {'-' if rq is None else f'{rq:.1%}'} of the strong "
         f"model's, at {'an unknown share' if rc is None else f'{rc:.1%}'} of its cost",
-        f"verdict: {report.verdict} (margin {report.margin:.0%})",
+        f"verdict: {report.verdict} (margin {report.margin:.0%})"
+        + (": the strong model scored no answer right" if rq is None else ""),
     ]
     scoring = report.scoring
     if scoring is not None:
         line = f"scored by {scoring.name}"
+        if any(ex.labels for ex in report.examples):
+            line = f"scored by labels where given, else {scoring.name}"
         if scoring.judge is not None:
             cost = scoring.judge_cost
             line += (

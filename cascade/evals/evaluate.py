@@ -5,12 +5,13 @@ A labelled example is one JSON object per line: ``{"messages": [...], "reference
 "id": "optional", "params": {optional create() arguments}}``. ``evaluate`` runs every example
 three times through copies of the task's policy (``mode`` set to ``cheap``, ``strong`` and
 ``cascade``) with bounded concurrency on the async client, and scores each answer against
-the reference with the policy's agreement comparator (or ``scorer``). The records of these
-runs go to a private in-memory store.
+the reference with the policy's agreement comparator (or ``scorer``); an example's ``labels``
+score the answers of the models they name instead. The records of these runs go to a private
+in-memory store.
 
 ``EvalReport.to_dict()`` (``cascade eval --format json``) has this shape::
 
-    {"task": str, "n": int, "margin": float, "verdict": "route" | "do not route",
+    {"task": str, "n": int, "margin": float, "verdict": "route" | "do not route" | "unknown",
      "relative_quality": float | null,       # cascade quality / strong quality
      "relative_cost": float | null,          # cascade cost / strong cost
      "scoring": {"by": str, "judge": str | null, "graded": int, "unknown": int,
@@ -155,10 +156,12 @@ class EvalReport:
     @property
     def verdict(self) -> str:
         """``route`` when the cascade's quality is within ``margin`` (relative) of the strong
-        model's, else ``do not route``."""
+        model's, ``do not route`` when it is not, ``unknown`` when the strong model scored no
+        answer right (there is nothing to be within a share of)."""
         rq = self.relative_quality
-        ok = rq is None or rq >= 1 - self.margin - 1e-12
-        return "route" if ok else "do not route"
+        if rq is None:
+            return "unknown"
+        return "route" if rq >= 1 - self.margin - 1e-12 else "do not route"
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--format json`` document (schema in the module docstring)."""
@@ -210,6 +213,12 @@ def load_examples(path: str | Path, *, labelled: bool = True) -> list[Example]:
             raise ValueError(f"{path}:{no}: params: need an object of create() arguments")
         out.append(Example(str(row.get("id", no)), messages, reference, params, labels, tests))
     return out
+
+
+def _label(ex: Example, got: Result | CascadeError) -> bool | None:
+    """The example's label for the model whose answer ``got`` is (None: no such label)."""
+    result, _ = _answer(got)
+    return None if result is None or not ex.labels else ex.labels.get(result.model)
 
 
 def _answer(got: Result | CascadeError) -> tuple[Result | None, str | None]:
@@ -295,8 +304,15 @@ async def aevaluate(
     strong_text = [r.output if isinstance(r, Result) else None for r in runs["strong"]]
     outcomes = {}
     for m in MODES:
-        answers = [_answer(got)[1] for got in runs[m]]
-        correct = await scoring.score(cascade, policy, exs, answers, concurrency)
+        # An example's label for the model that answered scores that answer (as calibrate
+        # --data does); the scorer scores the rest, and is not asked about labelled ones.
+        labels = [_label(ex, got) for ex, got in zip(exs, runs[m], strict=True)]
+        answers = [
+            _answer(got)[1] if label is None else None
+            for got, label in zip(runs[m], labels, strict=True)
+        ]
+        scored = await scoring.score(cascade, policy, exs, answers, concurrency)
+        correct = [s if lab is None else lab for s, lab in zip(scored, labels, strict=True)]
         outcomes[m] = tuple(
             _outcome(got, ok, None if m == "strong" else strong_text[i], agree, spec)
             for i, (got, ok) in enumerate(zip(runs[m], correct, strict=True))

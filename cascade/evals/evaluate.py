@@ -286,7 +286,7 @@ async def aevaluate(
         scorer: a registered comparator name, ``module:function``, or ``code`` (each
             example's ``tests``); default the policy's ``agreement`` comparator, and the
             tests of the examples that have them (``cascade.evals.scoring``).
-        judge, rubric: grade every answer with this judge model (and rubric text) instead.
+        judge, rubric: grade every answer no label scores with this judge model (and rubric text).
         limits: the code scorer's CPU, wall-clock, memory and file limits.
         margin: the relative quality loss still worth routing for (0.05 = 5%).
     Raises UnknownTaskError / PolicyError for the task, LookupError for an unknown scorer,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..compare import AgreementSpec, Comparator, comparator
 from ..events import Call, Failure, Request
+from ..judge import DATA_NOTE, shown_request, tagged
 from ..pricing import price_of
 from .code import CodeLimits, run_tests
 from .runs import runner
@@ -41,7 +42,9 @@ __all__ = ["GRADE_MARK", "Scoring", "grade_request", "parse_grade", "scorer_of",
 GRADE_MARK = "You grade one answer to a request."
 _SYSTEM = (
     GRADE_MARK + " Decide whether the answer is acceptable: correct, complete, and following "
-    "the request's instructions.{rubric}{reference}\nReply with exactly one word: PASS or FAIL."
+    "the request's instructions. "
+    + DATA_NOTE
+    + "{rubric}{reference}\nReply with exactly one word: PASS or FAIL."
 )
 _WORD = re.compile(r"[A-Za-z]+")
 
@@ -67,29 +70,19 @@ def scorer_of(policy: Policy, name: str | None = None) -> tuple[Comparator, Agre
     return comparator(spec.comparator), spec
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return "" if content is None else str(content)
-
-
 def grade_request(
     messages: Sequence[Any], answer: str, reference: str, rubric: str | None
 ) -> Request:
     """The judge's request grading ``answer`` to ``messages`` (with the reference, if any)."""
-    parts = "\n".join(
-        f"<{m.get('role', 'user')}>\n{_text(m.get('content'))}\n</{m.get('role', 'user')}>"
-        for m in messages
-    )
     system = _SYSTEM.format(
         rubric=f"\nRubric: {rubric.strip()}" if rubric else "",
         reference="\nA reference answer known to be right is given: compare with it."
         if reference
         else "",
     )
-    user = f"<request>\n{parts}\n</request>\n\n<answer>\n{answer}\n</answer>"
+    user = f"{shown_request(messages)}\n\n{tagged('answer', answer)}"
     if reference:
-        user += f"\n\n<reference>\n{reference}\n</reference>"
+        user += f"\n\n{tagged('reference', reference)}"
     return Request(
         messages=({"role": "system", "content": system}, {"role": "user", "content": user}),
         params={"temperature": 0, "max_tokens": 4},

@@ -23,14 +23,25 @@ CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 _TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
 
 
+# Query parameters whose values are secrets (redis-py reads a password from the query too).
+_SECRET_PARAMS = ("pass", "pw", "secret", "token", "credential", "key")
+
+
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, safe to log or show."""
+    """The URL with its password (in the user info or the query) and other secret-looking
+    query values replaced by ``***``, safe to log or show."""
     parts = urlsplit(url)
     userinfo, at, hosts = parts.netloc.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
+    if at and ":" in userinfo:
+        user = userinfo.split(":", 1)[0]
+        parts = parts._replace(netloc=f"{user}:***@{hosts}")
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        secret = [any(s in k.lower() for s in _SECRET_PARAMS) for k, _ in pairs]
+        if any(secret):
+            shown = [(k, "***" if s else v) for (k, v), s in zip(pairs, secret, strict=True)]
+            parts = parts._replace(query=urlencode(shown, safe="*"))
+    return urlunsplit(parts)
 
 
 def parse_duration(text: str) -> float:
@@ -59,10 +70,18 @@ class Target:
     _tls: bool = False
 
     def client(self) -> redis.Redis | RedisCluster:
-        """A client; a cluster client connects at once (raises ``redis.RedisError``)."""
+        """A client; a cluster client connects at once (raises ``redis.RedisError``). A URL
+        parameter redis-py does not know raises ``ValueError`` here, not at the first write
+        (where it would look like a fault of the records, and cost them)."""
         retry = Retry(NoBackoff(), 1)
         if not self.cluster:
-            return redis.Redis.from_url(self._redis_url, retry=retry, **_TIMEOUTS)
+            made = redis.Redis.from_url(self._redis_url, retry=retry, **_TIMEOUTS)
+            pool = made.connection_pool
+            try:  # a connection object, not a connection: nothing is sent
+                pool.connection_class(**pool.connection_kwargs)
+            except TypeError as e:
+                raise ValueError(f"a parameter redis-py does not take ({e})") from None
+            return made
         user, password = self._auth
         return RedisCluster(
             startup_nodes=[ClusterNode(h, p) for h, p in self._nodes],  # type: ignore[no-untyped-call]

@@ -28,6 +28,19 @@ def test_demo_runs_the_whole_cascade_and_says_it_is_not_live(
     assert "calls 20   escalations 7 (35.0%)" in out
 
 
+def test_demo_whose_store_cannot_be_written_says_where_its_records_wait(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
+    (tmp_path / "blocked").write_text("a file where the store's directory should be")
+    store = f"sqlite:///{tmp_path / 'blocked' / 'demo.sqlite3'}"
+    assert main(["demo", "--policies", str(REPO / "policies"), "--store", store]) == 1
+    out = capsys.readouterr().out
+    assert "20 records of this run are not in the store yet: they wait in the spool" in out
+    assert f"Not all records are in {store}: no report of this run." in out
+    assert "Records are in" not in out and "task invoice_extraction" not in out
+
+
 def test_demo_without_policies_directory_says_where_it_looked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

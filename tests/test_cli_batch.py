@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import openai
@@ -15,12 +17,11 @@ import yaml
 
 from cascade.cli import main
 from cascade.pricing import UnknownPriceWarning
-from cascade.stores import store_from_url
+from cascade.stores import Spooling, store_from_url
 from cascade.testing import Reply, ScriptedServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 GOOD = json.dumps({"total": 10})
 SCHEMA = [{"type": "json_schema", "schema": {"type": "object", "required": ["total"]}}]
@@ -132,19 +133,91 @@ def test_batch_says_when_its_records_wait_in_the_spool_and_exits_1(
     monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
     (tmp_path / "blocked").write_text("a file where the store's directory should be")
     store = f"sqlite:///{tmp_path / 'blocked' / 'r.sqlite3'}"
-    assert main(["batch", "--task", "inv", data, "--policies", policies, "--store", store]) == 1
+    argv = ["batch", "--task", "inv", data, "--policies", policies, "--store", store]
+    # An earlier run, another process, left its 3 records in the spool.
+    earlier = subprocess.run(
+        [sys.executable, "-m", "cascade.cli", *argv], capture_output=True, text=True, timeout=60
+    )
+    assert earlier.returncode == 1, earlier.stderr
+    assert main([*argv[:3], str(_lines(tmp_path, 2)), *argv[4:]]) == 1
     captured = capsys.readouterr()
     assert f"not all recorded in {store} (below)" in captured.out
     spool = tmp_path / "home" / "spool"
     assert f"cannot write {tmp_path / 'blocked' / 'r.sqlite3'}: " in captured.err
-    assert re.search(rf"3 records wait in the spool {re.escape(str(spool))}/\w+: ", captured.err)
-    # Once the file can be written, the next process that opens the store writes them.
+    # This run tried the earlier run's file too, and put it back as that run's.
+    said = "2 records of this run are not in the store yet: they wait in the spool "
+    said += rf"{re.escape(str(spool))}/\w+ "
+    assert re.search(said, captured.err), captured.err
+    assert "3 records of other processes wait in the spool" in captured.err
+    # Once the file can be written, the next process that opens the store writes them all.
     (tmp_path / "blocked").unlink()
     (tmp_path / "blocked").mkdir()
     later = store_from_url(store)
     later.flush(5.0)
-    assert sum(d.calls for d in later.days(task="inv")) == 3
+    assert sum(d.calls for d in later.days(task="inv")) == 5
     later.close()
+
+
+def _lines(tmp_path: Path, n: int) -> Path:
+    path = tmp_path / f"more{n}.jsonl"
+    path.write_text("".join(json.dumps(request(f"more {i}")) + "\n" for i in range(n)))
+    return path
+
+
+def test_batch_does_not_count_spool_files_another_process_holds(
+    tmp_path: Path,
+    server: ScriptedServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another process is sending its spool file to the store (it holds the file's lock):
+    # those records are on their way, and this run's own reached the store.
+    server.script("gpt-4o-mini", GOOD)
+    policies, data = setup(tmp_path, [request(f"q {i}") for i in range(2)])
+    monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
+    store = f"sqlite:///{tmp_path / 'r.sqlite3'}"
+    opened = store_from_url(store)
+    waiting = opened.waiting() if isinstance(opened, Spooling) else None
+    opened.close()
+    assert waiting is not None
+    directory = Path(waiting.directory)
+    directory.mkdir(parents=True)
+    held = directory / "1-other.1-abcd.replaying"
+    held.write_text("{}\n" * 5000)
+    with held.open("rb") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        code = main(["batch", "--task", "inv", data, "--policies", policies, "--store", store])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"recorded in {store}\n" in captured.out
+    assert "spool" not in captured.err
+
+
+def test_batch_says_records_were_lost_when_neither_store_nor_spool_takes_them(
+    tmp_path: Path,
+    server: ScriptedServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server.script("gpt-4o-mini", GOOD)
+    policies, data = setup(tmp_path, [request(f"q {i}") for i in range(2)])
+    (tmp_path / "blocked").write_text("a file where directories should be")
+    monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "blocked" / "home"))
+    store = f"sqlite:///{tmp_path / 'blocked' / 'r.sqlite3'}"
+    assert main(["batch", "--task", "inv", data, "--policies", policies, "--store", store]) == 1
+    captured = capsys.readouterr()
+    assert f"not all recorded in {store} (below)" in captured.out
+    assert "2 records were lost (see the errors above)" in captured.err
+
+
+def test_batch_into_memory_says_the_records_end_with_it(
+    tmp_path: Path, server: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.script("gpt-4o-mini", GOOD)
+    policies, data = setup(tmp_path, [request("q")])
+    argv = ["batch", "--task", "inv", data, "--policies", policies, "--store", "memory://"]
+    assert main(argv) == 0
+    assert "memory:// keeps the records only while the command runs" in capsys.readouterr().err
 
 
 def test_batch_without_an_api_key_says_so_without_a_traceback(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..events import failed_lines
 from ..exceptions import CascadeError
+from ..stores import delivery_note
 from ._common import progress
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def run_batch(args: argparse.Namespace) -> int:
         cost, baseline = sum(costs), sum(baselines)
         saved = f"{1 - cost / baseline:.1%} saved" if baseline else "no baseline"
         spend = f"${cost:.6f} against ${baseline:.6f} with {policy.strongest} alone ({saved})"
-    kept = _delivery(cascade.store)
+    kept, also = delivery_note(cascade.store)
     print(
         f"{args.task} (mode {policy.spec.mode}): {len(rows)} requests in {elapsed:.1f} s, "
         f"{escalated} escalated, {failed} failed; {spend}; "
@@ -112,25 +113,6 @@ def run_batch(args: argparse.Namespace) -> int:
             print(f"  {r['id']}: {r['error']}", file=sys.stderr)
     if kept is not None:
         print(kept, file=sys.stderr)
+    if also is not None:
+        print(also, file=sys.stderr)
     return 1 if failed or kept is not None else 0
-
-
-def _delivery(store: object) -> str | None:
-    """What did not reach a closed store, in words; None when everything did."""
-    from ..stores import Spooling
-
-    if not isinstance(store, Spooling):
-        return None
-    waiting, lost = store.spool.count(), store.dropped
-    if not waiting and not lost:
-        return None
-    said = []
-    if waiting:
-        said.append(
-            f"{waiting:,} records wait in the spool {store.spool.directory}: the store could "
-            "not be written (see the warning above); the next cascade process that opens "
-            "it writes them"
-        )
-    if lost:
-        said.append(f"{lost:,} records were lost (see the errors above)")
-    return "; ".join(said)

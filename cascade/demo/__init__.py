@@ -102,11 +102,13 @@ def run_demo(
     policies: str | Path = "policies",
     store: str | None = None,
     live: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
-    """Run the workload through the cascade and print each call and the report."""
+    """Run the workload through the cascade and print each call and the report (to ``out``,
+    default the ``sys.stdout`` of the moment)."""
+    out = sys.stdout if out is None else out
     from .. import report as report_mod
-    from ..stores import store_from_url
+    from ..stores import delivery_note, store_from_url
 
     items = workload()
     if not Path(policies).is_dir():
@@ -146,6 +148,14 @@ def run_demo(
         f"({(1 - total / baseline) * 100 if baseline else 0:.0f}% saved)",
         file=out,
     )
+    missing, also = delivery_note(the_store)
+    for note in (missing, also):
+        if note is not None:
+            print(note, file=out)
+    if missing is not None:
+        print(f"Not all records are in {the_store.url}: no report of this run.", file=out)
+        the_store.close()
+        return 1
     print(f"Records are in {the_store.url}; the report of this run:\n", file=out)
     rep = report_mod.build_report(the_store, since=started - 1)
     print(report_mod.render(rep, "table"), file=out)

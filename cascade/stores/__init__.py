@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ._base import HourlyStore, Spooling, Store
+from ._base import HourlyStore, Spooling, Store, Waiting
 from ._codec import CorruptRecordError
 from ._shutdown import handle_sigterm
 from .memory import MemoryStore
@@ -30,7 +30,9 @@ __all__ = [
     "SQLiteStore",
     "Spooling",
     "Store",
+    "Waiting",
     "default_sqlite_path",
+    "delivery_note",
     "handle_sigterm",
     "register_store",
     "store_from_url",
@@ -91,3 +93,30 @@ def store_from_url(url: str | None, **options: Any) -> Store:
         known = ", ".join(f"{s}://" for s in sorted(_SCHEMES))
         raise ValueError(f"unknown store scheme {scheme!r} in {mask_url(url)!r}; known: {known}")
     return factory(url, **options)
+
+
+def delivery_note(store: object) -> tuple[str | None, str | None]:
+    """(what of this process's records did not reach the store, what else waits in its
+    spool), in words, after ``flush`` or ``close``; None for nothing. For commands to say
+    whether their records are where they say."""
+    if str(getattr(store, "url", "")).startswith("memory://"):
+        return None, "memory:// keeps the records only while the command runs"
+    if not isinstance(store, Spooling):
+        return None, None
+    waiting, lost = store.waiting(), store.dropped
+    said = []
+    if waiting.mine:
+        said.append(
+            f"{waiting.mine:,} records of this run are not in the store yet: they wait in the "
+            f"spool {waiting.directory} (see any warning above), and the next cascade process "
+            "that opens this store with the same spool root ($CASCADE_HOME, or ?spool=) "
+            "writes them"
+        )
+    if lost:
+        said.append(f"{lost:,} records were lost (see the errors above)")
+    others = (
+        f"{waiting.others:,} records of other processes wait in the spool {waiting.directory}"
+        if waiting.others
+        else None
+    )
+    return "; ".join(said) or None, others

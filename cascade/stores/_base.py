@@ -9,13 +9,12 @@ reached the store.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from ..events import CallRecord, TaskDay
-    from ._spool import Spool
 
 
 @runtime_checkable
@@ -76,11 +75,20 @@ class HourlyStore(Protocol):
         hour. Hours the store no longer keeps (or never kept) are absent."""
 
 
+class Waiting(NamedTuple):
+    """Records in a store's spool: this process's, other processes', and where."""
+
+    mine: int
+    others: int
+    directory: str
+
+
 @runtime_checkable
 class Spooling(Protocol):
     """A store whose records wait in a local spool while the backend cannot take them."""
 
-    spool: Spool
+    def waiting(self) -> Waiting:
+        """What waits in the spool now (files being written or sent by a process: not)."""
 
     @property
     def dropped(self) -> int:

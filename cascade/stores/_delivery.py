@@ -76,7 +76,9 @@ class Delivery:
         except Unavailable as e:
             self._backoff = min(max(self._backoff * 2, _BACKOFF[0]), _BACKOFF[1])
             self._retry_at = time.monotonic() + self._backoff
-            log.warning(
+            # With no new records only the spool's replay failed (its records stay there):
+            # said at info level, so a closing process does not warn of nothing spooled.
+            (log.warning if records else log.info)(
                 "cascade.store_unavailable",
                 url=self.url,
                 error=str(e),

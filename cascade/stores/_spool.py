@@ -108,19 +108,31 @@ class Spool:
         except OSError:
             return False
 
-    def count(self) -> int:
-        """Records waiting in the directory now, of any process (lines of its files)."""
-        n = 0
+    def count(self) -> tuple[int, int]:
+        """Records waiting in the directory now: (this process's, other processes'), by the
+        pid their files are named with. A file another process holds locked (appending to it,
+        or replaying it into the store now) is on its way and not counted."""
+        mine = others = 0
         try:
             with os.scandir(self.directory) as entries:
                 names = [e.name for e in entries if e.name.endswith((".jsonl", ".replaying"))]
         except OSError:
-            return 0
+            return 0, 0
+        own = f"{os.getpid()}-"
         for name in names:
+            n = 0
             with contextlib.suppress(OSError), (self.directory / name).open("rb") as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # held by a process writing it, or sending it to the store
                 while chunk := f.read(1 << 16):
                     n += chunk.count(b"\n")
-        return n
+            if name.startswith(own):
+                mine += n
+            else:
+                others += n
+        return mine, others
 
     def replay(self, send: Callable[[list[CallRecord]], object], batch_size: int) -> int:
         """Send every spooled record in batches, deleting each file once sent.
@@ -150,7 +162,10 @@ class Spool:
                         send(batch)
                         sent += len(batch)
                 except BaseException:
-                    back = self.directory / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.jsonl"
+                    # Back under the pid of the process that spooled it (count() tells
+                    # the runs apart by it), in a new file: that process may append again.
+                    owner = name.split("-", 1)[0]
+                    back = self.directory / f"{owner}-{uuid.uuid4().hex[:12]}.jsonl"
                     with contextlib.suppress(OSError):
                         claimed.rename(back)
                     self.dirty = True

@@ -51,6 +51,7 @@ from redis.exceptions import RedisClusterException
 from .._logging import get_logger
 from ..events import CallRecord, TaskDay
 from ..exceptions import StoreError
+from ._base import Waiting
 from ._codec import CorruptRecordError, decode
 from ._delivery import Delivery, Unavailable
 from ._redis_apply import APPLY, add_hours, apply
@@ -151,6 +152,10 @@ class RedisStore:
                 if self._client_made is None:
                     self._client_made = self._target.client()
         return self._client_made
+
+    def waiting(self) -> Waiting:
+        """The records in this store's spool now: this process's and others'."""
+        return Waiting(*self.spool.count(), str(self.spool.directory))
 
     @property
     def dropped(self) -> int:

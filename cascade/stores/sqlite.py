@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from .._logging import get_logger
 from ..events import CallRecord, TaskDay
 from ..exceptions import StoreError
+from ._base import Waiting
 from ._codec import CorruptRecordError, decode, encode
 from ._delivery import Delivery, Unavailable
 from ._spool import Spool, default_spool_dir
@@ -99,6 +100,10 @@ class SQLiteStore:
             overflow=self.spool.append,
             url=self.url,
         )
+
+    def waiting(self) -> Waiting:
+        """The records in this store's spool now: this process's and others'."""
+        return Waiting(*self.spool.count(), str(self.spool.directory))
 
     @property
     def dropped(self) -> int:

@@ -299,3 +299,25 @@ def test_eval_verdict_is_unknown_when_the_strong_model_scored_nothing(
     out = capsys.readouterr().out
     assert "verdict: unknown (margin 5%): the strong model scored no answer right" in out
     assert "scored by labels where given, else normalized" in out
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--target", "97", "--target: need a share in (0, 1], e.g. 0.97, got 97"),
+        ("--target", "0", "--target: need a share in (0, 1]"),
+        ("--target", "high", "--target: need a share in (0, 1], e.g. 0.97, got 'high'"),
+        ("--delta", "1", "--delta: need a probability in (0, 1), e.g. 0.05, got 1"),
+    ],
+)
+def test_calibrate_refuses_a_target_or_delta_out_of_range_before_any_call(
+    setup: Path, server: ScriptedServer, capsys: pytest.CaptureFixture[str],
+    option: str, value: str, says: str,
+) -> None:  # fmt: skip
+    argv = ["calibrate", "--task", "qa", "--target", "0.97", "--data", str(setup / "data.jsonl")]
+    argv += ["--policies", str(setup), option, value]
+    with pytest.raises(SystemExit) as stopped:
+        cli(*argv)
+    assert stopped.value.code == 2
+    assert says in capsys.readouterr().err
+    assert server.calls() == []

@@ -1,24 +1,45 @@
-"""What several commands share: the default policy directory, progress bars, a Cascade."""
+"""What several commands share: the default policy directory, progress bars, a Cascade, the
+argument types of shares and probabilities."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import Callable
 
     from .._client import Cascade
     from ..evals import Progress
 
-__all__ = ["QUIET_EVERY_S", "cascade_of", "policies_default", "progress"]
+__all__ = ["QUIET_EVERY_S", "cascade_of", "policies_default", "probability", "progress", "share"]
 
 
 def policies_default() -> str:
     """``$CASCADE_POLICIES``, else ``policies``."""
     return os.environ.get("CASCADE_POLICIES", "policies")
+
+
+def share(text: str) -> float:
+    """An argparse type: a number in (0, 1], such as a quality target of 0.97."""
+    return _between(text, 0.0, 1.0, "a share in (0, 1], e.g. 0.97", closed_high=True)
+
+
+def probability(text: str) -> float:
+    """An argparse type: a number in (0, 1), such as an allowed failure probability."""
+    return _between(text, 0.0, 1.0, "a probability in (0, 1), e.g. 0.05", closed_high=False)
+
+
+def _between(text: str, low: float, high: float, what: str, *, closed_high: bool) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"need {what}, got {text!r}") from None
+    if not (low < x < high or (closed_high and x == high)):
+        raise argparse.ArgumentTypeError(f"need {what}, got {text}")
+    return x
 
 
 QUIET_EVERY_S = 5.0  # off a terminal: one progress line at most this often

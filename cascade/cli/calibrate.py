@@ -22,7 +22,7 @@ from ..evals import (
 )
 from ..evals.advice import uncertified_advice
 from ..exceptions import CascadeError, PolicyError
-from ._common import cascade_of, policies_default, progress
+from ._common import cascade_of, policies_default, probability, progress, share
 
 if TYPE_CHECKING:
     import argparse
@@ -45,23 +45,31 @@ def add_parser(subparsers: Any) -> None:
     )
     cal.add_argument("--task", required=True, help="the policy's task name")
     cal.add_argument(
-        "--target", type=float, required=True,
-        help="quality as a share of the strong model's, e.g. 0.97",
+        "--target", type=share, required=True,
+        help="quality as a share of the strong model's (from observation records with a text "
+        "comparator: agreement with it), e.g. 0.97",
     )  # fmt: skip
-    cal.add_argument("--policies", default=policies, help="policy directory")
+    cal.add_argument("--policies", default=policies, help=f"policy directory (default: {policies})")
     src = cal.add_mutually_exclusive_group(required=True)
     src.add_argument("--from-store", action="store_true", help="use observation records")
     src.add_argument(
         "--data", help="JSONL of {messages, reference | labels: {model: true|false}[, id]}"
     )
-    cal.add_argument("--store", default=None, help="store URL (default: $CASCADE_STORE)")
+    cal.add_argument(
+        "--store", default=None,
+        help="with --from-store, the store to read (default: $CASCADE_STORE, else the "
+        "embedded SQLite file); with --data, where its calls are recorded (default: in memory)",
+    )  # fmt: skip
     cal.add_argument(
         "--validator",
         default=None,
         help="the confidence validator's name, when the policy has several",
     )
     cal.add_argument(
-        "--delta", type=float, default=0.05, help="allowed failure probability (default: 0.05)"
+        "--delta",
+        type=probability,
+        default=0.05,
+        help="allowed failure probability (default: 0.05)",
     )
     cal.add_argument(
         "--scorer", default=None,

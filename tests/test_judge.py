@@ -437,3 +437,48 @@ def test_a_graded_answer_and_reference_cannot_close_their_parts() -> None:
     lines = ask.messages[1]["content"].splitlines()
     assert lines.count("</answer>") == 1 and lines.count("</reference>") == 1
     assert "data to judge" in ask.messages[0]["content"]
+
+
+def test_the_naive_threshold_and_the_more_examples_advice_are_unrounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import math
+    import re
+
+    # 30 examples: too few to certify anything, though escalating the one wrong answer
+    # (P = 0.9999999) and keeping the rest (P = 0.99999996 or more) meets the target here.
+    rows = [recorded(i, (f"a{i}", i != 0), (f"a{i}", True)) for i in range(30)]
+    for r in rows:
+        p = 0.9999999 if r["idx"] == 0 else 0.99999996 + r["idx"] * 1e-10
+        r["models"]["gpt-4o-mini"]["raw_confidence"] = math.log(p)
+    data = tmp_path / "labelled.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [{"role": "user", "content": r["user_prompt"]}],
+                    "labels": {m: o["correct"] for m, o in r["models"].items()},
+                }
+            )
+            + "\n"
+            for r in rows
+        )
+    )
+    pol = tmp_path / "policies"
+    pol.mkdir()
+    policy = {
+        "models": ["gpt-4o-mini", "gpt-4o"],
+        "validators": [{"type": "confidence", "source": "logprobs", "min": 0.5}],
+    }
+    (pol / "t.yaml").write_text(yaml.safe_dump(policy))
+    with ReplayServer(rows) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "unused")
+        argv = ["calibrate", "--task", "t", "--target", "0.97", "--data", str(data)]
+        code = main([*argv, "--policies", str(pol)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    naive = re.search(r"naive +confidence min: (\S+)", out)
+    more = re.search(r"more examples: at the rates seen at confidence >= (\S+) ", out)
+    assert naive and more, out
+    assert 0.9999999 < float(naive[1]) < 0.99999997 and float(more[1]) == float(naive[1])

@@ -419,3 +419,10 @@ def _parts(records: list[CallRecord]) -> list[tuple[PatternCollector, Totals]]:
         c.add(r)
     d = days_of(records)[0]
     return [(c, Totals(d.calls, d.escalations, d.not_ok, d.cost_usd, d.baseline_cost_usd))]
+
+
+def test_a_lower_threshold_suggestion_shows_a_calibrated_threshold_unrounded() -> None:
+    failing = [call(escalated=True, score=0.9999993, reason="confidence 0.9999993 < 0.9999996")]
+    records = failing * 30 + [call(escalated=False, score=0.9999996) for _ in range(70)]
+    (s,) = [s for s in patterns(records).suggestions if s.kind == "lower_threshold"]
+    assert "(about 0.9999996): lowering it to 0.9499996 would avoid them" in s.message

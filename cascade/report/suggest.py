@@ -266,7 +266,9 @@ def _threshold_suggestions(
         yield Suggestion(
             "lower_threshold",
             f"{share:.0%} of '{v}' failures score within {NEAR} of its threshold "
-            f"(about {threshold:.6g}): lowering it to {threshold - NEAR:.6g} would avoid them; "
+            # Ten digits: a calibrated threshold such as 0.9999996 is not shown as 1.
+            f"(about {threshold:.10g}): lowering it to {threshold - NEAR:.10g} would avoid "
+            "them; "
             f"check the quality first (cascade calibrate)",
             round(saving, 6) if saving > 0 else None,
             {"validator": v, "threshold": threshold, "near_share": share, "failures": len(scores)},

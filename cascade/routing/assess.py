@@ -74,7 +74,6 @@ class Assessment:
 
     calls: float
     records: int
-    escalated_records: int
     base_rate: float
     auc: float | None
     brier: float
@@ -89,6 +88,7 @@ class Assessment:
     saved_latency_s: float | None
     latency_estimated: int
     strong_latency_mean: float | None
+    escalated_records: int
 
 
 def assess(

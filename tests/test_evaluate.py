@@ -321,3 +321,41 @@ def test_calibrate_refuses_a_target_or_delta_out_of_range_before_any_call(
     assert stopped.value.code == 2
     assert says in capsys.readouterr().err
     assert server.calls() == []
+
+
+def test_the_cascade_command_loads_a_scorer_module_from_the_working_directory(
+    setup: Path, server: ScriptedServer
+) -> None:
+    # The console script, as a user runs it: its sys.path starts at the venv's bin directory.
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    command = shutil.which("cascade", path=os.path.dirname(sys.executable))
+    assert command is not None
+    (setup / "my_scoring.py").write_text(
+        "def loose(answer, reference, spec):\n    return reference.lower() in answer.lower()\n"
+    )
+    argv = [command, "eval", "data.jsonl", "--task", "qa", "--policies", "."]
+    done = subprocess.run(
+        [*argv, "--scorer", "my_scoring:loose"], cwd=setup, capture_output=True, text=True,
+        timeout=120, env={**os.environ, "OPENAI_BASE_URL": server.base_url},
+    )  # fmt: skip
+    assert "scored by my_scoring:loose" in done.stdout, done.stderr
+    assert "strong     100.0%" in done.stdout  # "A3." contains "a3": the function scored it
+
+
+def test_a_scorer_that_does_not_load_is_an_error_before_any_call(
+    setup: Path, server: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = str(setup / "data.jsonl")
+    for argv in (
+        ["eval", data, "--task", "qa"],
+        ["calibrate", "--task", "qa", "--target", "0.9", "--data", data],
+    ):
+        assert cli(*argv, "--policies", str(setup), "--scorer", "no_such_module:f") == 2
+        err = capsys.readouterr().err
+        assert "error: cannot load the scorer 'no_such_module:f'" in err
+        assert "Traceback" not in err
+    assert server.calls() == []

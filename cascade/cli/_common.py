@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
@@ -14,12 +15,29 @@ if TYPE_CHECKING:
     from .._client import Cascade
     from ..evals import Progress
 
-__all__ = ["QUIET_EVERY_S", "cascade_of", "policies_default", "probability", "progress", "share"]
+__all__ = [
+    "QUIET_EVERY_S",
+    "cascade_of",
+    "policies_default",
+    "probability",
+    "progress",
+    "scorer_importable",
+    "share",
+]
 
 
 def policies_default() -> str:
     """``$CASCADE_POLICIES``, else ``policies``."""
     return os.environ.get("CASCADE_POLICIES", "policies")
+
+
+def scorer_importable(scorer: str | None) -> None:
+    """Let a ``--scorer module:function`` be imported from the working directory, as
+    ``python -m`` would import it (a console script's path starts at its own directory)."""
+    if scorer is not None and ":" in scorer:
+        here = os.getcwd()
+        if here not in sys.path and "" not in sys.path:
+            sys.path.insert(0, here)
 
 
 def share(text: str) -> float:

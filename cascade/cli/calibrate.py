@@ -22,7 +22,14 @@ from ..evals import (
 )
 from ..evals.advice import uncertified_advice
 from ..exceptions import CascadeError, PolicyError
-from ._common import cascade_of, policies_default, probability, progress, share
+from ._common import (
+    cascade_of,
+    policies_default,
+    probability,
+    progress,
+    scorer_importable,
+    share,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -95,7 +102,12 @@ def run_calibrate(args: argparse.Namespace) -> int:
     index, name = confidence_validator(policy, args.validator)
     if cascade is not None:
         examples = load_examples(args.data)
-        scoring = scoring_of(policy, args.scorer)  # references, or an example's tests
+        scorer_importable(args.scorer)
+        try:
+            scoring = scoring_of(policy, args.scorer)  # references, or an example's tests
+        except LookupError as e:  # a scorer that does not load, said before any call
+            print(f"error: {e}", file=sys.stderr)
+            return 2
 
         async def both() -> list[list[Result | CascadeError]]:
             show = progress(sys.stderr)

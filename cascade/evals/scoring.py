@@ -107,6 +107,7 @@ class Scoring:
     limits: CodeLimits = field(default_factory=CodeLimits)
     judge: str | None = None
     rubric: str | None = None
+    function: str | None = None  # a --scorer module:function, as given
     graded: int = 0
     unknown: int = 0
     judge_cost: Decimal | None = Decimal(0)
@@ -117,7 +118,9 @@ class Scoring:
         """What scored the answers, as the report says it."""
         if self.judge is not None:
             return f"judge {self.judge}" + (" with a rubric" if self.rubric else "")
-        return "code tests" if self.code else f"{self.spec.comparator} (tests where given)"
+        if self.code:
+            return "code tests"
+        return f"{self.function or self.spec.comparator} (tests where given)"
 
     def to_dict(self) -> dict[str, Any]:
         """The ``scoring`` entry of ``cascade eval --format json``."""
@@ -210,4 +213,5 @@ def scoring_of(
         raise ValueError("give --judge or --scorer, not both")
     code = scorer == "code"
     compare, spec = scorer_of(policy, None if code else scorer)
-    return Scoring(compare, spec, code, limits or CodeLimits(), judge, rubric)
+    loaded = scorer if scorer is not None and ":" in scorer else None
+    return Scoring(compare, spec, code, limits or CodeLimits(), judge, rubric, function=loaded)

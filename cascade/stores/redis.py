@@ -128,9 +128,7 @@ class RedisStore:
             except ValueError as e:
                 raise ValueError(f"invalid Redis URL {self.url}: {e}") from None
         # One spool directory per server and prefix, so replays go back where they belong.
-        root = (
-            Path(own["spool"]) if "spool" in own else Path(spool) if spool else default_spool_dir()
-        )
+        root = Path(own.get("spool") or spool or default_spool_dir())
         self.spool = Spool(root / spool_name(target))
         self._delivery = Delivery(self.url, self._send, self.spool, batch_size)
         self._writer = BatchWriter(

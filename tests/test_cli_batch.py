@@ -304,3 +304,57 @@ def test_replay_serves_recordings_until_interrupted_and_writes_request_lines(
         finally:
             proc.send_signal(signal.SIGINT)
             assert proc.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ('{"messages": [{"role": "user", "content": "q"}], "reference": "x"}',
+         "rec.jsonl:2: user_prompt: need the query's user message"),
+        ('{"user_prompt": "q", "models": {}}', "rec.jsonl:2: models: need an object"),
+        ('{"user_prompt": "q", "models": {"gpt-4o": {"answer": 3}}}',
+         "rec.jsonl:2: models.gpt-4o.answer: need the recorded answer"),
+        ("[1]", "rec.jsonl:2: need a recorded query (a JSON object), got list"),
+        ("{oops", "rec.jsonl:2: not JSON"),
+    ],
+)  # fmt: skip
+def test_a_file_that_is_not_a_recording_is_refused_naming_the_line_and_field(
+    tmp_path: Path, line: str, says: str
+) -> None:
+    from cascade.testing import load_recorded
+
+    recording = tmp_path / "rec.jsonl"
+    recording.write_text(json.dumps(RECORDED) + "\n" + line + "\n")
+    with pytest.raises(ValueError, match=re.escape(says)):
+        load_recorded(recording)
+
+
+def test_replay_of_a_file_that_is_not_a_recording_is_an_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recording = tmp_path / "rec.jsonl"
+    recording.write_text('{"messages": [{"role": "user", "content": "q"}]}\n')
+    assert main(["replay", str(recording), "--port", "0"]) == 2  # before: a KeyError
+    err = capsys.readouterr().err
+    assert "rec.jsonl:1: user_prompt: need the query's user message" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["learn", "--task", "inv"],
+        ["calibrate", "--task", "inv", "--target", "0.9", "--from-store"],
+        ["tasks"],
+        ["report"],
+    ],
+)
+def test_a_store_url_the_commands_cannot_use_is_an_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    confidence = [{"type": "confidence", "source": "logprobs", "min": 0.5}]
+    policies, _ = setup(tmp_path, [request("q")], validators=confidence)
+    code = main([*argv, "--policies", policies, "--store", "bogus://"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "error: unknown store scheme 'bogus' in 'bogus://'" in err and "Traceback" not in err

@@ -65,13 +65,36 @@ def request_of(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_recorded(*paths: str | Path) -> list[dict[str, Any]]:
-    """Read recorded queries from JSONL files (or from every ``*.jsonl`` of a directory)."""
+    """Read recorded queries from JSONL files (or from every ``*.jsonl`` of a directory).
+    Raises ``ValueError`` naming the file, line and field of a line that is not one."""
     out: list[dict[str, Any]] = []
     for p in map(Path, paths):
         for f in sorted(p.glob("*.jsonl")) if p.is_dir() else [p]:
             with f.open(encoding="utf-8") as lines:
-                out.extend(json.loads(line) for line in lines if line.strip())
+                for no, line in enumerate(lines, 1):
+                    if line.strip():
+                        out.append(_recorded(line, f"{f}:{no}"))
     return out
+
+
+def _recorded(line: str, where: str) -> dict[str, Any]:
+    """One recorded query, checked for what replaying it reads."""
+    try:
+        row = json.loads(line)
+    except ValueError as e:
+        raise ValueError(f"{where}: not JSON ({e})") from None
+    if not isinstance(row, dict):
+        kind = type(row).__name__
+        raise ValueError(f"{where}: need a recorded query (a JSON object), got {kind}")
+    if not isinstance(row.get("user_prompt"), str):
+        raise ValueError(f"{where}: user_prompt: need the query's user message (a string)")
+    models = row.get("models")
+    if not isinstance(models, dict) or not models:
+        raise ValueError(f"{where}: models: need an object of model name -> recorded output")
+    for name, o in models.items():
+        if not isinstance(o, dict) or not isinstance(o.get("answer"), str):
+            raise ValueError(f"{where}: models.{name}.answer: need the recorded answer, a string")
+    return row
 
 
 def load_routellm(directory: str | Path) -> list[dict[str, Any]]:

@@ -368,6 +368,7 @@ def test_a_url_parameter_redis_py_does_not_take_is_refused_when_the_store_is_mad
 def test_mask_url_and_durations() -> None:
     assert mask_url("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"
     assert mask_url("redis://h:1/0") == "redis://h:1/0"
+    assert mask_url("bogus://") == "bogus://"  # a URL with nothing to mask is left as given
     # redis-py reads a password from the query too: it is masked there as well.
     assert (
         mask_url("redis://h:1/0?password=s3cret&prefix=x&ssl_password=p%40ss")

@@ -14,10 +14,12 @@ if TYPE_CHECKING:
 
     from .._client import Cascade
     from ..evals import Progress
+    from ..stores import Store
 
 __all__ = [
     "QUIET_EVERY_S",
     "cascade_of",
+    "open_store",
     "policies_default",
     "probability",
     "progress",
@@ -29,6 +31,18 @@ __all__ = [
 def policies_default() -> str:
     """``$CASCADE_POLICIES``, else ``policies``."""
     return os.environ.get("CASCADE_POLICIES", "policies")
+
+
+def open_store(url: str | None) -> Store:
+    """``store_from_url`` of ``url``, else ``$CASCADE_STORE``; a URL it refuses is a
+    ``StoreError`` (the command's "error:" line and exit 2), not a traceback."""
+    from ..exceptions import StoreError
+    from ..stores import store_from_url
+
+    try:
+        return store_from_url(url or os.environ.get("CASCADE_STORE"))
+    except ValueError as e:
+        raise StoreError(str(e)) from None
 
 
 def scorer_importable(scorer: str | None) -> None:

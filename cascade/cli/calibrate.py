@@ -5,7 +5,6 @@ confidence threshold certified to keep the target quality at the least cost (see
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from ..evals.advice import uncertified_advice
 from ..exceptions import CascadeError, PolicyError
 from ._common import (
     cascade_of,
+    open_store,
     policies_default,
     probability,
     progress,
@@ -123,9 +123,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         measure = "accuracy"
         basis = ""
     else:
-        from ..stores import store_from_url
-
-        store = store_from_url(args.store or os.environ.get("CASCADE_STORE"))
+        store = open_store(args.store)
         try:
             observed = observed_samples(store.records(task=args.task), name)
         finally:

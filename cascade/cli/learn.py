@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +13,7 @@ from ..evals import write_learned
 from ..exceptions import PolicyError
 from ..policy import Policy, PolicySet
 from ..routing import assess, break_even, examples_of, fit, held_out
-from ..stores import store_from_url
-from ._common import policies_default
+from ._common import open_store, policies_default
 
 if TYPE_CHECKING:
     from ..routing import Assessment, BreakEven
@@ -76,7 +74,7 @@ def run_learn(args: argparse.Namespace) -> int:
         )
     if not 0 < args.holdout < 1:
         raise PolicyError(f"--holdout must be between 0 and 1, got {args.holdout}")
-    store = store_from_url(args.store or os.environ.get("CASCADE_STORE"))
+    store = open_store(args.store)
     try:
         records = store.records(task=args.task, limit=args.limit, newest_first=True)
         examples, skipped = examples_of(records, cheap, target)

@@ -30,18 +30,18 @@ _SECRET_PARAMS = ("pass", "pw", "secret", "token", "credential", "key")
 def mask_url(url: str) -> str:
     """The URL with its password (in the user info or the query) and other secret-looking
     query values replaced by ``***``, safe to log or show."""
-    parts = urlsplit(url)
+    parts = masked = urlsplit(url)
     userinfo, at, hosts = parts.netloc.rpartition("@")
     if at and ":" in userinfo:
         user = userinfo.split(":", 1)[0]
-        parts = parts._replace(netloc=f"{user}:***@{hosts}")
+        masked = masked._replace(netloc=f"{user}:***@{hosts}")
     if parts.query:
         pairs = parse_qsl(parts.query, keep_blank_values=True)
         secret = [any(s in k.lower() for s in _SECRET_PARAMS) for k, _ in pairs]
         if any(secret):
             shown = [(k, "***" if s else v) for (k, v), s in zip(pairs, secret, strict=True)]
-            parts = parts._replace(query=urlencode(shown, safe="*"))
-    return urlunsplit(parts)
+            masked = masked._replace(query=urlencode(shown, safe="*"))
+    return url if masked == parts else urlunsplit(masked)  # else "bogus://" became "bogus:"
 
 
 def parse_duration(text: str) -> float:

@@ -359,3 +359,15 @@ def test_a_scorer_that_does_not_load_is_an_error_before_any_call(
         assert "error: cannot load the scorer 'no_such_module:f'" in err
         assert "Traceback" not in err
     assert server.calls() == []
+
+
+@pytest.mark.parametrize("value", ["5", "-0.1", "1"])
+def test_eval_refuses_a_margin_out_of_range_before_any_call(
+    setup: Path, server: ScriptedServer, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    argv = ["eval", str(setup / "data.jsonl"), "--task", "qa", "--policies", str(setup)]
+    with pytest.raises(SystemExit) as stopped:
+        cli(*argv, "--margin", value)
+    assert stopped.value.code == 2
+    assert f"--margin: need a share in [0, 1), e.g. 0.05, got {value}" in capsys.readouterr().err
+    assert server.calls() == []

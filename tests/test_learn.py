@@ -324,8 +324,8 @@ def test_write_refuses_a_rule_that_would_cost_more_on_held_out_calls(
     [
         (["--buckets", "0"], "--buckets: must be 1 to 1,000,000, got 0"),
         (["--buckets", "x"], "--buckets: not a whole number: 'x'"),
-        (["--above", "1.5"], "--above: must be between 0 and 1, got 1.5"),
-        (["--holdout", "0"], "--holdout: must be between 0 and 1, got 0"),
+        (["--above", "1.5"], "--above: need a probability in (0, 1), e.g. 0.05, got 1.5"),
+        (["--holdout", "0"], "--holdout: need a probability in (0, 1), e.g. 0.05, got 0"),
     ],
 )
 def test_bad_options_are_refused_before_anything_is_read(

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "QUIET_EVERY_S",
     "cascade_of",
+    "margin",
     "open_store",
     "policies_default",
     "probability",
@@ -64,12 +65,20 @@ def probability(text: str) -> float:
     return _between(text, 0.0, 1.0, "a probability in (0, 1), e.g. 0.05", closed_high=False)
 
 
-def _between(text: str, low: float, high: float, what: str, *, closed_high: bool) -> float:
+def margin(text: str) -> float:
+    """An argparse type: a number in [0, 1), such as a relative quality loss allowed."""
+    return _between(text, 0.0, 1.0, "a share in [0, 1), e.g. 0.05", closed_low=True)
+
+
+def _between(
+    text: str, low: float, high: float, what: str, *, closed_high: bool = False,
+    closed_low: bool = False,
+) -> float:  # fmt: skip
     try:
         x = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"need {what}, got {text!r}") from None
-    if not (low < x < high or (closed_high and x == high)):
+    if not (low < x < high or (closed_high and x == high) or (closed_low and x == low)):
         raise argparse.ArgumentTypeError(f"need {what}, got {text}")
     return x
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..evals import CodeLimits, aevaluate, load_examples, scorer_of
-from ._common import cascade_of, policies_default, progress, scorer_importable
+from ._common import cascade_of, margin, policies_default, progress, scorer_importable
 
 if TYPE_CHECKING:
     import argparse
@@ -25,7 +25,10 @@ def add_parser(subparsers: Any) -> None:
     ev.add_argument("data", help="JSONL of {messages, reference | tests | labels[, id, params]}")
     ev.add_argument("--task", required=True)
     ev.add_argument("--policies", default=policies, help="policy directory")
-    ev.add_argument("--margin", type=float, default=0.05, help="relative quality loss allowed")
+    ev.add_argument(
+        "--margin", type=margin, default=0.05,
+        help="relative quality loss allowed, in [0, 1) (default: 0.05)",
+    )  # fmt: skip
     ev.add_argument("--format", choices=("table", "json"), default="table")
     ev.add_argument(
         "--scorer", default=None,

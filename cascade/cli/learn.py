@@ -13,7 +13,7 @@ from ..evals import write_learned
 from ..exceptions import PolicyError
 from ..policy import Policy, PolicySet
 from ..routing import assess, break_even, examples_of, fit, held_out
-from ._common import open_store, policies_default
+from ._common import open_store, policies_default, probability
 
 if TYPE_CHECKING:
     from ..routing import Assessment, BreakEven
@@ -32,25 +32,14 @@ def add_parser(subparsers: Any) -> None:
     cmd.add_argument("--policies", default=policies_default(), help="policy directory")
     cmd.add_argument("--model", default=None, help="the rung to start at (default: the strongest)")
     cmd.add_argument(
-        "--above", type=_share, default=None, help="threshold (default: the break-even)"
+        "--above", type=probability, default=None, help="threshold (default: the break-even)"
     )
     cmd.add_argument("--buckets", type=_buckets, default=1000, help="hashed feature weights")
-    cmd.add_argument("--holdout", type=_share, default=0.2, help="share of records held out")
+    cmd.add_argument("--holdout", type=probability, default=0.2, help="share of records held out")
     cmd.add_argument("--limit", type=int, default=20_000, help="newest records read")
     cmd.add_argument("--min-records", type=int, default=MIN_RECORDS)
     cmd.add_argument("--write", action="store_true", help="write the model and the start_at rule")
     cmd.set_defaults(func=run_learn)
-
-
-def _share(text: str) -> float:
-    """An argument strictly between 0 and 1, checked before anything is read or fitted."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
 
 
 def _buckets(text: str) -> int:

@@ -199,6 +199,16 @@ def test_replay_answers_judge_calls_from_the_recorded_correct_flags(tmp_path: Pa
         records = sorted(observed(c), key=lambda r: r.input or "")
     verdicts = [r.observation.verdict for r in records]
     assert verdicts == ["equivalent", "cheap_better", "strong_better", "both_bad", "equivalent"]
+    # The report counts each verdict, in its JSON and its table.
+    from cascade.report import build_report, render, report_to_dict
+
+    report = build_report(c.store)
+    seen = report_to_dict(report)["tasks"][0]["observation"]
+    assert seen["verdicts"] == {
+        "equivalent": 2, "both_bad": 1, "cheap_better": 1, "strong_better": 1,
+    }  # fmt: skip
+    table = " ".join(render(report, "table").split())
+    assert "judge: 5 verdicts (equivalent 2, both bad 1, cheap better 1, strong better 1;" in table
 
 
 def test_calibrate_from_store_credits_the_cheap_models_wins(

@@ -19,7 +19,7 @@ from .collect import normalise_reason
 from .values import ReasonCount
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     from ..events import CallRecord
 
@@ -72,7 +72,8 @@ class ObservationSummary:
     answer, compared or not (not when either model errored). ``top_reasons`` are the most
     frequent would-be escalation reasons; ``action``/``recommendation`` the verdict.
     With a judge (``agreement: {comparator: judge}``), ``judged`` calls had a verdict,
-    ``judge_unknown`` of them ``unknown`` (the judge errored or answered off-format), and
+    ``judge_unknown`` of them ``unknown`` (the judge errored or answered off-format),
+    ``verdicts`` counts each verdict (``equivalent``, ``cheap_better``, ...), and
     ``judge_cost_usd`` is what judging cost over all observed calls.
     """
 
@@ -97,6 +98,7 @@ class ObservationSummary:
     judged: int = 0
     judge_unknown: int = 0
     judge_cost_usd: float = 0.0
+    verdicts: tuple[tuple[str, int], ...] = ()  # (verdict, calls), most frequent first
 
 
 class ObservationCollector:
@@ -120,6 +122,7 @@ class ObservationCollector:
         "projected",
         "reasons",
         "strong",
+        "verdicts",
     )  # fmt: skip
 
     def __init__(self, *, max_reasons: int = 500) -> None:
@@ -128,6 +131,7 @@ class ObservationCollector:
         self.accepted = self.compared = self.agreed = 0
         self.strong = self.projected = self.judge_cost = 0.0
         self.judged = self.judge_unknown = 0
+        self.verdicts: dict[str, int] = {}
         self.reasons: dict[str, list[Any]] = {}  # normalised reason -> [calls, example]
 
     def add(self, record: CallRecord) -> None:
@@ -139,6 +143,7 @@ class ObservationCollector:
         if info.verdict is not None:
             self.judged += 1
             self.judge_unknown += info.verdict == "unknown"
+            self.verdicts[info.verdict] = self.verdicts.get(info.verdict, 0) + 1
             self.judge_cost += info.judge_cost_usd or 0.0
         strong, projected = info.strong_cost_usd, info.projected_cost_usd
         if strong is not None and projected is not None:
@@ -224,9 +229,18 @@ def observation_of(
         judged=sum(c.judged for c in cs),
         judge_unknown=sum(c.judge_unknown for c in cs),
         judge_cost_usd=sum(c.judge_cost for c in cs),
+        verdicts=_verdicts(cs),
     )
     action, message = _recommend(obs, threshold, min_calls)
     return replace(obs, action=action, recommendation=message)
+
+
+def _verdicts(cs: Sequence[ObservationCollector]) -> tuple[tuple[str, int], ...]:
+    total: dict[str, int] = {}
+    for c in cs:
+        for v, n in c.verdicts.items():
+            total[v] = total.get(v, 0) + n
+    return tuple(sorted(total.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _pct(x: float) -> str:
@@ -308,6 +322,7 @@ def observation_to_dict(o: ObservationSummary | None) -> dict[str, Any] | None:
         "judge_unknown": o.judge_unknown,
         "judge_cost_usd": o.judge_cost_usd,
         "judge_cost_per_call_usd": o.judge_cost_usd / o.calls if o.calls else None,
+        "verdicts": dict(o.verdicts),
     }
 
 
@@ -338,7 +353,9 @@ def observation_lines(o: ObservationSummary | None, width: int = 80) -> list[str
             4)  # fmt: skip
     if o.judged:
         lines += wrap(
-            f"judge: {o.judged:,} verdicts ({o.judge_unknown:,} unknown), "
+            f"judge: {o.judged:,} verdicts ("
+            + ", ".join(f"{v.replace('_', ' ')} {n:,}" for v, n in o.verdicts)
+            + f"; {o.judge_unknown:,} unknown), "
             f"${o.judge_cost_usd:,.4f} in all, ${o.judge_cost_usd / o.calls * 1000:,.4f} per "
             "1,000 observed calls", 4)  # fmt: skip
     if o.top_reasons:

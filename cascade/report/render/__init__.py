@@ -62,7 +62,8 @@ are listed in the README's changelog)::
         "action": "switch" | "keep_observing" | "do_not_switch",
         "recommendation": "switch to cascade: projected savings 58% (...), agreement ...",
         "judged": 120, "judge_unknown": 1,  # calls with a judge verdict (comparator: judge)
-        "judge_cost_usd": 0.004, "judge_cost_per_call_usd": 0.00003 | null
+        "judge_cost_usd": 0.004, "judge_cost_per_call_usd": 0.00003 | null,
+        "verdicts": {"equivalent": 100, "strong_better": 12, ...}  # each verdict's calls
       },
       "pre_routed": {                                # only where start_at started calls up
         "calls": 40.0, "learned": 30.0,              # estimated calls; by a learned rule

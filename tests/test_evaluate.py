@@ -346,18 +346,50 @@ def test_the_cascade_command_loads_a_scorer_module_from_the_working_directory(
     assert "strong     100.0%" in done.stdout  # "A3." contains "a3": the function scored it
 
 
+@pytest.mark.parametrize(
+    ("scorer", "says"),
+    [
+        ("no_such_module:f", "cannot load the scorer 'no_such_module:f': ModuleNotFoundError"),
+        (":f", "cannot load the scorer ':f': ValueError"),
+        (".rel:f", "cannot load the scorer '.rel:f': TypeError"),
+        ("broken_scoring:f", "cannot load the scorer 'broken_scoring:f': SyntaxError"),
+        ("value_scoring:x", "the scorer 'value_scoring:x' is not a function: int"),
+    ],
+)
 def test_a_scorer_that_does_not_load_is_an_error_before_any_call(
-    setup: Path, server: ScriptedServer, capsys: pytest.CaptureFixture[str]
-) -> None:
+    setup: Path, server: ScriptedServer, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch, scorer: str, says: str,
+) -> None:  # fmt: skip
+    (setup / "broken_scoring.py").write_text("def f(:\n")
+    (setup / "value_scoring.py").write_text("x = 3\n")
+    monkeypatch.syspath_prepend(str(setup))
     data = str(setup / "data.jsonl")
     for argv in (
         ["eval", data, "--task", "qa"],
         ["calibrate", "--task", "qa", "--target", "0.9", "--data", data],
     ):
-        assert cli(*argv, "--policies", str(setup), "--scorer", "no_such_module:f") == 2
+        assert cli(*argv, "--policies", str(setup), "--scorer", scorer) == 2
         err = capsys.readouterr().err
-        assert "error: cannot load the scorer 'no_such_module:f'" in err
-        assert "Traceback" not in err
+        assert f"error: {says}" in err and "Traceback" not in err
+    assert server.calls() == []
+
+
+@pytest.mark.parametrize(
+    ("more", "says"),
+    [
+        (["--store", "bogus://"], "error: unknown store scheme 'bogus'"),
+        (["--data", "/no/such/file.jsonl"], "error: [Errno 2] No such file or directory"),
+    ],
+)
+def test_calibrate_data_with_a_bad_store_or_file_is_an_error_before_any_call(
+    setup: Path, server: ScriptedServer, capsys: pytest.CaptureFixture[str],
+    more: list[str], says: str,
+) -> None:  # fmt: skip
+    argv = ["calibrate", "--task", "qa", "--target", "0.9", "--policies", str(setup)]
+    data = [] if "--data" in more else ["--data", str(setup / "data.jsonl")]
+    assert cli(*argv, *data, *more) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
     assert server.calls() == []
 
 

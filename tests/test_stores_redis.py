@@ -369,6 +369,19 @@ def test_mask_url_and_durations() -> None:
     assert mask_url("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"
     assert mask_url("redis://h:1/0") == "redis://h:1/0"
     assert mask_url("bogus://") == "bogus://"  # a URL with nothing to mask is left as given
+    # A password holding '#', '?' or '/' ends urllib's host part early: all of it is masked,
+    # and the store refuses the URL (it would connect elsewhere) without quoting it.
+    for url, shown in [
+        ("redis://:pa#ss@127.0.0.1:1/0", "redis://***@127.0.0.1:1/0"),
+        ("redis://:6379#hunter2@10.0.0.1/0", "redis://***@10.0.0.1/0"),
+        ("rediss+cluster://:a/b?c@h:1", "rediss+cluster://***@h:1"),
+    ]:
+        assert mask_url(url) == shown
+        with pytest.raises(ValueError, match="percent-encode") as info:
+            RedisStore(url)
+        assert "ss@" not in str(info.value) and "hunter2" not in str(info.value)
+    with pytest.raises(ValueError, match=r"invalid port in redis://h:x/0$"):
+        RedisStore("redis://h:x/0")
     # redis-py reads a password from the query too: it is masked there as well.
     assert (
         mask_url("redis://h:1/0?password=s3cret&prefix=x&ssl_password=p%40ss")

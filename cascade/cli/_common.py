@@ -116,7 +116,9 @@ def progress(
 
 
 def cascade_of(args: argparse.Namespace) -> Cascade:
-    """A Cascade over ``args.policies``, recording in ``args.store`` (default: in memory)."""
+    """A Cascade over ``args.policies``, recording in ``args.store`` (default: in memory);
+    a store URL it cannot use is a ``StoreError`` now, before any call."""
     from .._client import Cascade
 
-    return Cascade(args.policies, store=getattr(args, "store", None) or "memory://")
+    url = getattr(args, "store", None)
+    return Cascade(args.policies, store=open_store(url) if url else "memory://")

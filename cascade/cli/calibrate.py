@@ -101,7 +101,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
     policy = (cascade.policies if cascade else PolicySet(args.policies)).get(args.task)
     index, name = confidence_validator(policy, args.validator)
     if cascade is not None:
-        examples = load_examples(args.data)
+        try:
+            examples = load_examples(args.data)
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         scorer_importable(args.scorer)
         try:
             scoring = scoring_of(policy, args.scorer)  # references, or an example's tests

@@ -60,8 +60,11 @@ def scorer_of(policy: Policy, name: str | None = None) -> tuple[Comparator, Agre
         module, _, attr = name.partition(":")
         try:
             fn: Comparator = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
-            raise LookupError(f"cannot load the scorer {name!r}: {e}") from None
+        except Exception as e:  # any failure of the user's module, named
+            why = f"{type(e).__name__}: {e}"
+            raise LookupError(f"cannot load the scorer {name!r}: {why}") from None
+        if not callable(fn):
+            raise LookupError(f"the scorer {name!r} is not a function: {type(fn).__name__}")
         return fn, spec
     if name is not None:
         spec = spec.model_copy(update={"comparator": name})

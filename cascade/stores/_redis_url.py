@@ -27,9 +27,19 @@ _TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.
 _SECRET_PARAMS = ("pass", "pw", "secret", "token", "credential", "key")
 
 
+def _cut_userinfo(url: str) -> bool:
+    """True when an ``@`` after ``://`` is not in the parsed host part: a password holding
+    ``#``, ``?`` or ``/`` unencoded, which ends the host part early (and shows the rest)."""
+    _, sep, rest = url.partition("://")
+    return bool(sep) and "@" in rest and "@" not in urlsplit(url).netloc
+
+
 def mask_url(url: str) -> str:
     """The URL with its password (in the user info or the query) and other secret-looking
     query values replaced by ``***``, safe to log or show."""
+    if _cut_userinfo(url):  # all up to the last "@" may be the password
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
     parts = masked = urlsplit(url)
     userinfo, at, hosts = parts.netloc.rpartition("@")
     if at and ":" in userinfo:
@@ -101,10 +111,18 @@ def parse(url: str, prefix: str) -> Target:
     query = dict(parse_qsl(parts.query))
     own = {k: query.pop(k) for k in OWN_PARAMS if k in query}
     masked = mask_url(url)
+    if _cut_userinfo(url):
+        raise ValueError(
+            f"the password in {masked} holds '#', '?' or '/': percent-encode them (%23, %3F, %2F)"
+        )
     prefix = own.get("prefix", prefix)
     if scheme not in CLUSTER_SCHEMES:
         redis_url = urlunsplit(parts._replace(query=urlencode(query)))
-        key = f"{parts.hostname}:{parts.port}{parts.path}/{prefix}"
+        try:
+            number = parts.port
+        except ValueError:  # urllib's message quotes the text, which may be a password
+            raise ValueError(f"invalid port in {masked}") from None
+        key = f"{parts.hostname}:{number}{parts.path}/{prefix}"
         return Target(masked, own, False, key, _redis_url=redis_url)
     if query:
         raise ValueError(f"unknown parameters {sorted(query)} in {masked}; known: {OWN_PARAMS}")

@@ -358,3 +358,20 @@ def test_a_store_url_the_commands_cannot_use_is_an_error_line(
     err = capsys.readouterr().err
     assert code == 2, err
     assert "error: unknown store scheme 'bogus' in 'bogus://'" in err and "Traceback" not in err
+
+
+def test_an_earlier_process_of_the_same_pid_leaves_records_of_another_run(tmp_path: Path) -> None:
+    # In a container every run is pid 1: a file an earlier run left under this pid is still
+    # not this run's (the owner is the pid and the spool's own token).
+    import os
+
+    opened = store_from_url(f"sqlite:///{tmp_path / 'r.sqlite3'}", spool=str(tmp_path / "s"))
+    try:
+        assert isinstance(opened, Spooling)
+        directory = Path(opened.waiting().directory)
+        directory.mkdir(parents=True)
+        (directory / f"{os.getpid()}-0123456789ab.jsonl").write_text("{}\n{}\n")
+        waiting = opened.waiting()
+        assert (waiting.mine, waiting.others) == (0, 2)
+    finally:
+        opened.close()

@@ -103,9 +103,14 @@ def delivery_note(store: object) -> tuple[str | None, str | None]:
         return None, "memory:// keeps the records only while the command runs"
     if not isinstance(store, Spooling):
         return None, None
-    waiting, lost = store.waiting(), store.dropped
+    lost = store.dropped
     said = []
-    if waiting.mine:
+    try:
+        waiting: Waiting | None = store.waiting()
+    except OSError as e:
+        waiting = None
+        said.append(f"whether records of this run wait in the store's spool is unknown: {e}")
+    if waiting is not None and waiting.mine:
         said.append(
             f"{waiting.mine:,} records of this run are not in the store yet: they wait in the "
             f"spool {waiting.directory} (see any warning above), and the next cascade process "
@@ -116,7 +121,7 @@ def delivery_note(store: object) -> tuple[str | None, str | None]:
         said.append(f"{lost:,} records were lost (see the errors above)")
     others = (
         f"{waiting.others:,} records of other processes wait in the spool {waiting.directory}"
-        if waiting.others
+        if waiting is not None and waiting.others
         else None
     )
     return "; ".join(said) or None, others

@@ -54,9 +54,15 @@ class Spool:
         # Set on each append by this process: its own file waits to be replayed.
         self.dirty = False
 
+    @property
+    def owner(self) -> str:
+        """What this process's file names start with: its pid (read each time, so that a
+        forked child writes files of its own) and this spool's token (so that an earlier
+        process of the same pid, as in a container, is another owner)."""
+        return f"{os.getpid()}-{self._token}"
+
     def _own_file(self) -> Path:
-        # The pid is read on each append so that a forked child writes a file of its own.
-        return self.directory / f"{os.getpid()}-{self._token}.jsonl"
+        return self.directory / f"{self.owner}.jsonl"
 
     def _lines(self, records: list[CallRecord]) -> str:
         lines = []
@@ -92,7 +98,7 @@ class Spool:
             return
         lines = self._lines(records)
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        name = f"{self.owner}-{uuid.uuid4().hex[:12]}"
         part = self.directory / f"{name}.part"
         with part.open("w", encoding="utf-8") as f:
             f.write(lines)
@@ -110,25 +116,31 @@ class Spool:
 
     def count(self) -> tuple[int, int]:
         """Records waiting in the directory now: (this process's, other processes'), by the
-        pid their files are named with. A file another process holds locked (appending to it,
-        or replaying it into the store now) is on its way and not counted."""
+        owner their file names start with. A file another process holds locked (appending to
+        it, or replaying it into the store now) is on its way and not counted. Raises
+        ``OSError`` when the directory or a file in it cannot be read (a directory that does
+        not exist holds nothing)."""
         mine = others = 0
         try:
             with os.scandir(self.directory) as entries:
                 names = [e.name for e in entries if e.name.endswith((".jsonl", ".replaying"))]
-        except OSError:
-            return 0, 0
-        own = f"{os.getpid()}-"
+        except (FileNotFoundError, NotADirectoryError):
+            return 0, 0  # no directory there: nothing can wait in it
         for name in names:
-            n = 0
-            with contextlib.suppress(OSError), (self.directory / name).open("rb") as f:
-                try:
+            try:
+                f = (self.directory / name).open("rb")
+            except FileNotFoundError:
+                continue  # sent and deleted meanwhile
+            with f:
+                try:  # only a test: the lock is let go at once, so a replay is not held up
                     fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    fcntl.flock(f, fcntl.LOCK_UN)
                 except BlockingIOError:
                     continue  # held by a process writing it, or sending it to the store
+                n = 0
                 while chunk := f.read(1 << 16):
                     n += chunk.count(b"\n")
-            if name.startswith(own):
+            if _owner(name) == self.owner:
                 mine += n
             else:
                 others += n
@@ -162,10 +174,9 @@ class Spool:
                         send(batch)
                         sent += len(batch)
                 except BaseException:
-                    # Back under the pid of the process that spooled it (count() tells
-                    # the runs apart by it), in a new file: that process may append again.
-                    owner = name.split("-", 1)[0]
-                    back = self.directory / f"{owner}-{uuid.uuid4().hex[:12]}.jsonl"
+                    # Back under the process that spooled it (count() tells the runs
+                    # apart by it), in a new file: that process may append again.
+                    back = self.directory / f"{_owner(name)}-{uuid.uuid4().hex[:12]}.jsonl"
                     with contextlib.suppress(OSError):
                         claimed.rename(back)
                     self.dirty = True
@@ -200,6 +211,11 @@ class Spool:
                     # A torn last line after a crash, or a damaged file: skip, keep the rest.
                     self.corrupt_lines += 1
                     log.warning("cascade.spool_corrupt_line", file=str(path), error=str(e))
+
+
+def _owner(name: str) -> str:
+    """The owner a spool file's name starts with (``pid-token``)."""
+    return "-".join(name.split(".", 1)[0].split("-", 2)[:2])
 
 
 def _same_file(f: IO[str] | IO[bytes], path: Path) -> bool:

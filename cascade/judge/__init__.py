@@ -31,7 +31,7 @@ from ..events import Request
 from ..exceptions import PolicyError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
     from ..compare import AgreementSpec
     from ..events import Judgement
@@ -75,12 +75,14 @@ _SYSTEM = (
 _PARAMS = {"temperature": 0, "max_tokens": 4}
 _WORD = re.compile(r"[A-Za-z]+")
 _ROLES = ("system", "developer", "user", "assistant", "tool")
-_PART = re.compile(r"<(system|developer|user|assistant|tool|message)>\n(.*?)\n</\1>", re.S)
+_OPEN = re.compile(r"<(system|developer|user|assistant|tool|message)>\n")
 # A tag of the judge's prompts inside shown text gets one more backslash after its "<", so no
 # request or answer can close its own part and write another (and the parse takes it off).
 _TAGS = "request|answer|answer_a|answer_b|reference|message|" + "|".join(_ROLES)
-_TAG = re.compile(rf"<(\\*)(/?)({_TAGS})>")
-_QUOTED = re.compile(rf"<\\(\\*)(/?)({_TAGS})>")
+# Any spelling a reader might take for one of them: any case, spaces around the "/", and
+# whatever follows the name (attributes, spaces before ">"). Possessive runs: linear time.
+_TAG = re.compile(rf"<(\\*+)(\s*+/?\s*+)((?:{_TAGS})\b)", re.I)
+_QUOTED = re.compile(rf"<\\(\\*+)(\s*+/?\s*+)((?:{_TAGS})\b)", re.I)
 # Request parameters the judge's call keeps from the caller's (attribution, not behaviour).
 _KEPT = ("user", "metadata")
 
@@ -99,12 +101,12 @@ def _text(content: Any) -> str:
 
 def quote(text: str) -> str:
     """``text`` as shown inside a tag of a judge's prompt: its own tags cannot close it."""
-    return _TAG.sub(lambda m: f"<\\{m[1]}{m[2]}{m[3]}>", text) if "<" in text else text
+    return _TAG.sub(lambda m: f"<\\{m[1]}{m[2]}{m[3]}", text) if "<" in text else text
 
 
 def unquote(text: str) -> str:
     """The text ``quote`` was given."""
-    return _QUOTED.sub(lambda m: f"<{m[1]}{m[2]}{m[3]}>", text) if "<" in text else text
+    return _QUOTED.sub(lambda m: f"<{m[1]}{m[2]}{m[3]}", text) if "<" in text else text
 
 
 def tagged(tag: str, text: str) -> str:
@@ -176,7 +178,7 @@ def parse_judge_prompt(messages: Sequence[Mapping[str, Any]]) -> JudgePrompt | N
     if not sep or not sep2 or not b.endswith("\n</answer_b>"):
         return None
     found: dict[str, str] = {}
-    for role, content in _PART.findall(head.removeprefix("<request>\n") + "\n"):
+    for role, content in _parts(head.removeprefix("<request>\n")):
         found.setdefault("system" if role == "developer" else role, unquote(content))
     return JudgePrompt(
         found.get("system", ""),
@@ -184,6 +186,19 @@ def parse_judge_prompt(messages: Sequence[Mapping[str, Any]]) -> JudgePrompt | N
         unquote(a),
         unquote(b[: -len("\n</answer_b>")]),
     )
+
+
+def _parts(text: str) -> Iterator[tuple[str, str]]:
+    """(role, content) of each ``<role>`` part, in one pass (contents are quoted: no closing
+    tag of theirs is inside); stops at the first text that is not a whole part."""
+    at = 0
+    while (opened := _OPEN.match(text, at)) is not None:
+        close = f"\n</{opened[1]}>"
+        end = text.find(close, opened.end())
+        if end < 0:
+            return
+        yield opened[1], text[opened.end() : end]
+        at = end + len(close) + 1  # and the newline between parts
 
 
 class JudgeCache:

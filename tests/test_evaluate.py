@@ -403,3 +403,39 @@ def test_eval_refuses_a_margin_out_of_range_before_any_call(
     assert stopped.value.code == 2
     assert f"--margin: need a share in [0, 1), e.g. 0.05, got {value}" in capsys.readouterr().err
     assert server.calls() == []
+
+
+def test_an_answer_of_a_model_no_label_names_is_not_right_by_an_empty_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Labels for gpt-4o-mini only, and gpt-4o answers nothing: an empty answer "agrees" with
+    # the empty reference a labels-only line has, and was scored right.
+    def empty_strong(body: dict[str, Any]) -> Reply:
+        if body["model"] == "gpt-4o":
+            return Reply(content="", logprobs=[("", -0.01, [])])
+        return respond(body)
+
+    (tmp_path / "qa.yaml").write_text(yaml.safe_dump(POLICY))
+    data = tmp_path / "labelled.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [{"role": "user", "content": f"q{i}"}],
+                    "labels": {"gpt-4o-mini": i % 2 == 0},
+                }
+            )
+            + "\n"
+            for i in range(20)
+        )
+    )
+    with ScriptedServer(empty_strong) as s:
+        monkeypatch.setenv("OPENAI_BASE_URL", s.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test")
+        code = cli(
+            "eval", str(data), "--task", "qa", "--policies", str(tmp_path), "--format", "json"
+        )
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["modes"]["strong"]["quality"] == 0.0 and doc["modes"]["cheap"]["quality"] == 0.5
+    assert doc["verdict"] == "unknown" and code == 1
+    assert doc["scoring"]["by"] == "labels where given, else normalized (tests where given)"

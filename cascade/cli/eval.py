@@ -44,8 +44,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """``cascade eval``: prints the report; exit 0 for "route", 1 for "do not route", 2 for
-    bad input (the data file, the rubric, the scorer)."""
+    """``cascade eval``: prints the report; exit 0 for "route", 1 for "do not route" or
+    "unknown", 2 for bad input (the data file, the rubric, the scorer, the store)."""
     try:
         if args.rubric is not None and args.judge is None:
             raise ValueError("--rubric needs --judge MODEL")
@@ -121,9 +121,7 @@ def render_eval(report: Any) -> str:
     ]
     scoring = report.scoring
     if scoring is not None:
-        line = f"scored by {scoring.name}"
-        if any(ex.labels for ex in report.examples):
-            line = f"scored by labels where given, else {scoring.name}"
+        line = f"scored by {report.scored_by}"
         if scoring.judge is not None:
             cost = scoring.judge_cost
             line += (

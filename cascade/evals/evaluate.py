@@ -163,6 +163,15 @@ class EvalReport:
             return "unknown"
         return "route" if rq >= 1 - self.margin - 1e-12 else "do not route"
 
+    @property
+    def scored_by(self) -> str:
+        """What scored the answers, as the table and the JSON say it."""
+        by = "" if self.scoring is None else self.scoring.name
+        return f"labels where given, else {by}" if any(e.labels for e in self.examples) else by
+
+    def _scoring(self, scoring: Scoring) -> dict[str, Any]:
+        return {**scoring.to_dict(), "by": self.scored_by}
+
     def to_dict(self) -> dict[str, Any]:
         """The ``--format json`` document (schema in the module docstring)."""
         return {
@@ -172,7 +181,7 @@ class EvalReport:
             "verdict": self.verdict,
             "relative_quality": self.relative_quality,
             "relative_cost": self.relative_cost,
-            "scoring": None if self.scoring is None else self.scoring.to_dict(),
+            "scoring": None if self.scoring is None else self._scoring(self.scoring),
             "modes": {m: self.summaries[m].to_dict() for m in MODES},
             "examples": [
                 {"id": ex.id, **{m: self.outcomes[m][i].to_dict() for m in MODES}}
@@ -216,9 +225,16 @@ def load_examples(path: str | Path, *, labelled: bool = True) -> list[Example]:
 
 
 def _label(ex: Example, got: Result | CascadeError) -> bool | None:
-    """The example's label for the model whose answer ``got`` is (None: no such label)."""
+    """The example's label for the model whose answer ``got`` is (None: the scorer decides).
+    An example with labels and nothing else to score by (no reference, no tests) counts an
+    answer of a model it does not label as wrong: there is nothing it could be right by."""
     result, _ = _answer(got)
-    return None if result is None or not ex.labels else ex.labels.get(result.model)
+    if result is None or not ex.labels:
+        return None
+    label = ex.labels.get(result.model)
+    if label is None and not ex.reference and not ex.tests:
+        return False
+    return label
 
 
 def _answer(got: Result | CascadeError) -> tuple[Result | None, str | None]:

@@ -13,10 +13,11 @@ which answers the judge's calls from the recording's ``correct`` flags.
 
 The recordings are files in the format of ``../shared/data/recorded/*.jsonl`` (see its
 README): the confidence is the answer token's logprob for ``ModelIntrinsicLogProb`` records
-and a self-verification call's P(yes) for ``AskModelConfidence`` ones. Quality is the share of
-the strong model's right test answers (by the recording's ``correct`` flags) that the
-cascade's answers match; cost is the share of what ``cascade batch`` in ``mode: strong``
-spends on the test split; "target" says whether quality >= ``--target`` held.
+and a self-verification call's P(yes) for ``AskModelConfidence`` ones. Quality is the number
+of right test answers (by the recording's ``correct`` flag of the model that answered) as a
+share of the strong model's number of right answers; cost is the share of what ``cascade
+batch`` in ``mode: strong`` spends on the test split; "target" says whether quality >=
+``--target`` held.
 """
 
 from __future__ import annotations

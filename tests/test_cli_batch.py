@@ -315,6 +315,8 @@ def test_replay_serves_recordings_until_interrupted_and_writes_request_lines(
         ('{"user_prompt": "q", "models": {"gpt-4o": {"answer": 3}}}',
          "rec.jsonl:2: models.gpt-4o.answer: need the recorded answer"),
         ("[1]", "rec.jsonl:2: need a recorded query (a JSON object), got list"),
+        ('{"user_prompt": "q", "models": {"gpt-4o": {"answer": "A", "tokens_out": 1}}}',
+         "rec.jsonl:2: models.gpt-4o.tokens_in: need a number of tokens"),
         ("{oops", "rec.jsonl:2: not JSON"),
     ],
 )  # fmt: skip
@@ -327,6 +329,37 @@ def test_a_file_that_is_not_a_recording_is_refused_naming_the_line_and_field(
     recording.write_text(json.dumps(RECORDED) + "\n" + line + "\n")
     with pytest.raises(ValueError, match=re.escape(says)):
         load_recorded(recording)
+
+
+def test_a_directory_without_recordings_is_refused(tmp_path: Path) -> None:
+    from cascade.testing import load_recorded
+
+    with pytest.raises(ValueError, match=r"no \*\.jsonl recordings in this directory"):
+        load_recorded(tmp_path)
+
+
+def test_replay_says_what_a_record_lacks_for_a_judge_or_logprobs_call(tmp_path: Path) -> None:
+    from cascade.events import Request
+    from cascade.judge import judge_key, judge_request
+    from cascade.testing import ReplayServer
+
+    lacking = ("correct", "raw_confidence")
+    models = {
+        m: {k: v for k, v in o.items() if k not in lacking} for m, o in RECORDED["models"].items()
+    }
+    row = {**RECORDED, "models": models}
+    messages = [
+        {"role": "system", "content": row["system_prompt"]},
+        {"role": "user", "content": row["user_prompt"]},
+    ]
+    cheap, strong = (o["answer"] for o in row["models"].values())
+    request = Request(messages=tuple(messages), params={})
+    ask, _ = judge_request(request, cheap, strong, None, judge_key(messages, cheap, strong))
+    with ReplayServer([row]) as server, server.client() as client:
+        with pytest.raises(openai.BadRequestError, match="records no 'correct' flag"):
+            client.chat.completions.create(model="gpt-4o-mini", messages=list(ask.messages))
+        with pytest.raises(openai.BadRequestError, match="records no raw_confidence"):
+            client.chat.completions.create(model="gpt-4o", messages=messages, logprobs=True)
 
 
 def test_replay_of_a_file_that_is_not_a_recording_is_an_error_line(

@@ -69,7 +69,10 @@ def load_recorded(*paths: str | Path) -> list[dict[str, Any]]:
     Raises ``ValueError`` naming the file, line and field of a line that is not one."""
     out: list[dict[str, Any]] = []
     for p in map(Path, paths):
-        for f in sorted(p.glob("*.jsonl")) if p.is_dir() else [p]:
+        files = sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
+        if not files:
+            raise ValueError(f"{p}: no *.jsonl recordings in this directory")
+        for f in files:
             with f.open(encoding="utf-8") as lines:
                 for no, line in enumerate(lines, 1):
                     if line.strip():
@@ -94,6 +97,9 @@ def _recorded(line: str, where: str) -> dict[str, Any]:
     for name, o in models.items():
         if not isinstance(o, dict) or not isinstance(o.get("answer"), str):
             raise ValueError(f"{where}: models.{name}.answer: need the recorded answer, a string")
+        for field in ("tokens_in", "tokens_out"):
+            if not isinstance(o.get(field), (int, float)) or isinstance(o.get(field), bool):
+                raise ValueError(f"{where}: models.{name}.{field}: need a number of tokens")
     return row
 
 
@@ -210,6 +216,8 @@ class ReplayServer(ScriptedServer):
             return self._verify(record, out)
         logprobs = None
         if body.get("logprobs") and record.get("conf_signal") == "ModelIntrinsicLogProb":
+            if not isinstance(out.get("raw_confidence"), (int, float)):
+                return _error(f"replay: {record_tag(record)} records no raw_confidence for {model}")
             lp = _finite(out["raw_confidence"])
             logprobs = [(out["answer"], lp, [(out["answer"], lp)])]
         return Reply(
@@ -228,7 +236,9 @@ class ReplayServer(ScriptedServer):
             found = [o for o in record["models"].values() if o["answer"] == shown]
             if not found:
                 return _error(f"replay: {record_tag(record)} has no recorded answer {shown!r:.80}")
-            right.append(bool(found[0]["correct"]))
+            if not isinstance(found[0].get("correct"), bool):
+                return _error(f"replay: {record_tag(record)} records no 'correct' flag to judge by")
+            right.append(found[0]["correct"])
         if right[0] == right[1]:
             same = right[0] or normalized(prompt.a, prompt.b, AgreementSpec())
             word = "EQUIVALENT" if same else "NEITHER"

@@ -88,7 +88,8 @@ class Spooling(Protocol):
     """A store whose records wait in a local spool while the backend cannot take them."""
 
     def waiting(self) -> Waiting:
-        """What waits in the spool now (files being written or sent by a process: not)."""
+        """What waits in the spool now (files being written or sent by a process: not).
+        Raises ``OSError`` when the spool cannot be read."""
 
     @property
     def dropped(self) -> int:

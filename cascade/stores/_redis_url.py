@@ -27,19 +27,36 @@ _TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.
 _SECRET_PARAMS = ("pass", "pw", "secret", "token", "credential", "key")
 
 
-def _cut_userinfo(url: str) -> bool:
-    """True when an ``@`` after ``://`` is not in the parsed host part: a password holding
-    ``#``, ``?`` or ``/`` unencoded, which ends the host part early (and shows the rest)."""
-    _, sep, rest = url.partition("://")
-    return bool(sep) and "@" in rest and "@" not in urlsplit(url).netloc
+def _odd(url: str) -> bool:
+    """True for a URL whose parts urllib would split somewhere a secret may sit: one it
+    cannot split (an unencoded '[' or ']'), one with a fragment (an unencoded '#'), or an
+    '@' outside the parsed host part (an unencoded '?', '/' or '#' in the password, or not
+    '//' after the scheme)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return True
+    return bool(parts.fragment) or ("@" in url and "@" not in parts.netloc)
+
+
+def _mask_all(url: str) -> str:
+    """Everything up to the last '@' after the scheme, and any query, as ``***``."""
+    scheme, sep, rest = url.partition(":")
+    if not sep:
+        return "***"
+    if "@" in rest:
+        rest = "//***@" + rest.rpartition("@")[2]
+    head, q, _ = rest.partition("?")
+    head, h, _ = head.partition("#")
+    return f"{scheme}:{head}" + ("?***" if q else "") + ("#***" if h else "")
 
 
 def mask_url(url: str) -> str:
     """The URL with its password (in the user info or the query) and other secret-looking
-    query values replaced by ``***``, safe to log or show."""
-    if _cut_userinfo(url):  # all up to the last "@" may be the password
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    query values replaced by ``***``, safe to log or show; a URL urllib would split where
+    a secret may sit is masked from its scheme to its host, and in all of its query."""
+    if _odd(url):
+        return _mask_all(url)
     parts = masked = urlsplit(url)
     userinfo, at, hosts = parts.netloc.rpartition("@")
     if at and ":" in userinfo:
@@ -47,10 +64,13 @@ def mask_url(url: str) -> str:
         masked = masked._replace(netloc=f"{user}:***@{hosts}")
     if parts.query:
         pairs = parse_qsl(parts.query, keep_blank_values=True)
-        secret = [any(s in k.lower() for s in _SECRET_PARAMS) for k, _ in pairs]
-        if any(secret):
-            shown = [(k, "***" if s else v) for (k, v), s in zip(pairs, secret, strict=True)]
-            masked = masked._replace(query=urlencode(shown, safe="*"))
+        first = next(
+            (i for i, (k, _) in enumerate(pairs) if any(s in k.lower() for s in _SECRET_PARAMS)),
+            None,
+        )
+        if first is not None:  # from the first secret on: an unencoded '&' in it splits it
+            shown = urlencode(pairs[:first]) + ("&" if first else "")
+            masked = masked._replace(query=shown + f"{pairs[first][0]}=***")
     return url if masked == parts else urlunsplit(masked)  # else "bogus://" became "bogus:"
 
 
@@ -106,15 +126,17 @@ class Target:
 def parse(url: str, prefix: str) -> Target:
     """Split a ``redis://`` or ``redis+cluster://`` URL; raises ``ValueError`` naming the
     problem (never showing the password)."""
+    masked = mask_url(url)
+    if _odd(url) or not url.partition(":")[2].startswith("//"):
+        raise ValueError(
+            f"cannot read {masked} safely: a Redis URL is redis://[user:password@]host:port/db, "
+            "with '#', '?', '/', '[' and ']' in the password percent-encoded (%23, %3F, %2F, "
+            "%5B, %5D)"
+        )
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     query = dict(parse_qsl(parts.query))
     own = {k: query.pop(k) for k in OWN_PARAMS if k in query}
-    masked = mask_url(url)
-    if _cut_userinfo(url):
-        raise ValueError(
-            f"the password in {masked} holds '#', '?' or '/': percent-encode them (%23, %3F, %2F)"
-        )
     prefix = own.get("prefix", prefix)
     if scheme not in CLUSTER_SCHEMES:
         redis_url = urlunsplit(parts._replace(query=urlencode(query)))

@@ -152,7 +152,7 @@ class RedisStore:
         return self._client_made
 
     def waiting(self) -> Waiting:
-        """The records in this store's spool now: this process's and others'."""
+        """This store's spool now: this process's records and others' (OSError: unreadable)."""
         return Waiting(*self.spool.count(), str(self.spool.directory))
 
     @property

@@ -102,7 +102,8 @@ class SQLiteStore:
         )
 
     def waiting(self) -> Waiting:
-        """The records in this store's spool now: this process's and others'."""
+        """The records in this store's spool now: this process's and others' (``OSError``
+        when it cannot be read)."""
         return Waiting(*self.spool.count(), str(self.spool.directory))
 
     @property

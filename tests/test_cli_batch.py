@@ -316,7 +316,11 @@ def test_replay_serves_recordings_until_interrupted_and_writes_request_lines(
          "rec.jsonl:2: models.gpt-4o.answer: need the recorded answer"),
         ("[1]", "rec.jsonl:2: need a recorded query (a JSON object), got list"),
         ('{"user_prompt": "q", "models": {"gpt-4o": {"answer": "A", "tokens_out": 1}}}',
-         "rec.jsonl:2: models.gpt-4o.tokens_in: need a number of tokens"),
+         "rec.jsonl:2: models.gpt-4o.tokens_in: need a number of tokens >= 0"),
+        ('{"user_prompt": "q", "models": {"gpt-4o": {"answer": "A", "tokens_in": NaN, '
+         '"tokens_out": 1}}}', "rec.jsonl:2: models.gpt-4o.tokens_in: need a number of tokens"),
+        ('{"user_prompt": "q", "models": {"gpt-4o": {"answer": "A", "tokens_in": 1, '
+         '"tokens_out": -5}}}', "rec.jsonl:2: models.gpt-4o.tokens_out: need a number of tokens"),
         ("{oops", "rec.jsonl:2: not JSON"),
     ],
 )  # fmt: skip
@@ -329,6 +333,17 @@ def test_a_file_that_is_not_a_recording_is_refused_naming_the_line_and_field(
     recording.write_text(json.dumps(RECORDED) + "\n" + line + "\n")
     with pytest.raises(ValueError, match=re.escape(says)):
         load_recorded(recording)
+
+
+def test_batch_with_a_store_url_it_cannot_use_is_an_error_line(
+    tmp_path: Path, server: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policies, data = setup(tmp_path, [request("q")])
+    for url in ("bogus://x", "redis:/u:hunter2@h:1"):
+        assert main(["batch", "--task", "inv", data, "--policies", policies, "--store", url]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "Traceback" not in err and "hunter2" not in err
+    assert server.calls() == []
 
 
 def test_a_directory_without_recordings_is_refused(tmp_path: Path) -> None:

@@ -439,3 +439,39 @@ def test_an_answer_of_a_model_no_label_names_is_not_right_by_an_empty_reference(
     assert doc["modes"]["strong"]["quality"] == 0.0 and doc["modes"]["cheap"]["quality"] == 0.5
     assert doc["verdict"] == "unknown" and code == 1
     assert doc["scoring"]["by"] == "labels where given, else normalized (tests where given)"
+
+
+def test_a_judge_grades_the_answers_of_models_a_labels_only_line_does_not_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cascade.evals.scoring import GRADE_MARK
+
+    def graded(body: dict[str, Any]) -> Reply:
+        if str(body["messages"][0].get("content", "")).startswith(GRADE_MARK):
+            return Reply(content="PASS")
+        return respond(body)
+
+    (tmp_path / "qa.yaml").write_text(yaml.safe_dump(POLICY))
+    data = tmp_path / "labelled.jsonl"
+    line = {"messages": [{"role": "user", "content": "q1"}], "labels": {"gpt-4o-mini": True}}
+    data.write_text(json.dumps(line) + "\n")
+    with ScriptedServer(graded) as s:
+        monkeypatch.setenv("OPENAI_BASE_URL", s.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test")
+        argv = ["eval", str(data), "--task", "qa", "--policies", str(tmp_path)]
+        cli(*argv, "--judge", "gpt-4o-mini", "--format", "json")
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["scoring"]["graded"] == 1  # the strong answer, which no label names
+    assert doc["modes"]["strong"]["quality"] == 1.0 and doc["modes"]["cheap"]["quality"] == 1.0
+
+
+def test_a_scorer_module_that_exits_on_import_is_an_error_line(
+    setup: Path, server: ScriptedServer, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    (setup / "exiting_scoring.py").write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.syspath_prepend(str(setup))
+    argv = ["eval", str(setup / "data.jsonl"), "--task", "qa", "--policies", str(setup)]
+    assert cli(*argv, "--scorer", "exiting_scoring:f") == 2
+    assert "cannot load the scorer 'exiting_scoring:f': SystemExit" in capsys.readouterr().err
+    assert server.calls() == []

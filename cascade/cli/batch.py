@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..events import failed_lines
 from ..exceptions import CascadeError
 from ..stores import delivery_note
-from ._common import progress
+from ._common import open_store, progress
 
 if TYPE_CHECKING:
     import argparse
@@ -69,7 +69,7 @@ def run_batch(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    cascade = Cascade(args.policies, store=args.store)
+    cascade = Cascade(args.policies, store=open_store(args.store))
     policy = cascade.policies.get(args.task)  # an unknown task fails before any call
     store_url = cascade.store.url
 

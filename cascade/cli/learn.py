@@ -28,7 +28,10 @@ def add_parser(subparsers: Any) -> None:
     """Add ``learn`` to the ``cascade`` command's sub-parsers."""
     cmd = subparsers.add_parser("learn", help="learn which inputs to start at the strong model")
     cmd.add_argument("--task", required=True)
-    cmd.add_argument("--store", default=None, help="store URL (default: $CASCADE_STORE)")
+    cmd.add_argument(
+        "--store", default=None,
+        help="store URL (default: $CASCADE_STORE, else the embedded SQLite file)",
+    )  # fmt: skip
     cmd.add_argument("--policies", default=policies_default(), help="policy directory")
     cmd.add_argument("--model", default=None, help="the rung to start at (default: the strongest)")
     cmd.add_argument(

@@ -224,15 +224,15 @@ def load_examples(path: str | Path, *, labelled: bool = True) -> list[Example]:
     return out
 
 
-def _label(ex: Example, got: Result | CascadeError) -> bool | None:
+def _label(ex: Example, got: Result | CascadeError, judged: bool) -> bool | None:
     """The example's label for the model whose answer ``got`` is (None: the scorer decides).
-    An example with labels and nothing else to score by (no reference, no tests) counts an
-    answer of a model it does not label as wrong: there is nothing it could be right by."""
+    An example with labels and nothing else to score by (no reference, no tests, no judge)
+    counts an answer of a model it does not label as wrong: nothing could make it right."""
     result, _ = _answer(got)
     if result is None or not ex.labels:
         return None
     label = ex.labels.get(result.model)
-    if label is None and not ex.reference and not ex.tests:
+    if label is None and not ex.reference and not ex.tests and not judged:
         return False
     return label
 
@@ -322,7 +322,8 @@ async def aevaluate(
     for m in MODES:
         # An example's label for the model that answered scores that answer (as calibrate
         # --data does); the scorer scores the rest, and is not asked about labelled ones.
-        labels = [_label(ex, got) for ex, got in zip(exs, runs[m], strict=True)]
+        judged = scoring.judge is not None
+        labels = [_label(ex, got, judged) for ex, got in zip(exs, runs[m], strict=True)]
         answers = [
             _answer(got)[1] if label is None else None
             for got, label in zip(runs[m], labels, strict=True)

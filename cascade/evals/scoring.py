@@ -60,7 +60,7 @@ def scorer_of(policy: Policy, name: str | None = None) -> tuple[Comparator, Agre
         module, _, attr = name.partition(":")
         try:
             fn: Comparator = getattr(importlib.import_module(module), attr)
-        except Exception as e:  # any failure of the user's module, named
+        except (Exception, SystemExit) as e:  # any failure of the user's module, named
             why = f"{type(e).__name__}: {e}"
             raise LookupError(f"cannot load the scorer {name!r}: {why}") from None
         if not callable(fn):

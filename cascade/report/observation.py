@@ -354,7 +354,7 @@ def observation_lines(o: ObservationSummary | None, width: int = 80) -> list[str
     if o.judged:
         lines += wrap(
             f"judge: {o.judged:,} verdicts ("
-            + ", ".join(f"{v.replace('_', ' ')} {n:,}" for v, n in o.verdicts)
+            + ", ".join(f"{v.replace('_', ' ')} {n:,}" for v, n in o.verdicts if v != "unknown")
             + f"; {o.judge_unknown:,} unknown), "
             f"${o.judge_cost_usd:,.4f} in all, ${o.judge_cost_usd / o.calls * 1000:,.4f} per "
             "1,000 observed calls", 4)  # fmt: skip

@@ -98,8 +98,9 @@ def _recorded(line: str, where: str) -> dict[str, Any]:
         if not isinstance(o, dict) or not isinstance(o.get("answer"), str):
             raise ValueError(f"{where}: models.{name}.answer: need the recorded answer, a string")
         for field in ("tokens_in", "tokens_out"):
-            if not isinstance(o.get(field), (int, float)) or isinstance(o.get(field), bool):
-                raise ValueError(f"{where}: models.{name}.{field}: need a number of tokens")
+            n = o.get(field)
+            if isinstance(n, bool) or not isinstance(n, (int, float)) or not 0 <= n < math.inf:
+                raise ValueError(f"{where}: models.{name}.{field}: need a number of tokens >= 0")
     return row
 
 
@@ -216,7 +217,8 @@ class ReplayServer(ScriptedServer):
             return self._verify(record, out)
         logprobs = None
         if body.get("logprobs") and record.get("conf_signal") == "ModelIntrinsicLogProb":
-            if not isinstance(out.get("raw_confidence"), (int, float)):
+            raw = out.get("raw_confidence")
+            if isinstance(raw, bool) or not isinstance(raw, (int, float)):
                 return _error(f"replay: {record_tag(record)} records no raw_confidence for {model}")
             lp = _finite(out["raw_confidence"])
             logprobs = [(out["answer"], lp, [(out["answer"], lp)])]

@@ -6,6 +6,7 @@ back the reply a model would have given (httpx's ``test_auth.py`` is the model).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Generator
 from decimal import Decimal
 from typing import Any
@@ -326,7 +327,7 @@ def test_observation_yields_the_judges_call_where_the_answers_differ() -> None:
         assert (call.model, call.purpose) == ("gpt-4o-mini", "judge")
         first = (
             "cheap"
-            if "11" in call.request.messages[1]["content"].split("<answer_a>")[1][:20]
+            if "11" in re.split(r"<answer_a-\w+>", call.request.messages[1]["content"])[1][:20]
             else "strong"
         )
         combined, seen = finish(flow, answer(call, "A" if first == "strong" else "B"))

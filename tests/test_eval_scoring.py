@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -133,7 +134,8 @@ def test_eval_with_a_judge_and_a_rubric(
 
     def grade(request: dict[str, Any]) -> Reply:
         seen.append(request)
-        answer = request["messages"][1]["content"].split("<answer>\n", 1)[1]
+        shown = request["messages"][1]["content"]
+        answer = re.split(r"<answer-[0-9a-f]{8}>\n", shown, maxsplit=1)[1]
         return Reply("PASS" if answer.startswith("Dear") else "FAIL", prompt_tokens=200,
                      completion_tokens=1)  # fmt: skip
 

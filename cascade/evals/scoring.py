@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..compare import AgreementSpec, Comparator, comparator
 from ..events import Call, Failure, Request
-from ..judge import DATA_NOTE, shown_request, tagged
+from ..judge import DATA_NOTE, prompt_mark, shown_request, tagged
 from ..pricing import price_of
 from .code import CodeLimits, run_tests
 from .runs import runner
@@ -77,15 +77,17 @@ def grade_request(
     messages: Sequence[Any], answer: str, reference: str, rubric: str | None
 ) -> Request:
     """The judge's request grading ``answer`` to ``messages`` (with the reference, if any)."""
+    mark = prompt_mark(list(messages), answer, reference)
     system = _SYSTEM.format(
+        mark=mark,
         rubric=f"\nRubric: {rubric.strip()}" if rubric else "",
         reference="\nA reference answer known to be right is given: compare with it."
         if reference
         else "",
     )
-    user = f"{shown_request(messages)}\n\n{tagged('answer', answer)}"
+    user = f"{shown_request(messages, mark)}\n\n{tagged('answer', answer, mark)}"
     if reference:
-        user += f"\n\n{tagged('reference', reference)}"
+        user += f"\n\n{tagged('reference', reference, mark)}"
     return Request(
         messages=({"role": "system", "content": system}, {"role": "user", "content": user}),
         params={"temperature": 0, "max_tokens": 4},

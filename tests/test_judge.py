@@ -530,3 +530,19 @@ def test_the_parse_of_a_judge_prompt_takes_whole_parts_only() -> None:
         [{"role": "system", "content": JUDGE_MARK}, {"role": "user", "content": body}]
     )
     assert shown is not None and (shown.user, shown.a, shown.b) == ("", "a", "b")
+
+
+def test_the_reports_judge_line_names_unknown_verdicts_once(make_record: Any) -> None:
+    from cascade.events import Observation
+    from cascade.report import build_report, render
+    from cascade.stores import MemoryStore
+
+    store = MemoryStore("memory://")
+    for verdict in ("equivalent", "equivalent", "unknown", "strong_better"):
+        seen = Observation(
+            decision="accept", reasons=(), scores={}, agree=verdict == "equivalent",
+            comparator="judge", cheap_output="a", strong_output="b", verdict=verdict,
+        )  # fmt: skip
+        store.add(make_record(mode="observe", escalated=False, observation=seen))
+    table = " ".join(render(build_report(store), "table").split())
+    assert "judge: 4 verdicts (equivalent 2, strong better 1; 1 unknown)" in table

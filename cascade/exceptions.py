@@ -5,6 +5,7 @@
     CascadeError
     ├── PolicyError (ValueError)        a policy file or option is invalid; names file and field
     ├── UnknownTaskError (LookupError)  no policy file for the task; names directory and tasks
+    ├── ScorerError (LookupError)       an eval/calibrate scorer that is unknown or does not load
     ├── InvalidRequestError (ValueError) the call's messages or arguments are malformed
     ├── ProviderError                   the provider refused in a way a stronger model cannot fix
     ├── EscalationExhausted             every rung failed and the policy says on_exhausted: raise
@@ -54,6 +55,14 @@ class UnknownTaskError(CascadeError, LookupError):
         )
 
     def __str__(self) -> str:  # LookupError would quote the message like a key
+        return str(self.args[0])
+
+
+class ScorerError(CascadeError, LookupError):
+    """A ``--scorer`` that names no comparator, or a ``module:function`` that does not load
+    or is not a function; raised before any model call."""
+
+    def __str__(self) -> str:  # as UnknownTaskError's
         return str(self.args[0])
 
 

@@ -350,6 +350,7 @@ def test_the_cascade_command_loads_a_scorer_module_from_the_working_directory(
     ("scorer", "says"),
     [
         ("no_such_module:f", "cannot load the scorer 'no_such_module:f': ModuleNotFoundError"),
+        ("no_such_comparator", "unknown comparator 'no_such_comparator'; known: "),
         (":f", "cannot load the scorer ':f': ValueError"),
         (".rel:f", "cannot load the scorer '.rel:f': TypeError"),
         ("broken_scoring:f", "cannot load the scorer 'broken_scoring:f': SyntaxError"),

@@ -107,11 +107,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         scorer_importable(args.scorer)
-        try:
-            scoring = scoring_of(policy, args.scorer)  # references, or an example's tests
-        except LookupError as e:  # a scorer that does not load, said before any call
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        scoring = scoring_of(policy, args.scorer)  # references, or an example's tests
 
         async def both() -> list[list[Result | CascadeError]]:
             show = progress(sys.stderr)

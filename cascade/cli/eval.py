@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..evals import CodeLimits, aevaluate, load_examples, scorer_of
+from ..evals import CodeLimits, aevaluate, load_examples
 from ._common import cascade_of, margin, policies_default, progress, scorer_importable
 
 if TYPE_CHECKING:
@@ -62,13 +62,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     scorer_importable(args.scorer)
-    cascade = cascade_of(args)
-    if args.scorer not in (None, "code"):
-        try:  # a scorer that does not load is said before any call
-            scorer_of(cascade.policies.get(args.task), args.scorer)
-        except LookupError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+    cascade = cascade_of(args)  # aevaluate loads the scorer before any call (ScorerError)
     report = asyncio.run(
         aevaluate(
             cascade,

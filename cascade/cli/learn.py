@@ -64,8 +64,6 @@ def run_learn(args: argparse.Namespace) -> int:
         raise PolicyError(
             f"--model {target!r} is not a rung above {cheap!r}: {list(policy.models)}"
         )
-    if not 0 < args.holdout < 1:
-        raise PolicyError(f"--holdout must be between 0 and 1, got {args.holdout}")
     store = open_store(args.store)
     try:
         records = store.records(task=args.task, limit=args.limit, newest_first=True)

@@ -305,8 +305,8 @@ async def aevaluate(
         judge, rubric: grade every answer no label scores with this judge model (and rubric text).
         limits: the code scorer's CPU, wall-clock, memory and file limits.
         margin: the relative quality loss still worth routing for (0.05 = 5%).
-    Raises UnknownTaskError / PolicyError for the task, LookupError for an unknown scorer,
-    ValueError for a judge with a scorer or a code example without tests.
+    Raises UnknownTaskError / PolicyError for the task, ScorerError (a LookupError) for an
+    unknown scorer, ValueError for a judge with a scorer or a code example without tests.
     """
     policy = cascade.policies.get(task)
     scoring = scoring_of(policy, scorer, judge=judge, rubric=rubric, limits=limits)

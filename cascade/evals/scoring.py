@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..compare import AgreementSpec, Comparator, comparator
 from ..events import Call, Failure, Request
+from ..exceptions import ScorerError
 from ..judge import DATA_NOTE, prompt_mark, shown_request, tagged
 from ..pricing import price_of
 from .code import CodeLimits, run_tests
@@ -53,8 +54,8 @@ def scorer_of(policy: Policy, name: str | None = None) -> tuple[Comparator, Agre
     """The comparator scoring answers against references: ``name`` if given (a registered
     comparator, or ``module:function`` taking ``(answer, reference, spec)`` and returning a
     bool), else the policy's agreement one (for ``judge`` and ``embedding``, its
-    ``prefilter``: references are text). Raises LookupError for an unknown name or a path
-    that does not load."""
+    ``prefilter``: references are text). Raises ``ScorerError`` (a LookupError) for an
+    unknown name or a path that does not load."""
     spec = policy.spec.agreement
     if name is not None and ":" in name:
         module, _, attr = name.partition(":")
@@ -62,15 +63,18 @@ def scorer_of(policy: Policy, name: str | None = None) -> tuple[Comparator, Agre
             fn: Comparator = getattr(importlib.import_module(module), attr)
         except (Exception, SystemExit) as e:  # any failure of the user's module, named
             why = f"{type(e).__name__}: {e}"
-            raise LookupError(f"cannot load the scorer {name!r}: {why}") from None
+            raise ScorerError(f"cannot load the scorer {name!r}: {why}") from None
         if not callable(fn):
-            raise LookupError(f"the scorer {name!r} is not a function: {type(fn).__name__}")
+            raise ScorerError(f"the scorer {name!r} is not a function: {type(fn).__name__}")
         return fn, spec
     if name is not None:
         spec = spec.model_copy(update={"comparator": name})
     elif spec.comparator in ("judge", "embedding"):
         spec = spec.model_copy(update={"comparator": spec.prefilter})
-    return comparator(spec.comparator), spec
+    try:
+        return comparator(spec.comparator), spec
+    except LookupError as e:
+        raise ScorerError(str(e)) from None
 
 
 def grade_request(
@@ -212,7 +216,7 @@ def scoring_of(
     rubric: str | None = None,
     limits: CodeLimits | None = None,
 ) -> Scoring:
-    """The scoring of ``cascade eval`` (see the module docstring). Raises LookupError for an
+    """The scoring of ``cascade eval`` (see the module docstring). Raises ScorerError for an
     unknown scorer, ValueError for a judge with a scorer."""
     if judge is not None and scorer is not None:
         raise ValueError("give --judge or --scorer, not both")

@@ -81,7 +81,7 @@ _PARAMS = {"temperature": 0, "max_tokens": 4}
 _WORD = re.compile(r"[A-Za-z]+")
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 _OPEN = r"<(system|developer|user|assistant|tool|message){mark}>\n"
-_MARKED = re.compile(r"<request(-[0-9a-f]{8})?>\n")
+_MARKED = re.compile(r"<request(-[0-9a-f]{8})>\n")
 # A tag of the judge's prompts inside shown text gets one more backslash after its "<", so no
 # request or answer can close its own part and write another (and the parse takes it off).
 _TAGS = "request|answer|answer_a|answer_b|reference|message|" + "|".join(_ROLES)
@@ -121,13 +121,12 @@ def prompt_mark(*shown: Any) -> str:
     return hashlib.sha256(json.dumps(shown, default=str).encode()).hexdigest()[:8]
 
 
-def tagged(tag: str, text: str, mark: str = "") -> str:
+def tagged(tag: str, text: str, mark: str) -> str:
     """``text`` between ``<tag-mark>`` and ``</tag-mark>`` lines, quoted."""
-    name = f"{tag}-{mark}" if mark else tag
-    return f"<{name}>\n{quote(text)}\n</{name}>"
+    return f"<{tag}-{mark}>\n{quote(text)}\n</{tag}-{mark}>"
 
 
-def shown_request(messages: Sequence[Mapping[str, Any]], mark: str = "") -> str:
+def shown_request(messages: Sequence[Mapping[str, Any]], mark: str) -> str:
     """The judged request as a judge's prompt shows it: each message in a tag of its role
     (``message`` for a role that is not a chat role), between ``<request>`` lines; every tag
     name ends in ``-mark``."""
@@ -136,11 +135,7 @@ def shown_request(messages: Sequence[Mapping[str, Any]], mark: str = "") -> str:
         role = m.get("role", "user")
         role = role if role in _ROLES else "message"
         parts.append(tagged(role, _text(m.get("content")), mark))
-    return "\n".join([f"<{_name('request', mark)}>", *parts, f"</{_name('request', mark)}>"])
-
-
-def _name(tag: str, mark: str) -> str:
-    return f"{tag}-{mark}" if mark else tag
+    return "\n".join([f"<request-{mark}>", *parts, f"</request-{mark}>"])
 
 
 def judge_request(
@@ -197,7 +192,7 @@ def parse_judge_prompt(messages: Sequence[Mapping[str, Any]]) -> JudgePrompt | N
     marked = _MARKED.match(body)
     if marked is None:
         return None
-    m = marked[1] or ""  # "-" and the mark, or nothing
+    m = marked[1]  # "-" and the mark
     head, sep, rest = body.rpartition(f"\n</request{m}>\n\n<answer_a{m}>\n")
     a, sep2, b = rest.rpartition(f"\n</answer_a{m}>\n\n<answer_b{m}>\n")
     if not sep or not sep2 or not b.endswith(f"\n</answer_b{m}>"):

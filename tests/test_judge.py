@@ -261,12 +261,15 @@ def test_calibrate_from_store_credits_the_cheap_models_wins(
     assert "of the strong model's, target 97.0%" in out and "wrote min:" in out
 
 
-def test_calibrate_data_takes_per_example_labels(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # No references: labels say which model was right; the cheap model wins more often than it
-    # loses, so its answers may be kept although they never match the strong ones.
-    rows = [recorded(i, (f"a{i}", i % 20 != 0), (f"b{i}", i % 10 != 1)) for i in range(400)]
+def _calibrate_on_labels(
+    tmp_path: Path,
+    rows: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    *more: str,
+) -> tuple[int, str, Path]:
+    """``cascade calibrate --data`` on the recorded rows as labelled lines (no references),
+    a logprobs policy ``t``, against the replay server: (exit code, stdout, policy dir)."""
     data = tmp_path / "labelled.jsonl"
     data.write_text(
         "".join(
@@ -291,9 +294,18 @@ def test_calibrate_data_takes_per_example_labels(
     with ReplayServer(rows) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "unused")
-        argv = ["calibrate", "--task", "t", "--target", "0.97", "--data", str(data)]
+        argv = ["calibrate", "--task", "t", "--target", "0.97", "--data", str(data), *more]
         code = main([*argv, "--policies", str(pol)])
-    out = capsys.readouterr().out
+    return code, capsys.readouterr().out, pol
+
+
+def test_calibrate_data_takes_per_example_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No references: labels say which model was right; the cheap model wins more often than it
+    # loses, so its answers may be kept although they never match the strong ones.
+    rows = [recorded(i, (f"a{i}", i % 20 != 0), (f"b{i}", i % 10 != 1)) for i in range(400)]
+    code, out, _ = _calibrate_on_labels(tmp_path, rows, monkeypatch, capsys)
     assert code == 0, out
     assert "strong model accuracy 90.0%, cheap model 95.0% (105.6% of the strong model's" in out
 
@@ -335,32 +347,7 @@ def test_calibrate_prints_the_threshold_it_writes_to_the_last_digit(
     for r in rows:
         right = r["models"]["gpt-4o-mini"]["correct"]
         r["models"]["gpt-4o-mini"]["raw_confidence"] = math.log(0.9999998 if right else 0.9999995)
-    data = tmp_path / "labelled.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "messages": [{"role": "user", "content": r["user_prompt"]}],
-                    "labels": {m: o["correct"] for m, o in r["models"].items()},
-                }
-            )
-            + "\n"
-            for r in rows
-        )
-    )
-    pol = tmp_path / "policies"
-    pol.mkdir()
-    policy = {
-        "models": ["gpt-4o-mini", "gpt-4o"],
-        "validators": [{"type": "confidence", "source": "logprobs", "min": 0.5}],
-    }
-    (pol / "t.yaml").write_text(yaml.safe_dump(policy))
-    with ReplayServer(rows) as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "unused")
-        argv = ["calibrate", "--task", "t", "--target", "0.97", "--data", str(data), "--write"]
-        code = main([*argv, "--policies", str(pol)])
-    out = capsys.readouterr().out
+    code, out, pol = _calibrate_on_labels(tmp_path, rows, monkeypatch, capsys, "--write")
     assert code == 0, out
     written = yaml.safe_load((pol / "t.yaml").read_text())["validators"][0]["min"]
     assert 0.9999995 < written <= 0.9999998
@@ -381,32 +368,7 @@ def test_uncertified_advice_names_the_strictest_threshold_unrounded(
     rows = [recorded(i, (f"a{i}", i % 2 == 0), (f"a{i}", True)) for i in range(200)]
     for r in rows:
         r["models"]["gpt-4o-mini"]["raw_confidence"] = math.log(0.99999996)
-    data = tmp_path / "labelled.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "messages": [{"role": "user", "content": r["user_prompt"]}],
-                    "labels": {m: o["correct"] for m, o in r["models"].items()},
-                }
-            )
-            + "\n"
-            for r in rows
-        )
-    )
-    pol = tmp_path / "policies"
-    pol.mkdir()
-    policy = {
-        "models": ["gpt-4o-mini", "gpt-4o"],
-        "validators": [{"type": "confidence", "source": "logprobs", "min": 0.5}],
-    }
-    (pol / "t.yaml").write_text(yaml.safe_dump(policy))
-    with ReplayServer(rows) as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "unused")
-        argv = ["calibrate", "--task", "t", "--target", "0.97", "--data", str(data)]
-        code = main([*argv, "--policies", str(pol)])
-    out = capsys.readouterr().out
+    code, out, _ = _calibrate_on_labels(tmp_path, rows, monkeypatch, capsys)
     assert code == 1, out
     strictest = re.search(r"strictest threshold \(confidence >= (\S+),", out)
     assert strictest, out
@@ -466,32 +428,7 @@ def test_the_naive_threshold_and_the_more_examples_advice_are_unrounded(
     for r in rows:
         p = 0.9999999 if r["idx"] == 0 else 0.99999996 + r["idx"] * 1e-10
         r["models"]["gpt-4o-mini"]["raw_confidence"] = math.log(p)
-    data = tmp_path / "labelled.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "messages": [{"role": "user", "content": r["user_prompt"]}],
-                    "labels": {m: o["correct"] for m, o in r["models"].items()},
-                }
-            )
-            + "\n"
-            for r in rows
-        )
-    )
-    pol = tmp_path / "policies"
-    pol.mkdir()
-    policy = {
-        "models": ["gpt-4o-mini", "gpt-4o"],
-        "validators": [{"type": "confidence", "source": "logprobs", "min": 0.5}],
-    }
-    (pol / "t.yaml").write_text(yaml.safe_dump(policy))
-    with ReplayServer(rows) as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "unused")
-        argv = ["calibrate", "--task", "t", "--target", "0.97", "--data", str(data)]
-        code = main([*argv, "--policies", str(pol)])
-    out = capsys.readouterr().out
+    code, out, _ = _calibrate_on_labels(tmp_path, rows, monkeypatch, capsys)
     assert code == 1, out
     naive = re.search(r"naive +confidence min: (\S+)", out)
     more = re.search(r"more examples: at the rates seen at confidence >= (\S+) ", out)
